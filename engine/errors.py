@@ -1,0 +1,78 @@
+"""One error hierarchy. Whether a failure is retried is a property of its class."""
+
+from __future__ import annotations
+
+
+class OrderKpisError(Exception):
+    """Base of every error this project raises on purpose.
+
+    ``transient`` says whether running the same work again may succeed (throttling, a task
+    killed midway). Bad data is never transient: retrying it only repeats the rejection.
+    """
+
+    transient: bool = False
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\nHint: {self.hint}"
+        return self.message
+
+
+class TerminalError(OrderKpisError):
+    """A failure that a retry cannot fix."""
+
+    transient = False
+
+
+class TransientError(OrderKpisError):
+    """A failure that the same work, retried later, may get past."""
+
+    transient = True
+
+
+class UsageError(TerminalError):
+    """The command was called wrongly (exit code 2)."""
+
+
+class InputFileError(TerminalError):
+    """A file that cannot be read as the input contract says (structure, encoding, header)."""
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: str | None = None,
+        value: str | None = None,
+        byte_offset: int | None = None,
+        kind: str = "structure",
+        hint: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        self.value = value
+        self.byte_offset = byte_offset
+        self.kind = kind
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {message}", hint=hint)
+
+
+class ConfigError(TerminalError):
+    """A setting is missing or malformed."""
+
+
+class WriteThrottledError(TransientError):
+    """A write kept being throttled or left unprocessed after the bounded retries."""
+
+
+class StaleSnapshotError(TerminalError):
+    """A newer KPI snapshot for the same date is already stored; this one must not overwrite it."""
