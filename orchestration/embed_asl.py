@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     wanted = embedded(current, ASL.read_text(encoding="utf-8"))
     if args.check:
         if current != wanted:
-            print(f"{TEMPLATE.name} is out of date; run python {Path(__file__).name}", file=sys.stderr)
+            print(
+                f"{TEMPLATE.name} is out of date; run python {Path(__file__).name}", file=sys.stderr
+            )
             return 1
         return 0
     TEMPLATE.write_text(wanted, encoding="utf-8")
