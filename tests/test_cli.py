@@ -34,8 +34,8 @@ def test_process_sample_files_prints_and_writes_tables_equal_to_oracle(tmp_path:
     assert oracle.read_csv_table(tmp_path / "category_kpis.csv") == want_cat
     assert oracle.read_csv_table(tmp_path / "daily_kpis.csv") == want_day
     # The re-sent ORD124 (in the later file) replaced the first one instead of adding to it.
-    books_0706 = [r for r in want_cat if r["category"] == "Books"
-                  and r["order_date"] == "2025-07-06"][0]
+    books_0706 = next(r for r in want_cat if r["category"] == "Books"
+                  and r["order_date"] == "2025-07-06")
     assert books_0706["daily_revenue"] == "59.98" and books_0706["returned_orders"] == "0"
 
 
