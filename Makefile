@@ -28,7 +28,7 @@ demo: install
 	$(BIN)/order-kpis process fixtures/valid_order.csv fixtures/orders_2025-07-07.csv --out $(OUT)
 	@echo
 	@echo "--- the invalid sample is rejected with its reasons (exit 1 is expected) ---"
-	$(BIN)/order-kpis process fixtures/invalid_order.csv --out $(OUT) || test $$? -eq 1
+	$(BIN)/order-kpis process fixtures/invalid_order.csv --out $(OUT) -q || test $$? -eq 1
 
 ## test: install the dev extras and run the whole default suite.
 test: install-dev
