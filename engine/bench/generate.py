@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -392,7 +392,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dirt_kinds": tuple(k for k in args.dirt_kinds.split(",") if k),
     }
     if args.files > 1:
-        made = generate_files(args.out, args.rows, files=args.files, seed=args.seed, **options)
+        made = generate_files(
+            args.out,
+            args.rows,
+            files=args.files,
+            seed=args.seed,
+            **options,  # type: ignore[arg-type]
+        )
     else:
         made = [generate_orders(args.out, args.rows, seed=args.seed, **options)]  # type: ignore[arg-type]
     for g in made:

@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     src, outdir = Path(args[0]), Path(args[1])
     lf = scan_orders_typed(src)
     # One collect_all so that the shared scan is read once for both tables.
-    cat, day = pl.collect_all([category_kpis(lf), daily_kpis(lf)], engine=engine)  # type: ignore[arg-type]
+    cat, day = pl.collect_all([category_kpis(lf), daily_kpis(lf)], engine=engine)  # type: ignore[call-overload]
     problems = []
     for frame, header in ((cat, CATEGORY_HEADER), (day, DAILY_HEADER)):
         if tuple(frame.columns) != header:
