@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
@@ -157,16 +157,12 @@ def _oracle(path: Path) -> tuple[str, str]:
         "category,order_date,daily_revenue,avg_order_value,avg_return_rate,orders,returned_orders"
     ]
     for (c, d), (rev, n, ret) in sorted(cat.items()):
-        cat_lines.append(
-            f"{c},{d},{_q(rev, CENT)},{_q(rev / n, CENT)},{_q(ret / n, E4)},{n},{ret}"
-        )
+        cat_lines.append(f"{c},{d},{_q(rev, CENT)},{_q(rev / n, CENT)},{_q(ret / n, E4)},{n},{ret}")
     day_lines = [
         "order_date,total_orders,total_revenue,total_items_sold,return_rate,unique_customers"
     ]
     for d, (n, rev, items, ret) in sorted(day.items()):
-        day_lines.append(
-            f"{d},{n},{_q(rev, CENT)},{items},{_q(ret / n, E4)},{len(customers[d])}"
-        )
+        day_lines.append(f"{d},{n},{_q(rev, CENT)},{items},{_q(ret / n, E4)},{len(customers[d])}")
     return "\n".join(cat_lines), "\n".join(day_lines)
 
 
