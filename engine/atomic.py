@@ -1,0 +1,52 @@
+"""Write files so that a reader sees the old version or the new one, never half of either."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically."""
+    _replace(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically."""
+    _replace(Path(path), lambda p: p.write_bytes(data))
+
+
+def copy_atomic(src: str | Path, dst: str | Path) -> None:
+    """Copy ``src`` to ``dst`` byte for byte, atomically."""
+    import shutil
+
+    _replace(Path(dst), lambda p: shutil.copyfile(src, p))
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> None:
+    """Replace ``path`` with ``df`` as Parquet atomically."""
+    _replace(Path(path), lambda p: df.write_parquet(p, statistics=True))
+
+
+def write_csv_atomic(df: pl.DataFrame, path: str | Path) -> None:
+    """Replace ``path`` with ``df`` as CSV atomically."""
+    _replace(Path(path), lambda p: df.write_csv(p))

@@ -1,0 +1,215 @@
+"""The ``order-kpis`` command line: thin; it calls the same functions the containers call.
+
+Heavy modules (polars, pandera) are imported inside the commands so that ``--help`` is instant.
+Exit codes: 0 success, 1 invalid data, 2 usage error; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine import __version__
+from engine.errors import OrderKpisError, UsageError
+
+if TYPE_CHECKING:
+    from engine.pipeline import FileOutcome
+    from engine.validate import ValidationReport
+
+log = logging.getLogger("order_kpis")
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 70
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own usage errors: exit 2, no traceback
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _progress(stream: Any = None) -> bool:
+    s = stream or sys.stderr
+    return bool(getattr(s, "isatty", lambda: False)())
+
+
+def load_categories(source: str | None) -> tuple[str, ...] | None:
+    """Return the allowed categories from a products CSV's ``category`` column, if given."""
+    if source is None:
+        return None
+    import polars as pl
+
+    path = Path(source)
+    if not path.is_file():
+        raise UsageError(f"{source}: categories file not found")
+    try:
+        df = pl.read_csv(path, infer_schema=False)
+    except pl.exceptions.PolarsError as e:
+        raise UsageError(f"{source}: cannot read the categories file ({e})") from None
+    cols = {c.strip().lower(): c for c in df.columns}
+    if "category" not in cols:
+        raise UsageError(
+            f"{source}: has no 'category' column (columns: {', '.join(df.columns)})",
+            hint="Pass a products CSV like fixtures/sample_products.csv.",
+        )
+    cats = sorted({c.strip() for c in df[cols["category"]].drop_nulls() if c.strip()})
+    if not cats:
+        raise UsageError(f"{source}: the 'category' column is empty")
+    return tuple(cats)
+
+
+# -- validate ------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from engine.config import categories_source
+    from engine.pipeline import expand_paths
+    from engine.validate import validate_file
+
+    cats = load_categories(categories_source(args.categories_from))
+    files = expand_paths(args.files)
+    reports: list[ValidationReport] = []
+    for path in files:
+        t0 = time.perf_counter()
+        rep = validate_file(path, categories=cats, display_name=str(path)).report
+        reports.append(rep)
+        _print_report(rep, time.perf_counter() - t0)
+    if args.report_json:
+        from engine.atomic import write_text_atomic
+
+        payload = {"files": [r.to_dict() for r in reports],
+                   "valid": all(r.ok for r in reports)}
+        write_text_atomic(args.report_json, json.dumps(payload, indent=2, ensure_ascii=False)
+                          + "\n")
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_INVALID
+
+
+def _print_report(rep: ValidationReport, seconds: float) -> None:
+    for w in rep.warnings:
+        print(f"warning: {rep.file}: {w}", file=sys.stderr)
+    if rep.status == "invalid":
+        print(rep.render(limit=20), file=sys.stderr)
+    else:
+        print(f"{rep.summary()} ({seconds:.2f} s)", file=sys.stderr)
+
+
+# -- process -------------------------------------------------------------------------------
+def cmd_process(args: argparse.Namespace) -> int:
+    from engine.config import categories_source
+    from engine.pipeline import process_paths
+    from engine.render import table_text
+
+    if not 0 <= args.max_invalid_ratio <= 1:
+        raise UsageError("--max-invalid-ratio must be between 0 and 1")
+    cats = load_categories(categories_source(args.categories_from))
+    started = time.perf_counter()
+    done = {"files": 0, "rows": 0}
+
+    def on_file(o: FileOutcome) -> None:
+        done["files"] += 1
+        done["rows"] += o.report.rows
+        rep = o.report
+        for w in rep.warnings:
+            print(f"warning: {rep.file}: {w}", file=sys.stderr)
+        if o.outcome == "rejected":
+            print(rep.render(limit=20), file=sys.stderr)
+            print(f"  kept unchanged in {Path(args.out) / 'rejected'}", file=sys.stderr)
+        elif o.outcome == "quarantined":
+            print(f"{rep.file}: {rep.invalid_rows} invalid rows quarantined to "
+                  f"{Path(args.out) / 'rejected'}; {rep.valid_rows} rows processed",
+                  file=sys.stderr)
+        elif o.outcome == "empty":
+            print(rep.summary(), file=sys.stderr)
+        if _progress():
+            rate = done["rows"] / max(time.perf_counter() - started, 1e-9)
+            print(f"[{done['files']} files, {done['rows']:,} rows, {rate:,.0f} rows/s] "
+                  f"{rep.file}: {o.outcome}", file=sys.stderr)
+
+    result = process_paths(
+        args.paths, args.out, categories=cats, on_invalid=args.on_invalid,
+        max_invalid_ratio=args.max_invalid_ratio, on_file=on_file,
+    )
+    if not args.quiet:
+        print(table_text(result.category, title="Category KPIs (category_kpis)"))
+        print()
+        print(table_text(result.daily, title="Daily KPIs (daily_kpis)"))
+    accepted = sum(f.outcome in ("accepted", "quarantined") for f in result.files)
+    rejected = sum(f.outcome == "rejected" for f in result.files)
+    print(f"{len(result.files)} files: {accepted} processed, {rejected} rejected; "
+          f"{len(result.recomputed)} dates recomputed; outputs in {args.out} "
+          f"({time.perf_counter() - started:.2f} s)", file=sys.stderr)
+    return EXIT_OK if result.all_valid else EXIT_INVALID
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every subcommand."""
+    p = _Parser(prog="order-kpis", description=(
+        "Validate e-commerce order CSVs and compute exact category and daily KPIs."))
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    v = sub.add_parser("validate", help="check files; change nothing",
+                       description="Check order CSVs against the input contract. Exit 0 when"
+                       " every file is valid, 1 when any is invalid (reasons on stderr).")
+    v.add_argument("files", nargs="+", metavar="FILE", help="CSV files or folders of *.csv")
+    v.add_argument("--report-json", metavar="PATH", help="write every finding as JSON")
+    v.add_argument("--categories-from", metavar="FILE",
+                   help="products CSV whose 'category' column is the allowed set "
+                   "(env ORDER_KPIS_CATEGORIES_FROM)")
+    v.set_defaults(func=cmd_validate)
+
+    pr = sub.add_parser("process", help="validate, add to the lake, recompute KPIs",
+                        description="Validate each file; valid files enter DIR/lake; the KPIs"
+                        " of every date they touch are recomputed; invalid files are kept in"
+                        " DIR/rejected with a report. Exit 1 if any file was rejected.")
+    pr.add_argument("paths", nargs="+", metavar="PATH", help="CSV files or folders of *.csv")
+    pr.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    pr.add_argument("--categories-from", metavar="FILE",
+                    help="products CSV whose 'category' column is the allowed set")
+    pr.add_argument("--on-invalid", choices=("reject", "quarantine-rows"), default="reject",
+                    help="reject a file with any bad row (default), or quarantine bad rows")
+    pr.add_argument("--max-invalid-ratio", type=float, default=0.01, metavar="R",
+                    help="with quarantine-rows: reject the whole file above this share"
+                    " of bad rows (default 0.01)")
+    pr.add_argument("-q", "--quiet", action="store_true", help="do not print the KPI tables")
+    pr.set_defaults(func=cmd_process)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+        return code
+    except UsageError as e:
+        print(f"order-kpis: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OrderKpisError as e:
+        print(f"order-kpis: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("order-kpis: interrupted; outputs were left as they were before", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"order-kpis: internal error (a bug, please report it): "
+              f"{type(e).__name__}: {e}\nRun again with --debug for the traceback.",
+              file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Settings, read from the environment in one place. Explicit arguments beat the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from engine.errors import ConfigError
+
+CATEGORIES_ENV = "ORDER_KPIS_CATEGORIES_FROM"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the containers need to run one file through the pipeline."""
+
+    input_bucket: str
+    """Bucket the order file arrived in (``S3_INPUT_BUCKET``)."""
+    input_key: str
+    """Object key, decoded from the event's URL encoding (``S3_INPUT_KEY``)."""
+    raw_input_key: str
+    """The key exactly as the event delivered it (names the state-table records)."""
+    cleaned_bucket: str
+    """Bucket for the lake, reports, rejected files and archives (``S3_CLEANED_BUCKET``)."""
+    order_table: str
+    """DynamoDB table of daily KPIs (``ORDER_KPI_TABLE``)."""
+    category_table: str
+    """DynamoDB table of category KPIs (``CATEGORY_KPI_TABLE``)."""
+    state_table: str
+    """DynamoDB table for claims, statuses and per-date fences (``STATE_TABLE``)."""
+    categories_uri: str | None = None
+    """Optional products CSV (local path or s3://) whose ``category`` column is the allowed set."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Return settings from ``env`` (default ``os.environ``); raise ``ConfigError``."""
+        e = os.environ if env is None else env
+        names = {
+            "input_bucket": "S3_INPUT_BUCKET",
+            "raw_input_key": "S3_INPUT_KEY",
+            "cleaned_bucket": "S3_CLEANED_BUCKET",
+            "order_table": "ORDER_KPI_TABLE",
+            "category_table": "CATEGORY_KPI_TABLE",
+            "state_table": "STATE_TABLE",
+        }
+        missing = [v for v in names.values() if not e.get(v)]
+        if missing:
+            raise ConfigError(
+                "missing environment variable" + ("s" if len(missing) > 1 else "") + ": "
+                + ", ".join(missing)
+            )
+        values = {k: e[v] for k, v in names.items()}
+        return cls(
+            input_key=unquote_plus(values["raw_input_key"]),
+            categories_uri=e.get("CATEGORIES_S3_URI") or None,
+            **values,
+        )
+
+
+def categories_source(explicit: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """Return the products file naming the allowed categories, if one is configured."""
+    if explicit:
+        return explicit
+    e = os.environ if env is None else env
+    return e.get(CATEGORIES_ENV) or None

@@ -1,0 +1,274 @@
+"""Order CSV -> a frame of text columns, with the structure checked and every row's line known.
+
+The fast path hands the file to Polars' CSV reader (all columns as text, nothing inferred).
+Only when Polars refuses the file, or validation finds bad rows, does ``diagnose`` walk the raw
+bytes to name the exact line, byte offset and field counts; a clean file never pays for that.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from engine.errors import InputFileError
+from engine.schema import LAKE_SCHEMA, ORDER_COLUMNS
+
+log = logging.getLogger(__name__)
+
+ROW = "__row"  # position of the record in the file (0 = first record after the header)
+BOM = b"\xef\xbb\xbf"
+HEAD_BYTES = 64 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+_LOOKS_LIKE_DATA = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+(\.[0-9]+)?|true|false)$", re.I)
+
+
+@dataclass(frozen=True)
+class RawOrders:
+    """A file's records as text columns named by the contract, plus ``__row``."""
+
+    path: str
+    frame: pl.DataFrame
+    header: tuple[str, ...]
+    extra_columns: tuple[str, ...]
+    size_bytes: int
+    warnings: tuple[str, ...] = field(default=())
+    # True when Polars refused the file and it was read past rows with too many fields:
+    # validation must then look at every record's field count.
+    ragged: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each record starts, and how many fields it has, from a byte-level walk."""
+
+    start_lines: list[int]
+    field_counts: list[int]
+
+
+def file_digest(path: str | Path) -> tuple[int, str]:
+    """Return the size in bytes and the sha256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _decode_or_raise(path: str, data: bytes, *, base_offset: int = 0) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        offset = base_offset + e.start
+        line = data.count(b"\n", 0, e.start) + 1
+        bad = data[e.start : e.start + 4]
+        raise InputFileError(
+            path,
+            f"bytes that are not UTF-8 at byte offset {offset} (0x{bad.hex()})",
+            line=line,
+            byte_offset=offset,
+            value=bad.hex(),
+            kind="encoding",
+            hint="Export the file as UTF-8 (with or without a BOM).",
+        ) from None
+
+
+def _read_header(path: str, head: bytes) -> tuple[str, ...]:
+    """Return the header's column names, normalised (stripped, lower case)."""
+    if not head:
+        raise InputFileError(
+            path, "the file is empty (0 bytes)", kind="empty",
+            hint="Send the file again; nothing was read.",
+        )
+    if b"\x00" in head:
+        offset = head.index(b"\x00")
+        raise InputFileError(
+            path,
+            f"binary data, not a CSV text file (a NUL byte at byte offset {offset})",
+            line=head.count(b"\n", 0, offset) + 1,
+            byte_offset=offset,
+            kind="binary",
+        )
+    body = head[len(BOM) :] if head.startswith(BOM) else head
+    end = body.find(b"\n")
+    if end < 0 and len(head) >= MAX_HEADER_BYTES:
+        raise InputFileError(
+            path, f"the header line is longer than {MAX_HEADER_BYTES} bytes", line=1,
+            kind="size",
+        )
+    first = body if end < 0 else body[:end]
+    text = _decode_or_raise(path, first, base_offset=len(head) - len(body))
+    try:
+        names = next(csv.reader([text.rstrip("\r")]))
+    except (csv.Error, StopIteration):
+        names = [text]
+    return tuple(n.strip().lower() for n in names)
+
+
+def check_header(path: str, header: tuple[str, ...]) -> tuple[str, ...]:
+    """Raise if the header cannot serve the contract; return the extra (ignored) columns."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, start=1):
+        if name in seen and name:
+            raise InputFileError(
+                path,
+                f"duplicate column name '{name}' (columns {seen[name]} and {i})",
+                line=1, column=name, kind="header",
+            )
+        seen[name] = i
+    required = set(ORDER_COLUMNS)
+    present = required & set(header)
+    if not present:
+        if any(_LOOKS_LIKE_DATA.match(n) for n in header):
+            raise InputFileError(
+                path,
+                "no header row: line 1 looks like data (" + ",".join(header)[:120] + ")",
+                line=1, kind="header",
+                hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
+            )
+        raise InputFileError(
+            path,
+            "unrecognised header (" + ",".join(header)[:120] + ")",
+            line=1, kind="header",
+            hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
+        )
+    missing = [c for c in ORDER_COLUMNS if c not in present]
+    if missing:
+        raise InputFileError(
+            path,
+            "missing required column" + ("s" if len(missing) > 1 else "") + ": "
+            + ", ".join(missing),
+            line=1, column=missing[0], kind="header",
+        )
+    return tuple(n for n in header if n not in required)
+
+
+def layout(path: str, data: bytes, n_columns: int) -> Layout:
+    """Walk the raw bytes once and return each record's first line and field count.
+
+    Raises ``InputFileError`` for bytes that are not UTF-8 and for an unclosed quote.
+    """
+    body = data[len(BOM) :] if data.startswith(BOM) else data
+    text = _decode_or_raise(path, body, base_offset=len(data) - len(body))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    csv.field_size_limit(2**31 - 1)
+    starts: list[int] = []
+    counts: list[int] = []
+    prev = 0
+    try:
+        for rec in reader:
+            starts.append(prev + 1)
+            counts.append(len(rec))
+            prev = reader.line_num
+    except csv.Error as e:
+        line = prev + 1
+        if "end of data" in str(e) or "unexpected end" in str(e):
+            raise InputFileError(
+                path, "an unclosed quote: the quoted field that starts on this line never ends",
+                line=line, kind="quote",
+                hint='Close the quote, or double any quote inside a quoted field ("").',
+            ) from None
+        raise InputFileError(path, f"malformed CSV ({e})", line=line, kind="quote") from None
+    # starts[0] is the header.
+    return Layout(start_lines=starts[1:], field_counts=counts[1:])
+
+
+def _polars_read(source: str | bytes, names: tuple[str, ...], *, ragged: bool) -> pl.DataFrame:
+    return pl.read_csv(
+        source,
+        has_header=True,
+        new_columns=list(names),
+        infer_schema=False,
+        empty_string_is_null=False,
+        quote_char='"',
+        encoding="utf8",
+        truncate_ragged_lines=ragged,
+        raise_if_empty=False,
+    )
+
+
+def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrders:
+    """Read an order CSV as text columns; raise ``InputFileError`` for structural problems."""
+    path = str(path)
+    name = display_name or path
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as e:
+        raise InputFileError(name, f"cannot be read ({e.strerror})", kind="io") from None
+    header = _read_header(name, head)
+    extras = check_header(name, header)
+    # Polars names columns positionally; an empty or repeated extra name must stay unique.
+    names = tuple(h if h else f"__unnamed_{i}" for i, h in enumerate(header))
+    ragged = False
+    try:
+        frame = _polars_read(path, names, ragged=False)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        frame = _recover(path, name, names, e)
+        ragged = True
+    warnings: list[str] = []
+    if extras:
+        warnings.append("extra columns ignored: " + ", ".join(e or "(unnamed)" for e in extras))
+    frame = frame.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW),
+        *[pl.col(c).str.strip_chars() for c in ORDER_COLUMNS],
+        *[pl.col(n) for n in names if n not in ORDER_COLUMNS],
+    )
+    return RawOrders(
+        path=name,
+        frame=frame,
+        header=header,
+        extra_columns=extras,
+        size_bytes=size,
+        warnings=tuple(warnings),
+        ragged=ragged,
+    )
+
+
+def _recover(path: str, name: str, names: tuple[str, ...], err: Exception) -> pl.DataFrame:
+    """Polars refused the file: find the precise reason, or read it past ragged rows."""
+    data = Path(path).read_bytes()
+    lay = layout(name, data, len(names))  # raises for encoding and quoting problems
+    if any(c > len(names) for c in lay.field_counts):
+        # Rows with too many fields are reported row by row by validation (field_count).
+        return _polars_read(path, names, ragged=True)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    raise InputFileError(name, f"cannot be parsed as CSV ({first})", kind="structure")
+
+
+def oversized_fields(raw: RawOrders) -> pl.DataFrame:
+    """Return (__row, column, bytes) for fields larger than ``MAX_FIELD_BYTES``."""
+    cols = [c for c in raw.frame.columns if c != ROW]
+    parts = [
+        raw.frame.filter(pl.col(c).str.len_bytes() > MAX_FIELD_BYTES).select(
+            pl.col(ROW), pl.lit(c).alias("column"), pl.col(c).str.len_bytes().alias("bytes")
+        )
+        for c in cols
+    ]
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def scan_orders_typed(path: str | Path) -> pl.LazyFrame:
+    """Return a typed scan of an order CSV without validation (benchmarks, trusted exports)."""
+    schema = {c: pl.String() for c in ORDER_COLUMNS}
+    lf = pl.scan_csv(path, schema_overrides=schema, infer_schema=False)
+    return lf.select(
+        pl.col("order_id"),
+        pl.col("customer_id"),
+        pl.col("order_date").str.to_date("%Y-%m-%d"),
+        pl.col("category"),
+        pl.col("product_id"),
+        pl.col("quantity").str.to_integer().cast(LAKE_SCHEMA["quantity"]),
+        pl.col("unit_price").str.to_decimal(scale=4).cast(LAKE_SCHEMA["unit_price"]),
+        (pl.col("returned").str.to_lowercase() == "true").alias("returned"),
+    )

@@ -1,0 +1,322 @@
+"""Run the order model over a file and report every finding by its line in the original file.
+
+``schema.py`` says what valid is; this module decides how to run it and how to tell people.
+Pandera's failure cases are the source of the findings; their row positions are mapped back
+to file lines (a quoted field spanning lines counted correctly) only when there are findings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from engine.errors import InputFileError
+from engine.read import (
+    MAX_FIELD_BYTES,
+    ROW,
+    RawOrders,
+    file_digest,
+    layout,
+    oversized_fields,
+    read_orders,
+)
+from engine.schema import ORDER_COLUMNS, RULE_MESSAGES, order_model, typed_columns
+
+log = logging.getLogger(__name__)
+
+Status = Literal["valid", "invalid", "empty"]
+MAX_VALUE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One broken rule: where (line, column), which rule, the value, and a readable message."""
+
+    line: int | None
+    column: str | None
+    rule: str
+    value: str | None
+    message: str
+    hint: str | None = None
+
+
+@dataclass
+class ValidationReport:
+    """Everything known about one file's validity; JSON-ready through ``to_dict``."""
+
+    file: str
+    size_bytes: int
+    sha256: str | None
+    status: Status
+    rows: int = 0
+    valid_rows: int = 0
+    invalid_rows: int = 0
+    dates: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    structural: Finding | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "invalid"
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Return failures counted per (column, rule), most frequent first."""
+        c = Counter((f.column or "", f.rule) for f in self.findings)
+        if self.structural is not None:
+            c[(self.structural.column or "", self.structural.rule)] += 1
+        return [
+            {"column": col, "rule": rule, "count": n}
+            for (col, rule), n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+
+    def summary(self) -> str:
+        """Return one paragraph for people (SNS, logs)."""
+        if self.structural is not None:
+            return f"{self.file} was rejected: {self.structural.message}"
+        if self.status == "empty":
+            return f"{self.file} has a header and no orders: it changes no KPI."
+        if self.status == "valid":
+            return f"{self.file}: {self.rows} orders valid, dates {', '.join(self.dates)}."
+        parts = ", ".join(f"{d['count']} x {d['column']} {d['rule']}" for d in self.counts()[:8])
+        return (
+            f"{self.file} was rejected: {self.invalid_rows} of {self.rows} rows are invalid "
+            f"({parts})."
+        )
+
+    def render(self, limit: int = 20) -> str:
+        """Return the terminal text: the first ``limit`` findings and the counts."""
+        lines = [self.summary()]
+        if self.structural is not None:
+            if self.structural.hint:
+                lines.append(f"Hint: {self.structural.hint}")
+            return "\n".join(lines)
+        for f in self.findings[:limit]:
+            lines.append(f"  {self.file}:{f.line}: {f.column}: {f.message}: {_show(f.value)}")
+        if len(self.findings) > limit:
+            lines.append(f"  ... and {len(self.findings) - limit} more findings")
+        if self.findings:
+            lines.append("  counts: " + "; ".join(
+                f"{d['column']} {d['rule']}: {d['count']}" for d in self.counts()
+            ))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["counts"] = self.counts()
+        d["summary"] = self.summary()
+        return d
+
+    def write_json(self, path: str | Path) -> None:
+        from engine.atomic import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class ValidationResult:
+    """A report, the typed rows that passed, and the text rows that failed (with reasons)."""
+
+    report: ValidationReport
+    cleaned: pl.DataFrame | None = None
+    rejected_rows: pl.DataFrame | None = None
+
+
+def _show(value: str | None) -> str:
+    if value is None:
+        return "(none)"
+    if value == "":
+        return '""'
+    return repr(value) if len(value) <= MAX_VALUE_CHARS else repr(value[:MAX_VALUE_CHARS]) + "..."
+
+
+def _structural(path: str, size: int, sha: str | None, err: InputFileError) -> ValidationResult:
+    where = path if err.line is None else f"{path}:{err.line}"
+    message = err.message.removeprefix(where + ": ")
+    if err.line is not None:
+        message = f"line {err.line}: {message}"
+    f = Finding(line=err.line, column=err.column, rule=err.kind, value=err.value,
+                message=message, hint=err.hint)
+    report = ValidationReport(file=path, size_bytes=size, sha256=sha, status="invalid",
+                              structural=f)
+    return ValidationResult(report=report)
+
+
+def validate_file(
+    path: str | Path,
+    *,
+    categories: Iterable[str] | None = None,
+    display_name: str | None = None,
+) -> ValidationResult:
+    """Validate one order CSV; never raises for bad data (the report says what is wrong)."""
+    name = display_name or str(path)
+    try:
+        raw = read_orders(path, display_name=name)
+    except InputFileError as e:
+        try:
+            size, sha = file_digest(path)
+        except OSError:
+            size, sha = 0, None
+        return _structural(name, size, sha, e)
+    return validate_raw(raw, Path(path), categories=categories)
+
+
+def validate_raw(
+    raw: RawOrders, source: Path, *, categories: Iterable[str] | None = None
+) -> ValidationResult:
+    """Validate records already read; ``source`` is re-read only to map findings to lines."""
+    import pandera.polars as pa
+
+    frame = raw.frame
+    blank = pl.all_horizontal(
+        [pl.col(c).str.len_bytes() == 0 for c in frame.columns if c != ROW]
+    )
+    n_blank = frame.select(blank.sum()).item()
+    report = ValidationReport(
+        file=raw.path, size_bytes=raw.size_bytes, sha256=None, status="valid",
+        warnings=list(raw.warnings),
+    )
+    if n_blank:
+        frame = frame.filter(~blank)
+        report.warnings.append(f"{n_blank} blank line(s) skipped")
+    report.rows = frame.height
+
+    model = order_model(categories)
+    failures: pl.DataFrame | None = None
+    try:
+        model.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as e:
+        failures = e.failure_cases
+    big = oversized_fields(raw)
+
+    if failures is None and big.height == 0 and not raw.ragged:
+        return _accept(raw, frame, report)
+
+    findings, bad_rows = _findings(raw, frame, failures, big, source)
+    report.findings = findings
+    report.invalid_rows = len(bad_rows)
+    report.valid_rows = report.rows - report.invalid_rows
+    report.status = "invalid"
+    report.sha256 = file_digest(source)[1]
+    bad = pl.Series(ROW, sorted(bad_rows), dtype=pl.Int64)
+    good = frame.filter(~pl.col(ROW).is_in(bad.implode()))
+    rejected = _rejected_rows(frame, findings, bad_rows)
+    cleaned = good.select(typed_columns()) if good.height else None
+    if cleaned is not None:
+        report.dates = sorted(d.isoformat() for d in cleaned["order_date"].unique())
+    return ValidationResult(report=report, cleaned=cleaned, rejected_rows=rejected)
+
+
+def _accept(raw: RawOrders, frame: pl.DataFrame, report: ValidationReport) -> ValidationResult:
+    cleaned = frame.select(typed_columns())
+    report.valid_rows = cleaned.height
+    if cleaned.height == 0:
+        report.status = "empty"
+    report.dates = sorted(d.isoformat() for d in cleaned["order_date"].unique())
+    return ValidationResult(report=report, cleaned=cleaned)
+
+
+def _findings(
+    raw: RawOrders,
+    frame: pl.DataFrame,
+    failures: pl.DataFrame | None,
+    big: pl.DataFrame,
+    source: Path,
+) -> tuple[list[Finding], dict[int, int | None]]:
+    """Turn pandera's failure cases (row positions) into findings at file lines.
+
+    Returns the findings and, for every failing record, its first line in the file.
+    """
+    if failures is not None:
+        broken = failures.filter(pl.col("index").is_null())
+        if broken.height:
+            # A check that raised is a bug in the model, not bad data.
+            raise RuntimeError(f"a validation check failed to run: {broken.to_dicts()[0]}")
+    lay = layout(raw.path, source.read_bytes(), len(raw.header))
+    n_fields = len(raw.header)
+
+    def line_of(row: int) -> int | None:
+        return lay.start_lines[row] if row < len(lay.start_lines) else None
+
+    findings: list[Finding] = []
+    bad: dict[int, int | None] = {}
+    # A short row whose missing fields are all extra columns loses nothing the contract needs.
+    ragged = {
+        i: n
+        for i, n in enumerate(lay.field_counts)
+        if n not in (n_fields, 0)
+        and (n > n_fields or any(c in ORDER_COLUMNS for c in raw.header[n:]))
+    }
+    for i, n in ragged.items():
+        bad[i] = line_of(i)
+        findings.append(Finding(
+            line=line_of(i), column=None, rule="field_count", value=str(n),
+            message=f"has {n} fields, expected {n_fields}",
+        ))
+    if failures is not None:
+        rows = frame[ROW].gather(failures["index"].cast(pl.Int64))
+        cases = zip(rows, failures["column"], failures["check"], failures["failure_case"],
+                    strict=True)
+        for row, column, check, value in cases:
+            if row in ragged:
+                continue  # the field count already explains the row
+            bad[row] = line_of(row)
+            findings.append(Finding(
+                line=line_of(row), column=column, rule=check, value=value,
+                message=RULE_MESSAGES.get(check, check),
+            ))
+    for row, column, nbytes in big.iter_rows():
+        bad[row] = line_of(row)
+        findings.append(Finding(
+            line=line_of(row), column=column, rule="field_size", value=f"{nbytes} bytes",
+            message=f"is larger than the {MAX_FIELD_BYTES}-byte limit for a field",
+        ))
+    _explain_duplicates(findings)
+    order = {c: i for i, c in enumerate(ORDER_COLUMNS)}
+    findings.sort(key=lambda f: (f.line or 0, order.get(f.column or "", 99), f.rule))
+    return findings, bad
+
+
+def _explain_duplicates(findings: list[Finding]) -> None:
+    """Name, on each duplicate order_id, every line that carries the same id."""
+    lines_by_id: dict[str | None, list[int]] = {}
+    for f in findings:
+        if f.rule == "field_uniqueness" and f.line is not None:
+            lines_by_id.setdefault(f.value, []).append(f.line)
+    for i, f in enumerate(findings):
+        if f.rule == "field_uniqueness":
+            lines = sorted(lines_by_id.get(f.value, []))
+            findings[i] = Finding(
+                line=f.line, column=f.column, rule=f.rule, value=f.value,
+                message="must be unique within the file; this order_id is on lines "
+                + ", ".join(str(n) for n in lines),
+            )
+
+
+def _rejected_rows(
+    frame: pl.DataFrame, findings: list[Finding], bad: dict[int, int | None]
+) -> pl.DataFrame:
+    """Return the failing rows as text, each with its line and the reasons it failed."""
+    reasons: dict[int | None, list[str]] = {}
+    for f in findings:
+        reasons.setdefault(f.line, []).append(f"{f.column or 'row'} {f.message}")
+    keys = pl.DataFrame(
+        {
+            ROW: list(bad),
+            "line": list(bad.values()),
+            "reason": ["; ".join(reasons.get(line, [])) for line in bad.values()],
+        },
+        schema={ROW: pl.Int64, "line": pl.Int64, "reason": pl.String},
+    )
+    return (
+        frame.join(keys, on=ROW, how="inner")
+        .sort(ROW)
+        .select("line", *ORDER_COLUMNS, "reason")
+    )

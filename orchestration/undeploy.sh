@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Delete the order-kpis stack. Buckets must be empty for CloudFormation to delete them, so
+# --empty-buckets empties both first (this deletes every processed and rejected file).
+# --dry-run prints every command and runs none.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: orchestration/undeploy.sh --region R [--stack NAME] [--prefix NAME] [--account ID]
+                                 [--empty-buckets] [--delete-repository] [--dry-run]
+
+Deletes the CloudFormation stack and waits for it. DynamoDB tables go with it (point-in-time
+backups are not kept). The ECR repository is kept unless --delete-repository is given.
+USAGE
+}
+
+die() { echo "undeploy.sh: $*" >&2; echo "Run with --help for usage." >&2; exit 2; }
+
+stack="order-kpis"; prefix="order-kpis"; region=""; account=""
+empty=0; delete_repo=0; dry_run=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --region) region="${2:?--region needs a value}"; shift 2 ;;
+    --stack) stack="${2:?--stack needs a value}"; shift 2 ;;
+    --prefix) prefix="${2:?--prefix needs a value}"; shift 2 ;;
+    --account) account="${2:?--account needs a value}"; shift 2 ;;
+    --empty-buckets) empty=1; shift ;;
+    --delete-repository) delete_repo=1; shift ;;
+    --dry-run) dry_run=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument: $1" ;;
+  esac
+done
+[[ -n "$region" ]] || die "missing --region (deleting a stack in the wrong region is too easy)"
+
+run() {
+  printf '+'; printf ' %q' "$@"; printf '\n'
+  if (( ! dry_run )); then "$@"; fi
+}
+
+if (( empty )); then
+  if [[ -z "$account" ]]; then
+    (( dry_run )) && die "--empty-buckets with --dry-run needs --account"
+    account="$(aws sts get-caller-identity --query Account --output text)"
+  fi
+  for kind in input cleaned; do
+    run aws s3 rm --region "$region" --recursive "s3://${prefix}-${kind}-${account}-${region}"
+  done
+fi
+run aws cloudformation delete-stack --region "$region" --stack-name "$stack"
+run aws cloudformation wait stack-delete-complete --region "$region" --stack-name "$stack"
+if (( delete_repo )); then
+  run aws ecr delete-repository --region "$region" --repository-name "$prefix" --force
+fi

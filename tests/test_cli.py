@@ -1,0 +1,163 @@
+"""The command line as a user runs it: exit codes, outputs, messages, merges, reruns."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from tests import oracle
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "fixtures"
+VALID = FIX / "valid_order.csv"
+DAY2 = FIX / "orders_2025-07-07.csv"
+INVALID = FIX / "invalid_order.csv"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def test_process_sample_files_prints_and_writes_tables_equal_to_oracle(tmp_path: Path) -> None:
+    r = run("process", str(VALID), str(DAY2), "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "Category KPIs" in r.stdout and "Daily KPIs" in r.stdout
+    want_cat, want_day = oracle.kpis_from_paths([VALID, DAY2])
+    assert oracle.read_csv_table(tmp_path / "category_kpis.csv") == want_cat
+    assert oracle.read_csv_table(tmp_path / "daily_kpis.csv") == want_day
+    # The re-sent ORD124 (in the later file) replaced the first one instead of adding to it.
+    books_0706 = next(r for r in want_cat if r["category"] == "Books"
+                  and r["order_date"] == "2025-07-06")
+    assert books_0706["daily_revenue"] == "59.98" and books_0706["returned_orders"] == "0"
+
+
+def test_csv_columns_order_and_decimal_places(tmp_path: Path) -> None:
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    cat = (tmp_path / "category_kpis.csv").read_text().splitlines()
+    day = (tmp_path / "daily_kpis.csv").read_text().splitlines()
+    assert cat[0] == ("category,order_date,daily_revenue,avg_order_value,avg_return_rate,"
+                      "orders,returned_orders")
+    assert day[0] == ("order_date,total_orders,total_revenue,total_items_sold,return_rate,"
+                      "unique_customers")
+    assert cat[1] == "Books,2025-07-06,29.99,29.99,1.0000,1,1"
+    assert day[1] == "2025-07-06,2,429.97,3,0.5000,2"  # the original design's example
+
+
+def test_parquet_outputs_keep_exact_decimal_types(tmp_path: Path) -> None:
+    import polars as pl
+
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    cat = pl.read_parquet(tmp_path / "category_kpis.parquet")
+    assert cat.schema["daily_revenue"] == pl.Decimal(38, 2)
+    assert cat.schema["avg_return_rate"] == pl.Decimal(38, 4)
+    assert cat.schema["order_date"] == pl.Date
+
+
+def test_rerun_of_same_file_leaves_kpis_unchanged(tmp_path: Path) -> None:
+    assert main(["process", str(VALID), str(DAY2), "--out", str(tmp_path), "-q"]) == 0
+    before = [(tmp_path / n).read_bytes() for n in ("category_kpis.csv", "daily_kpis.csv")]
+    assert main(["process", str(VALID), str(DAY2), "--out", str(tmp_path), "-q"]) == 0
+    after = [(tmp_path / n).read_bytes() for n in ("category_kpis.csv", "daily_kpis.csv")]
+    assert before[0] == after[0]
+    # Re-processing VALID last makes it the latest version of ORD124 again.
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    want = oracle.kpis_from_paths([VALID, DAY2, VALID])
+    assert oracle.read_csv_table(tmp_path / "category_kpis.csv") == want[0]
+
+
+def test_second_run_merges_new_files_into_the_tables(tmp_path: Path) -> None:
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    assert main(["process", str(DAY2), "--out", str(tmp_path), "-q"]) == 0
+    want_cat, want_day = oracle.kpis_from_paths([VALID, DAY2])
+    assert oracle.read_csv_table(tmp_path / "category_kpis.csv") == want_cat
+    assert oracle.read_csv_table(tmp_path / "daily_kpis.csv") == want_day
+
+
+def test_folder_path_processes_its_csv_files(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(VALID.read_bytes())
+    (folder / "notes.txt").write_text("ignored")
+    assert main(["process", str(folder), "--out", str(tmp_path / "out"), "-q"]) == 0
+    assert oracle.read_csv_table(tmp_path / "out" / "daily_kpis.csv") == \
+        oracle.kpis_from_paths([VALID])[1]
+
+
+def test_invalid_file_is_rejected_with_reasons_and_changes_nothing(tmp_path: Path) -> None:
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    before = (tmp_path / "category_kpis.csv").read_bytes()
+    r = run("process", str(INVALID), str(DAY2), "--out", str(tmp_path), "-q")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert "invalid_order.csv:2: order_date" in r.stderr and "'2025/07/06'" in r.stderr
+    assert "this order_id is on lines 3, 4" in r.stderr
+    # The valid file of the same run still went in; the invalid one added nothing.
+    want = oracle.kpis_from_paths([VALID, DAY2])
+    assert oracle.read_csv_table(tmp_path / "category_kpis.csv") == want[0]
+    assert before != (tmp_path / "category_kpis.csv").read_bytes()
+    kept = tmp_path / "rejected" / "invalid_order.csv"
+    assert kept.read_bytes() == INVALID.read_bytes()
+    report = json.loads((tmp_path / "rejected" / "invalid_order.csv.errors.json").read_text())
+    assert report["status"] == "invalid" and report["invalid_rows"] == 3
+    assert len(report["sha256"]) == 64 and report["size_bytes"] == INVALID.stat().st_size
+    lines = {(f["line"], f["column"]) for f in report["findings"]}
+    assert {(2, "order_date"), (3, "customer_id"), (3, "category"), (3, "quantity"),
+            (3, "returned"), (4, "order_date"), (4, "unit_price"), (3, "order_id"),
+            (4, "order_id")} == lines
+
+
+def test_validate_exit_codes_and_report_json(tmp_path: Path) -> None:
+    assert run("validate", str(VALID), str(DAY2)).returncode == 0
+    out = tmp_path / "r.json"
+    r = run("validate", str(VALID), str(INVALID), "--report-json", str(out))
+    assert r.returncode == 1
+    payload = json.loads(out.read_text())
+    assert payload["valid"] is False
+    assert [f["status"] for f in payload["files"]] == ["valid", "invalid"]
+    assert not (tmp_path / "out").exists()  # validate changes nothing
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("validate",), ("process", str(VALID)), ("process", "nope.csv", "--out", "x"),
+     ("validate", "missing.csv"), ("frobnicate",),
+     ("process", str(VALID), "--out", "x", "--max-invalid-ratio", "2")],
+)
+def test_usage_errors_exit_2_without_traceback(args: tuple[str, ...]) -> None:
+    r = run(*args)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_categories_from_products_file_replaces_the_allowed_set(tmp_path: Path) -> None:
+    toys = tmp_path / "toys.csv"
+    toys.write_text(VALID.read_text().replace("Electronics", "Toys"))
+    assert run("validate", str(toys)).returncode == 1
+    r = run("validate", str(toys), "--categories-from", str(FIX / "sample_products.csv"))
+    assert r.returncode == 0, r.stderr
+    env_run = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "validate", str(toys)], capture_output=True,
+        text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT),
+             "ORDER_KPIS_CATEGORIES_FROM": str(FIX / "sample_products.csv")},
+    )
+    assert env_run.returncode == 0, env_run.stderr
+    bad = tmp_path / "noc.csv"
+    bad.write_text("product_id\nP1\n")
+    assert run("validate", str(toys), "--categories-from", str(bad)).returncode == 2
+
+
+def test_help_is_fast_and_does_not_import_polars() -> None:
+    code = ("import sys, engine.cli as c\n"
+            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'polars' not in sys.modules and 'pandera' not in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,82 @@
+"""The local lake: replacement per source, later-wins ordering, crash convergence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from engine import pipeline
+from engine.cli import main
+from engine.lake import LocalLake
+from tests import oracle
+
+HEADER = "order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+
+
+def write(path: Path, *rows: str) -> Path:
+    path.write_text(HEADER + "".join(r + "\n" for r in rows))
+    return path
+
+
+def test_corrected_reupload_replaces_rows_including_dates_it_no_longer_has(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    f = write(src / "orders.csv", "A,c,2025-07-06,Books,P,1,10,false",
+              "B,c,2025-07-07,Books,P,1,20,false")
+    out = tmp_path / "out"
+    assert main(["process", str(f), "--out", str(out), "-q"]) == 0
+    first = f.read_bytes()
+    write(f, "A,c,2025-07-06,Books,P,3,10,true")  # the same file name, corrected
+    assert main(["process", str(f), "--out", str(out), "-q"]) == 0
+    want_cat, want_day = oracle.kpis([f.read_bytes()])
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+    assert LocalLake(out / "lake").dates() == [dt.date(2025, 7, 6)]
+    assert first != f.read_bytes()
+
+
+def test_header_only_file_changes_no_kpi(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.csv", "A,c,2025-07-06,Books,P,1,10,false")
+    empty = write(tmp_path / "empty.csv")
+    out = tmp_path / "out"
+    assert main(["process", str(f), "--out", str(out), "-q"]) == 0
+    before = (out / "daily_kpis.csv").read_bytes()
+    assert main(["process", str(empty), "--out", str(out), "-q"]) == 0
+    assert (out / "daily_kpis.csv").read_bytes() == before
+
+
+def test_crash_while_writing_tables_keeps_old_tables_and_next_run_converges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = write(tmp_path / "a.csv", "A,c,2025-07-06,Books,P,1,10,false")
+    b = write(tmp_path / "b.csv", "B,d,2025-07-07,Clothing,P,2,5.5,true")
+    c = write(tmp_path / "c.csv", "C,e,2025-07-08,Books,P,1,1,false")
+    out = tmp_path / "out"
+    assert main(["process", str(a), "--out", str(out), "-q"]) == 0
+    before = {n: (out / n).read_bytes() for n in ("category_kpis.csv", "daily_kpis.parquet")}
+
+    real = pipeline.write_parquet_atomic
+    calls = {"n": 0}
+
+    def dies_on_second_table(df: object, path: Path) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        real(df, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "write_parquet_atomic", dies_on_second_table)
+    with pytest.raises(OSError):
+        pipeline.process_paths([b], out)
+    monkeypatch.undo()
+    # The CSV tables were not touched (they are written after both Parquet files).
+    assert (out / "category_kpis.csv").read_bytes() == before["category_kpis.csv"]
+    assert (out / "daily_kpis.parquet").read_bytes() == before["daily_kpis.parquet"]
+    assert dt.date(2025, 7, 7) in LocalLake(out / "lake").pending()
+    # The next run, with an unrelated file, also recomputes the date the crash left behind.
+    assert main(["process", str(c), "--out", str(out), "-q"]) == 0
+    want_cat, want_day = oracle.kpis_from_paths([a, b, c])
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    assert LocalLake(out / "lake").pending() == set()

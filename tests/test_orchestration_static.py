@@ -1,0 +1,600 @@
+"""Static checks of orchestration/: template, workflow definition and deploy scripts (no network).
+
+Each rule is a small predicate; every test also runs it on a mutated copy to show it can fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint
+from cfnlint.decode import decode_str
+from statelint.linter import Linter
+
+ROOT = Path(__file__).resolve().parents[1]
+ORCH = ROOT / "orchestration"
+TEMPLATE_TEXT = (ORCH / "template.yaml").read_text(encoding="utf-8")
+ASL_TEXT = (ORCH / "statemachine.asl.json").read_text(encoding="utf-8")
+CONTRACT = (ROOT / "docs" / "CONTRACT.md").read_text(encoding="utf-8")
+
+sys.path.insert(0, str(ORCH))
+import embed_asl  # noqa: E402
+
+
+def load_template(text: str = TEMPLATE_TEXT) -> dict[str, Any]:
+    """Return the template as plain dicts; short-form tags become their long form."""
+    tpl, errors = decode_str(text)
+    assert not errors, errors
+    return json.loads(json.dumps(tpl))
+
+
+TEMPLATE = load_template()
+ASL: dict[str, Any] = json.loads(ASL_TEXT)
+
+
+def resources(tpl: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    """Return the resources of one type, by logical id."""
+    return {k: v for k, v in tpl["Resources"].items() if v["Type"] == kind}
+
+
+def lint_errors(text: str) -> list[str]:
+    """Return cfn-lint's errors and warnings for a template text."""
+    return [str(m) for m in lint(text) if m.rule.severity in ("error", "warning")]
+
+
+def contract_env() -> tuple[set[str], set[str]]:
+    """Return the (required, optional) container env var names listed in CONTRACT.md."""
+    section = CONTRACT.split("## Container environment", 1)[1].split("##", 1)[0]
+    required = section.split("Required:", 1)[1].split("Optional:", 1)[0]
+    optional = section.split("Optional:", 1)[1].split("\n\n", 1)[0]
+    return set(re.findall(r"`([A-Z0-9_]+)`", required)), set(
+        re.findall(r"`([A-Z0-9_]+)`", optional)
+    )
+
+
+# ----------------------------------------------------------------- template: lint and sync
+
+
+def test_cfn_lint_passes_on_template() -> None:
+    assert lint_errors(TEMPLATE_TEXT) == []
+    broken = TEMPLATE_TEXT.replace("BillingMode: PAY_PER_REQUEST", "BillingMode: ON_DEMAND", 1)
+    assert lint_errors(broken)
+
+
+def test_template_embeds_exactly_the_asl_file() -> None:
+    sub = TEMPLATE["Resources"]["StateMachine"]["Properties"]["DefinitionString"]["Fn::Sub"]
+    assert isinstance(sub, str), "one-argument Fn::Sub keeps $$.Execution.Id intact in moto"
+    assert json.loads(sub) == ASL
+    assert embed_asl.main(["--check"]) == 0
+    edited = ASL_TEXT.replace('"TimeoutSeconds": 30', '"TimeoutSeconds": 31', 1)
+    assert embed_asl.embedded(TEMPLATE_TEXT, edited) != TEMPLATE_TEXT
+
+
+def placeholders_unresolved(asl_text: str, tpl: dict[str, Any]) -> set[str]:
+    """Return the ${Name} placeholders that are neither a parameter nor a resource."""
+    known = set(tpl["Parameters"]) | set(tpl["Resources"])
+    names = {m.split(".", 1)[0] for m in re.findall(r"\$\{([^}]+)\}", asl_text)}
+    return {n for n in names if n not in known and not n.startswith("AWS::")}
+
+
+def test_every_placeholder_names_a_stack_resource_or_parameter() -> None:
+    assert placeholders_unresolved(ASL_TEXT, TEMPLATE) == set()
+    assert "${Cluster}" in ASL_TEXT and "${StateTable}" in ASL_TEXT
+    assert placeholders_unresolved(ASL_TEXT + "${ClusterArn}", TEMPLATE) == {"ClusterArn"}
+
+
+def test_execution_context_paths_survive_substitution() -> None:
+    # moto's two-argument Fn::Sub would rewrite $$ to $; the template uses the one-argument form.
+    assert "$$.Execution.Id" in ASL_TEXT
+    sm = TEMPLATE["Resources"]["StateMachine"]["Properties"]
+    assert "DefinitionSubstitutions" not in sm and "Definition" not in sm
+    assert sm["StateMachineType"] == "STANDARD"
+
+
+# ----------------------------------------------------------------- template: security
+
+
+def policy_statements(tpl: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (logical id, statement) for every identity and resource policy in the template."""
+    for name, res in tpl["Resources"].items():
+        props = res.get("Properties", {})
+        docs = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        if "PolicyDocument" in props:
+            docs.append(props["PolicyDocument"])
+        for doc in docs:
+            for stmt in doc["Statement"]:
+                yield name, stmt
+
+
+def wildcard_allows(tpl: dict[str, Any]) -> list[str]:
+    """Return 'resource: action' for every Allow whose action contains a wildcard."""
+    found = []
+    for name, stmt in policy_statements(tpl):
+        actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+        if stmt["Effect"] == "Allow":
+            found += [f"{name}: {a}" for a in actions if "*" in a]
+    return found
+
+
+def test_no_policy_allows_a_wildcard_action() -> None:
+    assert wildcard_allows(TEMPLATE) == []
+    bad = copy.deepcopy(TEMPLATE)
+    stmts = bad["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    stmts["Statement"][0]["Action"] = "s3:*"
+    assert wildcard_allows(bad) == ["TaskRole: s3:*"]
+
+
+def bucket_problems(tpl: dict[str, Any]) -> list[str]:
+    """Return what each bucket lacks: encryption, a full public access block, a TLS-only policy."""
+    problems = []
+    policies = resources(tpl, "AWS::S3::BucketPolicy").values()
+    for name, bucket in resources(tpl, "AWS::S3::Bucket").items():
+        props = bucket["Properties"]
+        if not props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration"):
+            problems.append(f"{name}: no default encryption")
+        pab = props.get("PublicAccessBlockConfiguration", {})
+        flags = (
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        )
+        if not all(pab.get(f) is True for f in flags):
+            problems.append(f"{name}: public access not fully blocked")
+        tls_denied = any(
+            p["Properties"]["Bucket"] == {"Ref": name}
+            and any(
+                s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+                for s in p["Properties"]["PolicyDocument"]["Statement"]
+            )
+            for p in policies
+        )
+        if not tls_denied:
+            problems.append(f"{name}: no policy denying non-TLS requests")
+    return problems
+
+
+def test_every_bucket_is_encrypted_private_and_tls_only() -> None:
+    assert len(resources(TEMPLATE, "AWS::S3::Bucket")) == 2
+    assert bucket_problems(TEMPLATE) == []
+    bad = copy.deepcopy(TEMPLATE)
+    del bad["Resources"]["CleanedBucketPolicy"]
+    bad["Resources"]["InputBucket"]["Properties"]["PublicAccessBlockConfiguration"][
+        "RestrictPublicBuckets"
+    ] = False
+    assert bucket_problems(bad) == [
+        "InputBucket: public access not fully blocked",
+        "CleanedBucket: no policy denying non-TLS requests",
+    ]
+
+
+def test_input_bucket_sends_events_and_cleaned_bucket_ages_out_archives() -> None:
+    inp = TEMPLATE["Resources"]["InputBucket"]["Properties"]
+    assert inp["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"]
+    rules = TEMPLATE["Resources"]["CleanedBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    by_prefix = {r.get("Prefix"): r for r in rules}
+    assert by_prefix["processed/"]["ExpirationInDays"] > 0
+    assert by_prefix["processed/"]["Transitions"]
+    assert by_prefix["rejected/"]["ExpirationInDays"] > 0
+
+
+def table_problems(tpl: dict[str, Any]) -> list[str]:
+    """Return the tables that are not on-demand with point-in-time recovery and SSE."""
+    problems = []
+    for name, table in resources(tpl, "AWS::DynamoDB::Table").items():
+        props = table["Properties"]
+        pitr = props.get("PointInTimeRecoverySpecification", {})
+        if props.get("BillingMode") != "PAY_PER_REQUEST":
+            problems.append(f"{name}: billing")
+        if pitr.get("PointInTimeRecoveryEnabled") is not True:
+            problems.append(f"{name}: pitr")
+        if props.get("SSESpecification", {}).get("SSEEnabled") is not True:
+            problems.append(f"{name}: sse")
+    return problems
+
+
+def test_tables_have_the_contract_keys_pitr_and_on_demand_billing() -> None:
+    tables = resources(TEMPLATE, "AWS::DynamoDB::Table")
+    keys = {
+        n: [(k["AttributeName"], k["KeyType"]) for k in t["Properties"]["KeySchema"]]
+        for n, t in tables.items()
+    }
+    assert keys == {
+        "CategoryKPIs": [("category", "HASH"), ("order_date", "RANGE")],
+        "OrderKPIs": [("order_date", "HASH")],
+        "StateTable": [("pk", "HASH"), ("sk", "RANGE")],
+    }
+    assert table_problems(TEMPLATE) == []
+    bad = copy.deepcopy(TEMPLATE)
+    del bad["Resources"]["StateTable"]["Properties"]["PointInTimeRecoverySpecification"]
+    assert table_problems(bad) == ["StateTable: pitr"]
+
+
+def statements_of(role: str) -> dict[str, dict[str, Any]]:
+    """Return a role's inline policy statements by Sid."""
+    policies = TEMPLATE["Resources"][role]["Properties"]["Policies"]
+    return {s.get("Sid", ""): s for p in policies for s in p["PolicyDocument"]["Statement"]}
+
+
+def test_state_machine_may_run_and_pass_exactly_the_stack_tasks_and_roles() -> None:
+    stmts = statements_of("StateMachineRole")
+    assert stmts["RunTheTwoTasks"]["Resource"] == [
+        {"Ref": "ValidatorTaskDefinition"},
+        {"Ref": "TransformerTaskDefinition"},
+    ]
+    assert stmts["PassTheTwoRoles"]["Resource"] == [
+        {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]},
+        {"Fn::GetAtt": ["TaskRole", "Arn"]},
+    ]
+    assert "StepFunctionsGetEventsForECSTaskRule" in stmts["SyncRule"]["Resource"]["Fn::Sub"]
+    assert stmts["StateTable"]["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+
+
+def test_task_role_reads_only_input_prefix_and_exactly_three_tables() -> None:
+    stmts = statements_of("TaskRole")
+    assert stmts["ReadInput"]["Resource"] == {"Fn::Sub": "${InputBucket.Arn}/input/*"}
+    assert sorted(r["Fn::GetAtt"][0] for r in stmts["ReadWriteTables"]["Resource"]) == [
+        "CategoryKPIs",
+        "OrderKPIs",
+        "StateTable",
+    ]
+    written = {r["Fn::Sub"].split("/")[1] for r in stmts["ReadWriteCleaned"]["Resource"]}
+    assert written == {"cleaned", "lake", "reports", "rejected", "kpis"}
+
+
+# ----------------------------------------------------------------- template: tasks and trigger
+
+
+def test_task_definition_env_matches_contract() -> None:
+    required, optional = contract_env()
+    assert "S3_INPUT_KEY" in required and "LOG_LEVEL" in optional
+
+    def env_problems(tpl: dict[str, Any], asl: dict[str, Any]) -> list[str]:
+        problems = []
+        for state, name in (("RunValidator", "validator"), ("RunTransformer", "transformer")):
+            td = tpl["Resources"][f"{name.capitalize()}TaskDefinition"]["Properties"]
+            (container,) = td["ContainerDefinitions"]
+            static = {e["Name"] for e in container["Environment"]}
+            (override,) = asl["States"][state]["Parameters"]["Overrides"]["ContainerOverrides"]
+            assert override["Name"] == container["Name"] == name
+            per_run = {e["Name"] for e in override["Environment"]}
+            problems += [f"{name}: unknown {v}" for v in (static | per_run) - required - optional]
+            problems += [f"{name}: missing {v}" for v in required - static - per_run]
+        return problems
+
+    assert env_problems(TEMPLATE, ASL) == []
+    bad = copy.deepcopy(TEMPLATE)
+    env = bad["Resources"]["TransformerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    env["Environment"] = [e for e in env["Environment"] if e["Name"] != "STATE_TABLE"]
+    env["Environment"].append({"Name": "ORDERS_TABLE", "Value": "x"})
+    assert env_problems(bad, ASL) == [
+        "transformer: unknown ORDERS_TABLE",
+        "transformer: missing STATE_TABLE",
+    ]
+
+
+def test_task_definitions_are_fargate_with_container_memory_and_log_prefixes() -> None:
+    for name, prefix in (("Validator", "ecs-validator"), ("Transformer", "ecs-transformer")):
+        props = TEMPLATE["Resources"][f"{name}TaskDefinition"]["Properties"]
+        (container,) = props["ContainerDefinitions"]
+        assert props["RequiresCompatibilities"] == ["FARGATE"]
+        assert props["NetworkMode"] == "awsvpc"
+        assert container["Memory"] == {"Ref": f"{name}Memory"}
+        assert container["Image"] == {"Ref": "ImageUri"}
+        assert container["Command"] == ["python", f"containers/{name.lower()}.py"]
+        opts = container["LogConfiguration"]["Options"]
+        assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+        assert opts["awslogs-stream-prefix"] == prefix
+    assert len(resources(TEMPLATE, "AWS::ECS::Cluster")) == 1
+
+
+def test_trigger_rule_builds_the_contract_workflow_input() -> None:
+    line = CONTRACT.split("## Workflow input", 1)[1]
+    wanted = dict(re.findall(r'"(\w+)": <([\w.]+)>', line))
+    (target,) = TEMPLATE["Resources"]["TriggerRule"]["Properties"]["Targets"]
+    paths = target["InputTransformer"]["InputPathsMap"]
+    assert {k: v.removeprefix("$.") for k, v in paths.items()} == wanted
+    rendered = re.sub(
+        r"<(\w+)>",
+        lambda m: json.dumps(f"value of {m[1]}"),
+        target["InputTransformer"]["InputTemplate"],
+    )
+    assert json.loads(rendered) == {k: f"value of {k}" for k in wanted}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    pattern = TEMPLATE["Resources"]["TriggerRule"]["Properties"]["EventPattern"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "input/"}]
+    (stmt,) = TEMPLATE["Resources"]["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    assert stmt["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["TriggerRule", "Arn"]}
+
+
+def test_alarms_watch_failed_executions_and_the_dlq() -> None:
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in resources(TEMPLATE, "AWS::CloudWatch::Alarm").values()
+    }
+    assert set(alarms) == {"ExecutionsFailed", "ApproximateNumberOfMessagesVisible"}
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": "FailureTopic"}]
+
+
+def test_outputs_name_what_the_other_parts_need() -> None:
+    assert {
+        "InputBucketName",
+        "CleanedBucketName",
+        "CategoryTableName",
+        "OrderTableName",
+        "StateTableName",
+        "StateMachineArn",
+        "SuccessTopicArn",
+        "FailureTopicArn",
+        "ClusterName",
+        "DeadLetterQueueUrl",
+    } <= set(TEMPLATE["Outputs"])
+
+
+# ----------------------------------------------------------------- workflow definition
+
+
+def test_statelint_passes_on_the_workflow() -> None:
+    assert Linter.validate(copy.deepcopy(ASL)) == []
+    bad = copy.deepcopy(ASL)
+    del bad["States"]["ArchiveFile"]["Next"]
+    assert Linter.validate(bad)
+
+
+def task_problems(asl: dict[str, Any]) -> list[str]:
+    """Return Task states without a timeout or a catch-all, and retries of non-transient errors."""
+    problems = []
+    for name, state in asl["States"].items():
+        if state["Type"] != "Task":
+            continue
+        if "TimeoutSeconds" not in state:
+            problems.append(f"{name}: no TimeoutSeconds")
+        if not any("States.ALL" in c["ErrorEquals"] for c in state.get("Catch", [])):
+            problems.append(f"{name}: no catch-all")
+        for retry in state.get("Retry", []):
+            never = {"States.ALL", "States.TaskFailed", "States.Timeout"}
+            problems += [f"{name}: retries {e}" for e in retry["ErrorEquals"] if e in never]
+            if retry.get("JitterStrategy") != "FULL" or "MaxDelaySeconds" not in retry:
+                problems.append(f"{name}: retry without capped full jitter")
+    return problems
+
+
+def test_every_task_times_out_catches_all_and_retries_only_transient_errors() -> None:
+    assert task_problems(ASL) == []
+    bad = copy.deepcopy(ASL)
+    del bad["States"]["RunTransformer"]["TimeoutSeconds"]
+    bad["States"]["RunValidator"]["Retry"][0]["ErrorEquals"].append("States.TaskFailed")
+    bad["States"]["NotifySuccess"]["Catch"][0]["ErrorEquals"] = ["SNS.NotFoundException"]
+    assert task_problems(bad) == [
+        "RunValidator: retries States.TaskFailed",
+        "RunTransformer: no TimeoutSeconds",
+        "NotifySuccess: no catch-all",
+    ]
+
+
+def successors(state: dict[str, Any]) -> list[str]:
+    """Return every state a state can go to next."""
+    nxt = [state["Next"]] if "Next" in state else []
+    nxt += [c["Next"] for c in state.get("Catch", [])]
+    nxt += [c["Next"] for c in state.get("Choices", [])]
+    return nxt + ([state["Default"]] if "Default" in state else [])
+
+
+def reachable_avoiding(asl: dict[str, Any], target: str, avoid: str) -> bool:
+    """Return whether ``target`` can be reached from StartAt without passing ``avoid``."""
+    seen, todo = set(), [asl["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name == target:
+            return True
+        if name in seen or name == avoid:
+            continue
+        seen.add(name)
+        todo += successors(asl["States"][name])
+    return False
+
+
+def test_workflow_is_sequential_and_transforms_only_after_a_valid_verdict() -> None:
+    assert not [s for s in ASL["States"].values() if s["Type"] in ("Parallel", "Map")]
+    for gate in ("RunValidator", "ReadValidation", "CheckVerdict"):
+        assert not reachable_avoiding(ASL, "RunTransformer", avoid=gate)
+        assert not reachable_avoiding(ASL, "ArchiveFile", avoid=gate)
+    assert reachable_avoiding(ASL, "RunTransformer", avoid="CopyToRejected")
+    bad = copy.deepcopy(ASL)
+    bad["States"]["ClaimEvent"]["Next"] = "RunTransformer"
+    assert reachable_avoiding(bad, "RunTransformer", avoid="RunValidator")
+
+
+def test_a_failed_validator_task_still_reads_the_verdict() -> None:
+    states = ASL["States"]
+    catches = {c["ErrorEquals"][0]: c for c in states["RunValidator"]["Catch"]}
+    assert catches["States.TaskFailed"]["Next"] == "ReadValidation"
+    assert catches["States.TaskFailed"]["ResultPath"] != "$"  # keep bucket/key for the next steps
+    assert states["ReadValidation"]["Parameters"]["ConsistentRead"] is True
+    rules = {c.get("StringEquals"): c["Next"] for c in states["CheckVerdict"]["Choices"]}
+    assert rules["REJECTED"] == "CopyToRejected"
+    assert rules["VALID"] == "RunTransformer"
+    path, name = [], "CopyToRejected"
+    while "Next" in states[name]:
+        path.append(name)
+        name = states[name]["Next"]
+    assert [*path, name] == [
+        "CopyToRejected",
+        "DeleteRejectedSource",
+        "NotifyRejected",
+        "FileRejected",
+    ]
+    assert states["FileRejected"]["Type"] == "Fail"
+
+
+def test_duplicate_delivery_is_claimed_once_and_ends_quietly() -> None:
+    claim = ASL["States"]["ClaimEvent"]
+    assert ASL["StartAt"] == "ClaimEvent"
+    assert claim["Resource"] == "arn:aws:states:::dynamodb:putItem"
+    assert claim["Parameters"]["ConditionExpression"] == "attribute_not_exists(pk)"
+    assert "'claim#{}/{}', $.bucket, $.key" in claim["Parameters"]["Item"]["pk"]["S.$"]
+    dup = next(
+        c
+        for c in claim["Catch"]
+        if c["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"]
+    )
+    assert ASL["States"][dup["Next"]]["Type"] == "Succeed"
+
+
+def test_failure_notices_carry_execution_file_step_and_error() -> None:
+    msg = ASL["States"]["NotifyFailure"]["Parameters"]["Message.$"]
+    for part in (
+        "$$.Execution.Id",
+        "$.bucket",
+        "$.key",
+        "$.failed_step",
+        "$.error.Error",
+        "$.error.Cause",
+    ):
+        assert part in msg
+    # Every catch-all of a task leads, through one Pass naming the step, to the notice.
+    for name, state in ASL["States"].items():
+        if state["Type"] != "Task" or name in ("NotifyFailure", "ReleaseClaim"):
+            continue
+        (catch_all,) = [c for c in state["Catch"] if "States.ALL" in c["ErrorEquals"]]
+        marker = ASL["States"][catch_all["Next"]]
+        assert catch_all["ResultPath"] == "$.error"
+        assert (marker["Type"], marker["Result"], marker["ResultPath"]) == (
+            "Pass",
+            name,
+            "$.failed_step",
+        )
+        assert marker["Next"] in ("ReleaseClaim", "NotifyFailure")
+
+
+def risky_paths(asl_text: str) -> list[str]:
+    """Return JSONPath uses that moto 5.2.5 gets wrong: indexed steps and && filters."""
+    return re.findall(r"\$[\w.$]*\[\d+\]\.\w+", asl_text) + re.findall(r"\?\([^)]*&&", asl_text)
+
+
+def test_no_jsonpath_that_the_local_emulator_mishandles() -> None:
+    assert risky_paths(ASL_TEXT) == []
+    assert risky_paths('{"a.$": "$.Item.dates[0].S"}') == ["$.Item.dates[0].S"]
+
+
+def test_sdk_results_with_datetimes_are_never_kept_whole() -> None:
+    for name, state in ASL["States"].items():
+        if state.get("Resource", "").startswith("arn:aws:states:::aws-sdk:s3:"):
+            assert "ResultSelector" in state or state.get("ResultPath", "") is None, name
+
+
+# ----------------------------------------------------------------- deploy scripts
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run an orchestration script with bash and return the finished process."""
+    return subprocess.run(
+        ["bash", str(ORCH / name), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_deploy_dry_run_prints_every_command_and_runs_none() -> None:
+    proc = run_script(
+        "deploy.sh",
+        "--dry-run",
+        "--subnets",
+        "subnet-0a,subnet-0b",
+        "--security-groups",
+        "sg-01",
+        "--region",
+        "eu-west-1",
+        "--account",
+        "123456789012",
+        "--tag",
+        "t1",
+        "--prefix",
+        "kpis",
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(line.startswith("+ ") for line in lines)
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kpis:t1"
+    assert [line.split()[1:3] for line in lines] == [
+        ["aws", "ecr"],
+        ["aws", "ecr"],
+        ["docker", "build"],
+        ["docker", "push"],
+        ["aws", "cloudformation"],
+        ["aws", "cloudformation"],
+    ]
+    assert "docker login --username AWS --password-stdin 123456789012.dkr.ecr" in lines[1]
+    assert f"-f {ROOT}/containers/Dockerfile -t {image} {ROOT}" in lines[2]
+    deploy = lines[4]
+    for part in (
+        "deploy",
+        "--stack-name order-kpis",
+        "CAPABILITY_IAM",
+        f"ImageUri={image}",
+        r"SubnetIds=subnet-0a\,subnet-0b",
+        "SecurityGroupIds=sg-01",
+        "NamePrefix=kpis",
+        f"--template-file {ORCH}/template.yaml",
+    ):
+        assert part in deploy
+
+
+def test_deploy_refuses_missing_or_malformed_arguments() -> None:
+    proc = run_script("deploy.sh", "--dry-run", "--security-groups", "sg-01")
+    assert proc.returncode == 2
+    assert "missing --subnets" in proc.stderr and proc.stdout == ""
+    proc = run_script(
+        "deploy.sh",
+        "--dry-run",
+        "--subnets",
+        "subnet-0a, subnet-0b",
+        "--security-groups",
+        "sg-01",
+        "--region",
+        "r",
+        "--account",
+        "1",
+    )
+    assert proc.returncode == 2 and "bad --subnets" in proc.stderr
+    assert run_script("deploy.sh", "--help").stdout.startswith("Usage:")
+
+
+def test_undeploy_dry_run_prints_the_deletion_and_needs_a_region() -> None:
+    proc = run_script(
+        "undeploy.sh",
+        "--dry-run",
+        "--region",
+        "eu-west-1",
+        "--empty-buckets",
+        "--account",
+        "123456789012",
+    )
+    assert proc.returncode == 0, proc.stderr
+    rm = "+ aws s3 rm --region eu-west-1 --recursive s3://order-kpis"
+    cfn = "+ aws cloudformation"
+    assert proc.stdout.splitlines() == [
+        f"{rm}-input-123456789012-eu-west-1",
+        f"{rm}-cleaned-123456789012-eu-west-1",
+        f"{cfn} delete-stack --region eu-west-1 --stack-name order-kpis",
+        f"{cfn} wait stack-delete-complete --region eu-west-1 --stack-name order-kpis",
+    ]
+    proc = run_script("undeploy.sh", "--dry-run")
+    assert proc.returncode == 2 and "missing --region" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["deploy.sh", "undeploy.sh"])
+def test_scripts_are_strict_bash(name: str) -> None:
+    text = (ORCH / name).read_text(encoding="utf-8")
+    assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
+    assert subprocess.run(["bash", "-n", str(ORCH / name)], check=False).returncode == 0
