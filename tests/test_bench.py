@@ -1,0 +1,287 @@
+"""Tests for the benchmark generator, peers and runner (no timing asserts)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine.bench.generate import (
+    ALL_CATEGORIES,
+    COLUMNS,
+    DEFAULT_CATEGORIES,
+    DIRT_KINDS,
+    UNKNOWN_CATEGORY,
+    generate_files,
+    generate_orders,
+)
+from engine.bench.peers import UNAVAILABLE
+from engine.bench.runner import ContenderResult, _compare, markdown, run_bench
+
+ROOT = Path(__file__).resolve().parents[1]
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --- generator ---------------------------------------------------------------------------
+
+
+def test_same_seed_gives_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
+    a = generate_orders(tmp_path / "a.csv", 3_000, seed=7)
+    b = generate_orders(tmp_path / "b.csv", 3_000, seed=7)
+    c = generate_orders(tmp_path / "c.csv", 3_000, seed=8)
+    assert a.path.read_bytes() == b.path.read_bytes()
+    assert a.path.read_bytes() != c.path.read_bytes()
+
+
+def test_generated_file_has_header_row_count_unique_ids_and_dates_in_range(
+    tmp_path: Path,
+) -> None:
+    g = generate_orders(tmp_path / "o.csv", 5_000, seed=1, days=10, start=date(2025, 7, 1))
+    assert g.path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    rows = _rows(g.path)
+    assert len(rows) == g.rows == 5_000
+    assert g.bytes == g.path.stat().st_size
+    assert len({r["order_id"] for r in rows}) == 5_000
+    days = {date.fromisoformat(r["order_date"]) for r in rows}
+    assert min(days) >= date(2025, 7, 1) and max(days) <= g.end == date(2025, 7, 10)
+    assert len(days) == 10
+    assert {r["category"] for r in rows} == set(DEFAULT_CATEGORIES)
+    assert {int(r["quantity"]) for r in rows} == set(range(1, 11))
+    assert {r["returned"] for r in rows} == {"true", "false"}
+    assert all(r["customer_id"] and r["product_id"] for r in rows)
+    # Prices carry 2 or 4 decimals, and some end in a half cent (…50), the tie makers.
+    decimals = {len(r["unit_price"].split(".")[1]) for r in rows}
+    assert decimals == {2, 4}
+    assert any(r["unit_price"].endswith("50") and len(r["unit_price"]) > 5 for r in rows)
+    # Skewed customers: the most frequent customer has many orders.
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[r["customer_id"]] += 1
+    assert max(counts.values()) >= 20
+
+
+def test_generated_file_is_read_typed_by_polars(tmp_path: Path) -> None:
+    g = generate_orders(tmp_path / "o.csv", 2_000, categories=ALL_CATEGORIES)
+    df = pl.read_csv(g.path, schema_overrides={"unit_price": pl.Decimal(38, 4)})
+    assert df.height == 2_000
+    assert df.schema["order_date"] == pl.String or df.schema["order_date"] == pl.Date
+    assert set(df["category"].unique()) == set(ALL_CATEGORIES)
+
+
+def test_several_files_have_disjoint_order_ids(tmp_path: Path) -> None:
+    made = generate_files(tmp_path, 1_000, files=3, seed=5)
+    assert [m.path.name for m in made] == ["orders_000.csv", "orders_001.csv", "orders_002.csv"]
+    ids = [r["order_id"] for m in made for r in _rows(m.path)]
+    assert len(ids) == len(set(ids)) == 3_000
+
+
+def test_dirt_injects_each_kind_asked_for(tmp_path: Path) -> None:
+    g = generate_orders(tmp_path / "d.csv", 6_000, seed=3, dirt=0.06)
+    assert set(g.dirty) == set(DIRT_KINDS)
+    assert all(n == 60 for n in g.dirty.values())
+    rows = _rows(g.path)
+    assert len(rows) == 6_000
+
+    def strict_date(s: str) -> bool:
+        if not ISO.match(s):
+            return False
+        try:
+            date.fromisoformat(s)
+        except ValueError:
+            return False
+        return True
+
+    assert sum(not strict_date(r["order_date"]) for r in rows) == g.dirty["bad_date"]
+    assert sum(int(r["quantity"]) < 0 for r in rows) == g.dirty["negative_quantity"]
+    assert sum(r["category"] == UNKNOWN_CATEGORY for r in rows) == g.dirty["unknown_category"]
+    assert sum(r["order_id"] == "" for r in rows) == g.dirty["empty_order_id"]
+    assert sum(r["customer_id"] == "" for r in rows) == g.dirty["empty_customer_id"]
+    ids = [r["order_id"] for r in rows if r["order_id"]]
+    assert len(ids) - len(set(ids)) == g.dirty["duplicate_order_id"]
+
+
+def test_dirt_can_be_limited_to_some_kinds(tmp_path: Path) -> None:
+    g = generate_orders(tmp_path / "d.csv", 2_000, dirt=0.01, dirt_kinds=("bad_date",))
+    assert g.dirty == {"bad_date": 20}
+    rows = _rows(g.path)
+    assert all(int(r["quantity"]) > 0 for r in rows)
+    assert len({r["order_id"] for r in rows}) == 2_000
+
+
+def test_clean_file_has_no_dirt_and_bad_arguments_are_refused(tmp_path: Path) -> None:
+    assert generate_orders(tmp_path / "c.csv", 100).dirty == {}
+    with pytest.raises(ValueError, match="unknown dirt kinds"):
+        generate_orders(tmp_path / "x.csv", 10, dirt=0.1, dirt_kinds=("nope",))
+    with pytest.raises(ValueError, match="rows"):
+        generate_orders(tmp_path / "x.csv", -1)
+
+
+# --- peers against an independent oracle -------------------------------------------------
+
+CENT, E4 = Decimal("0.01"), Decimal("0.0001")
+
+
+def _q(value: Decimal, unit: Decimal) -> str:
+    return str(value.quantize(unit, rounding=ROUND_HALF_EVEN))
+
+
+def _oracle(path: Path) -> tuple[str, str]:
+    """Both KPI tables, computed the plainest way, as canonical CSV text."""
+    cat: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
+    day: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 4)
+    customers: dict[str, set[str]] = defaultdict(set)
+    for r in _rows(path):
+        rev = Decimal(r["unit_price"]) * int(r["quantity"])
+        ret = Decimal(r["returned"] == "true")
+        c = cat[(r["category"], r["order_date"])]
+        cat[(r["category"], r["order_date"])] = [c[0] + rev, c[1] + 1, c[2] + ret]
+        d = day[r["order_date"]]
+        day[r["order_date"]] = [d[0] + 1, d[1] + rev, d[2] + int(r["quantity"]), d[3] + ret]
+        customers[r["order_date"]].add(r["customer_id"])
+    cat_lines = [
+        "category,order_date,daily_revenue,avg_order_value,avg_return_rate,orders,returned_orders"
+    ]
+    for (c, d), (rev, n, ret) in sorted(cat.items()):
+        cat_lines.append(f"{c},{d},{_q(rev, CENT)},{_q(rev / n, CENT)},{_q(ret / n, E4)},{n},{ret}")
+    day_lines = [
+        "order_date,total_orders,total_revenue,total_items_sold,return_rate,unique_customers"
+    ]
+    for d, (n, rev, items, ret) in sorted(day.items()):
+        day_lines.append(f"{d},{n},{_q(rev, CENT)},{items},{_q(ret / n, E4)},{len(customers[d])}")
+    return "\n".join(cat_lines), "\n".join(day_lines)
+
+
+def _tie_rows() -> list[list[str]]:
+    """Rows whose KPIs land exactly on a rounding half, so half-up or floats would differ."""
+    rows: list[list[str]] = []
+    n = 0
+
+    def add(day: str, cat: str, qty: int, price: str, returned: bool = False) -> None:
+        nonlocal n
+        n += 1
+        rows.append(
+            [f"TIE{n:05d}", f"T{n % 3}", day, cat, "SKU1", str(qty), price, str(returned).lower()]
+        )
+
+    # 2.005 revenue: half-even 2.00 (half-up 2.01).
+    add("2024-12-01", "Books", 1, "2.0050")
+    # 16 orders totalling 489.26: avg 30.57875 (the classic float-rounding trap).
+    for _ in range(15):
+        add("2024-12-02", "Books", 1, "30.00")
+    add("2024-12-02", "Books", 1, "39.26")
+    # 2 orders totalling 20.05: avg 10.025, half-even 10.02; 1 returned of 2.
+    add("2024-12-03", "Clothing", 1, "10.00", returned=True)
+    add("2024-12-03", "Clothing", 1, "10.05")
+    # 32 orders with 1 returned: rate 0.03125, half-even 0.0312 (half-up 0.0313).
+    for i in range(32):
+        add("2024-12-04", "Electronics", 3, "0.0150", returned=i == 0)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def oracle_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("oracle") / "orders.csv"
+    generate_orders(path, 3_000, seed=11, days=7, return_share=0.2)
+    with path.open("a", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(_tie_rows())
+    return path
+
+
+def test_oracle_rounds_the_ties_half_even(oracle_file: Path) -> None:
+    cat, daily = _oracle(oracle_file)
+    assert "Books,2024-12-01,2.00,2.00,0.0000,1,0" in cat.splitlines()
+    assert "Books,2024-12-02,489.26,30.58,0.0000,16,0" in cat.splitlines()
+    assert "Clothing,2024-12-03,20.05,10.02,0.5000,2,1" in cat.splitlines()
+    assert "Electronics,2024-12-04,1.44,0.04,0.0312,32,1" in cat.splitlines()
+    assert "2024-12-04,32,1.44,96,0.0312,3" in daily.splitlines()
+
+
+@pytest.mark.parametrize("peer", ["python_loop", "pandas_groupby", "duckdb_sql", "engine_kpis"])
+def test_peer_agrees_with_the_oracle(peer: str, oracle_file: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", f"engine.bench.peers.{peer}", str(oracle_file), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode == UNAVAILABLE:
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr
+    want_cat, want_daily = _oracle(oracle_file)
+    assert (tmp_path / "category_kpis.csv").read_text().rstrip("\n") == want_cat
+    assert (tmp_path / "daily_kpis.csv").read_text().rstrip("\n") == want_daily
+
+
+def test_polars_floor_reads_the_file_and_writes_no_kpis(oracle_file: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.bench.peers.polars_floor", str(oracle_file), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"{3_000 + len(_tie_rows())} rows" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- runner ------------------------------------------------------------------------------
+
+
+def test_compare_flags_a_wrong_answer_against_the_exact_reference() -> None:
+    results = [ContenderResult("engine_kpis", "e"), ContenderResult("python_loop", "p")]
+    good = ("h\na,1.00", "h\nb")
+    answers = {"engine_kpis": [good, ("h\na,1.01", "h\nb")], "python_loop": [good]}
+    assert _compare(results, answers) == "python_loop"
+    engine, loop = results
+    assert loop.answers_match is True
+    assert engine.answers_match is False and engine.status == "mismatch"
+    assert "run 2" in engine.note and "'a,1.01'" in engine.note
+
+
+def test_smoke_run_writes_json_and_markdown_with_every_contender(tmp_path: Path) -> None:
+    res = run_bench(
+        2_000, repeats=1, workdir=tmp_path / "work", results_dir=tmp_path / "res", seed=2
+    )
+    data = json.loads(Path(res.json_path).read_text())
+    names = [c["name"] for c in data["contenders"]]
+    assert names == [
+        "engine_process",
+        "engine_kpis",
+        "engine_kpis_streaming",
+        "duckdb_sql",
+        "pandas_groupby",
+        "python_loop",
+        "polars_floor",
+    ]
+    assert data["answers_match"] is True and data["ok"] is True
+    assert data["reference"] == "python_loop"
+    assert data["rows"] == 2_000 and data["machine"]["cores"]
+    for c in data["contenders"]:
+        assert c["status"] in ("ok", "skipped"), c
+        if c["status"] == "ok":
+            assert c["median_s"] > 0 and c["peak_rss_mb"] > 0 and c["ratio_to_floor"] > 0
+            assert c["answers_match"] is (c["name"] != "polars_floor" or None)
+    for peer in ("duckdb_sql", "pandas_groupby", "python_loop", "polars_floor"):
+        assert next(c for c in data["contenders"] if c["name"] == peer)["status"] == "ok"
+    md = (tmp_path / "res" / "latest.md").read_text()
+    assert md == markdown(res)
+    assert all(f"| {n} |" in md for n in names)
+    assert not (tmp_path / "work" / "out").exists()  # data removed without keep_data
