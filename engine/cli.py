@@ -178,13 +178,30 @@ def build_parser() -> argparse.ArgumentParser:
                     " of bad rows (default 0.01)")
     pr.add_argument("-q", "--quiet", action="store_true", help="do not print the KPI tables")
     pr.set_defaults(func=cmd_process)
+
+    b = sub.add_parser("bench", add_help=False, help="benchmark this engine against peers"
+                       " (order-kpis bench --help)")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_bench)
     return p
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.bench.runner import main as bench_main
+
+    return bench_main(args.bench_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # The benchmark runner owns its options (including --help).
+        args = parser.parse_args(["bench"])
+        args.bench_args = argv[1:]
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
