@@ -149,6 +149,32 @@ def _one_file(
     return FileOutcome(name, "quarantined", report, ing)
 
 
+def reprocess_dates(
+    out_dir: str | Path, date_from: dt.date, date_to: dt.date
+) -> tuple[list[dt.date], ProcessResult]:
+    """Recompute the KPIs of every lake date in [date_from, date_to] without reading inputs.
+
+    For a changed KPI definition: the lake holds the cleaned rows, so the CSVs are not needed.
+    Dates in the range that are no longer in the lake drop out of the tables.
+    """
+    if date_from > date_to:
+        raise UsageError(f"--date-from {date_from} is after --date-to {date_to}")
+    out = Path(out_dir)
+    lake = LocalLake(out / "lake")
+    if not lake.root.is_dir():
+        raise UsageError(f"{out}: no lake here (run `order-kpis process ... --out {out}` first)")
+    result = ProcessResult()
+    with lake.locked():
+        in_lake = [d for d in lake.dates() if date_from <= d <= date_to]
+        old = pl.read_parquet(out / "daily_kpis.parquet")["order_date"].to_list() if (
+            out / "daily_kpis.parquet").exists() else []
+        stale = [d for d in old if date_from <= d <= date_to]
+        lake.mark_pending(set(in_lake) | set(stale))
+        result.recomputed = sorted(lake.pending())
+        result.category, result.daily = refresh_tables(lake, out)
+    return in_lake, result
+
+
 def refresh_tables(lake: LocalLake, out: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Recompute the pending dates from the lake and replace both KPI tables atomically."""
     pending = lake.pending()

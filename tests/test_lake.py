@@ -80,3 +80,27 @@ def test_crash_while_writing_tables_keeps_old_tables_and_next_run_converges(
     assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
     assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
     assert LocalLake(out / "lake").pending() == set()
+
+
+def test_reprocess_recomputes_a_date_range_from_the_lake_without_inputs(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.csv", "A,c,2025-07-06,Books,P,1,10,false",
+              "B,d,2025-07-07,Books,P,2,3.3333,true")
+    out = tmp_path / "out"
+    assert main(["process", str(a), "--out", str(out), "-q"]) == 0
+    want = (out / "category_kpis.csv").read_bytes()
+    # Simulate a stale table (an older KPI definition) and inputs that are gone.
+    (out / "category_kpis.csv").write_text("stale\n")
+    (out / "category_kpis.parquet").unlink()
+    a.unlink()
+    assert main(["reprocess", "--out", str(out), "--date-from", "2025-07-01",
+                 "--date-to", "2025-07-31", "-q"]) == 0
+    assert (out / "category_kpis.csv").read_bytes() == want
+
+
+def test_reprocess_usage_errors(tmp_path: Path) -> None:
+    assert main(["reprocess", "--out", str(tmp_path / "none"), "--date-from", "2025-07-01",
+                 "--date-to", "2025-07-31"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["reprocess", "--out", str(tmp_path), "--date-from", "2025-7-32",
+              "--date-to", "2025-07-31"])
+    assert e.value.code == 2
