@@ -371,6 +371,7 @@ def refresh_date(
     *,
     tables: KpiTables,
     client: Any = None,
+    max_transaction_items: int = MAX_TRANSACTION_ITEMS,
     **retry: Any,
 ) -> PublishResult:
     """Take a ticket, then ``compute(ticket)`` (read the lake), then publish; the outcome.
@@ -380,7 +381,15 @@ def refresh_date(
     client = default_client() if client is None else client
     ticket = take_ticket(date, table=tables.state, client=client, **retry)
     categories, daily = compute(ticket)
-    return publish_date_snapshot(ticket, categories, daily, tables=tables, client=client, **retry)
+    return publish_date_snapshot(
+        ticket,
+        categories,
+        daily,
+        tables=tables,
+        client=client,
+        max_transaction_items=max_transaction_items,
+        **retry,
+    )
 
 
 # --- event idempotency and statuses ----------------------------------------------------
