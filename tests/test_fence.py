@@ -186,10 +186,15 @@ def test_concurrent_writers_leave_the_highest_tickets_snapshot(
         try:
             barrier.wait()
             for _ in range(2):
-                time.sleep(rnd.random() * 0.05)
+                time.sleep(rnd.random() * 0.3)  # spread out: some publish before others start
+
+                def read_lake(t: Ticket) -> Snapshot:
+                    time.sleep(rnd.random() * 0.05)  # reading the lake takes a while
+                    return snapshot_for(t.ticket)  # the lake as seen after ticket t
+
                 result = refresh_date(
                     DATE,
-                    lambda t: snapshot_for(t.ticket),  # the lake as seen after ticket t
+                    read_lake,
                     tables=tables,
                     client=dynamodb_client,
                     max_transaction_items=max_transaction_items,
@@ -254,6 +259,8 @@ def test_claim_is_granted_once(dynamodb_client: Any, tables: KpiTables) -> None:
     assert claim(tables.state, pk, sk, attributes={"execution": "e1"}, client=dynamodb_client)
     assert not claim(tables.state, pk, sk, attributes={"execution": "e2"}, client=dynamodb_client)
     assert get_status(tables.state, pk, sk, client=dynamodb_client)["execution"] == "e1"
+    # The same claimant asking again (a retried call whose first answer was lost) keeps it.
+    assert claim(tables.state, pk, sk, attributes={"execution": "e1"}, client=dynamodb_client)
 
 
 @pytest.mark.integration
