@@ -348,3 +348,28 @@ def test_fence_check_failure_means_superseded_not_error() -> None:
         t, *snapshot_for(4), tables=KpiTables("c", "d", "s"), client=client
     )
     assert not result.published and result.written == 0 and client.calls == 1
+
+
+@pytest.mark.integration
+def test_large_snapshot_goes_in_full_100_action_transactions(
+    dynamodb_client: Any, tables: KpiTables
+) -> None:
+    def items(n: int, cents: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "category": f"cat{i:03d}", "order_date": DATE,
+                "daily_revenue": Decimal(cents + i).scaleb(-2), "avg_order_value": Decimal("1.00"),
+                "avg_return_rate": Decimal("0.0001"), "orders": 1, "returned_orders": 0,
+                "source_files": [], "computed_at": "t",
+            }
+            for i in range(n)
+        ]  # fmt: skip
+
+    t1 = take_ticket(DATE, table=tables.state, client=dynamodb_client)
+    first = publish_date_snapshot(t1, items(150, 1), None, tables=tables, client=dynamodb_client)
+    assert first.published and first.attempts == 2  # 99 + 52 actions, each with the fence
+    t2 = take_ticket(DATE, table=tables.state, client=dynamodb_client)
+    second = items(120, 7)
+    result = publish_date_snapshot(t2, second, None, tables=tables, client=dynamodb_client)
+    assert result.deleted == 30 + 1
+    assert stored(dynamodb_client, tables) == (second, None)
