@@ -126,22 +126,34 @@ def _backoff(
     )
 
 
-def _call(table: str, backoff: Backoff, call: Callable[[], Any]) -> Any:
-    """The result of ``call()``, retrying throttling with backoff; other errors propagate."""
+def _call(
+    table: str,
+    backoff: Backoff,
+    call: Callable[[], Any],
+    *,
+    passthrough: frozenset[str] = frozenset(),
+) -> Any:
+    """The result of ``call()``, retrying throttling with backoff.
+
+    Errors whose code is in ``passthrough`` propagate as they are (the caller handles them);
+    other non-retryable ones become ``DynamoWriteError`` (terminal).
+    """
     for attempt in range(backoff.max_attempts):
         if attempt:
             backoff.wait(attempt - 1)
         try:
             return call()
         except ClientError as exc:
-            if not is_retryable(exc) or attempt == backoff.max_attempts - 1:
-                if is_retryable(exc):
-                    raise TableWriteThrottledError(
-                        table, unwritten=1, written=0, attempts=attempt + 1,
-                        last_error=error_code(exc),
-                    ) from exc  # fmt: skip
+            code = error_code(exc)
+            if code in passthrough:
                 raise
-            log.warning("%s: %s, retrying", table, error_code(exc))
+            if not is_retryable(exc):
+                raise DynamoWriteError(table, code, str(exc)) from exc
+            if attempt == backoff.max_attempts - 1:
+                raise TableWriteThrottledError(
+                    table, unwritten=1, written=0, attempts=attempt + 1, last_error=code
+                ) from exc
+            log.warning("%s: %s, retrying", table, code)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -425,12 +437,11 @@ def claim(
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             ),
+            passthrough=frozenset({"ConditionalCheckFailedException"}),
         )
     except ClientError as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            existing = exc.response.get("Item")
-            return existing is not None and from_attribute_values(existing) == item
-        raise DynamoWriteError(table, error_code(exc), str(exc)) from exc
+        existing = exc.response.get("Item")
+        return existing is not None and from_attribute_values(existing) == item
     return True
 
 
@@ -449,14 +460,7 @@ def put_status(
     client = default_client() if client is None else client
     item = {**attributes, "pk": pk, "sk": sk}
     backoff = _backoff(max_attempts, 0.05, 5.0, sleep, rng)
-    try:
-        _call(
-            table,
-            backoff,
-            lambda: client.put_item(TableName=table, Item=to_attribute_values(item)),
-        )
-    except ClientError as exc:
-        raise DynamoWriteError(table, error_code(exc), str(exc)) from exc
+    _call(table, backoff, lambda: client.put_item(TableName=table, Item=to_attribute_values(item)))
 
 
 def get_status(

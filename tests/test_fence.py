@@ -373,3 +373,12 @@ def test_large_snapshot_goes_in_full_100_action_transactions(
     result = publish_date_snapshot(t2, second, None, tables=tables, client=dynamodb_client)
     assert result.deleted == 30 + 1
     assert stored(dynamodb_client, tables) == (second, None)
+
+
+def test_non_retryable_errors_become_terminal_project_errors() -> None:
+    from engine.errors import DynamoWriteError
+
+    client = ThrottledOnce(FakeFence(), "ResourceNotFoundException", 1)
+    with pytest.raises(DynamoWriteError) as info:
+        take_ticket(DATE, table="s", client=client, sleep=lambda s: None)
+    assert info.value.code == "ResourceNotFoundException" and not info.value.transient
