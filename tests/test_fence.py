@@ -382,3 +382,69 @@ def test_non_retryable_errors_become_terminal_project_errors() -> None:
     with pytest.raises(DynamoWriteError) as info:
         take_ticket(DATE, table="s", client=client, sleep=lambda s: None)
     assert info.value.code == "ResourceNotFoundException" and not info.value.transient
+
+
+class RecordingTx:
+    def __init__(self) -> None:
+        self.transactions: list[list[dict[str, Any]]] = []
+
+    def transact_write_items(self, *, TransactItems: list[dict[str, Any]]) -> Any:
+        assert len(TransactItems) <= 100
+        self.transactions.append(TransactItems)
+        return {}
+
+
+def _fence_categories(action: dict[str, Any]) -> list[str]:
+    values = action["Update"]["ExpressionAttributeValues"][":c"]["L"]
+    return [v["S"] for v in values]
+
+
+def test_split_snapshot_lists_old_and_new_categories_until_its_last_part() -> None:
+    client = RecordingTx()
+    items, _ = snapshot_for(5)
+    assert len(items) >= 3
+    t = Ticket(DATE, 9, frozenset({"Gone", items[0]["category"]}))
+    result = publish_date_snapshot(
+        t, items, None, tables=KpiTables("c", "d", "s"), client=client, max_transaction_items=3
+    )
+    txs = client.transactions
+    assert result.published and len(txs) == -(-(len(items) + 2) // 2)
+    assert all("ticket = :t" in next(iter(tx[0].values()))["ConditionExpression"] for tx in txs)
+    new = sorted(i["category"] for i in items)
+    assert _fence_categories(txs[0][0]) == sorted({"Gone", *new})
+    assert all("ConditionCheck" in tx[0] for tx in txs[1:-1])
+    assert _fence_categories(txs[-1][0]) == new
+    deletes = [a["Delete"]["Key"] for tx in txs for a in tx[1:] if "Delete" in a]
+    assert {"category": {"S": "Gone"}, "order_date": {"S": DATE}} in deletes
+    assert {"order_date": {"S": DATE}} in deletes  # the daily row of a date with no rows
+
+
+def test_refresh_date_reads_the_lake_only_after_the_ticket() -> None:
+    events: list[str] = []
+
+    class Client(FakeFence, RecordingTx):
+        def __init__(self) -> None:
+            FakeFence.__init__(self)
+            RecordingTx.__init__(self)
+
+        def update_item(self, **kw: Any) -> Any:
+            events.append("ticket")
+            return FakeFence.update_item(self, **kw)
+
+    def compute(t: Ticket) -> Snapshot:
+        events.append(f"read after ticket {t.ticket}")
+        return snapshot_for(t.ticket)
+
+    result = refresh_date(DATE, compute, tables=KpiTables("c", "d", "s"), client=Client())
+    assert events == ["ticket", "read after ticket 1"] and result.published
+
+
+def test_snapshot_for_another_date_is_refused() -> None:
+    from engine.errors import TerminalError
+
+    items, daily = snapshot_for(3, date="2025-07-08")
+    with pytest.raises(TerminalError, match="2025-07-08"):
+        publish_date_snapshot(
+            Ticket(DATE, 1, frozenset()), items, daily, tables=KpiTables("c", "d", "s"),
+            client=RecordingTx(),
+        )  # fmt: skip
