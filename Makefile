@@ -32,6 +32,7 @@ demo: install
 
 ## test: install the dev extras and run the whole default suite.
 test: install-dev
+	tests/aws/install_dynamodb_local.sh
 	$(BIN)/python -m pytest
 
 lint: install-dev
