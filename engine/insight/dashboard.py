@@ -154,14 +154,17 @@ def load_rejections(folder: str | Path, *, limit: int = 10, first: int = 5) -> l
             out.append(Rejection(fallback, 0, (), "report is not a JSON object"))
             continue
         findings = report.get("findings")
-        findings = findings if isinstance(findings, list) else []
+        summary = _text(report.get("summary"))
+        if not isinstance(findings, list):
+            summary = (summary + " " if summary else "") + "(the report has no findings list)"
+            findings = []
         shown = tuple(_finding(f) for f in findings[:first])
         out.append(
             Rejection(
                 name=str(report.get("file") or fallback),
                 findings=len(findings),
                 first=shown,
-                summary=_text(report.get("summary")),
+                summary=summary,
             )
         )
     return out
@@ -278,6 +281,8 @@ def write_dashboard(path: str | Path, page: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(page)
+        # mkstemp creates 0600; a report is meant to be shared like any other output file.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -446,21 +451,37 @@ _JS: Final = r"""
     el("line", {x1: M.l, x2: W - M.r, y1: y(0), y2: y(0), stroke: "#57606a"}, svg);
     return {svg: svg, x: x, y: y, band: band};
   }
+  // values[i] === null marks a calendar day without a KPI row: the line breaks there.
   function lineChart(holder, id, title, desc, days, values, labels, colour, percent) {
-    var max = 0; values.forEach(function (v) { if (v > max) { max = v; } });
+    var max = 0; values.forEach(function (v) { if (v !== null && v > max) { max = v; } });
     var f = frame(holder, id, title, desc, max, percent, days);
-    if (!days.length) { return f.svg; }
-    var pts = values.map(function (v, i) { return f.x(i).toFixed(1) + "," + f.y(v).toFixed(1); });
-    el("polygon", {points: f.x(0).toFixed(1) + "," + f.y(0) + " " + pts.join(" ") + " " +
-      f.x(days.length - 1).toFixed(1) + "," + f.y(0), fill: colour, "fill-opacity": 0.15,
-      stroke: "none"}, f.svg);
-    el("polyline", {points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2.5,
-      "stroke-linejoin": "round"}, f.svg);
+    var runs = [], run = [];
     values.forEach(function (v, i) {
-      tip(el("circle", {cx: f.x(i), cy: f.y(v), r: 3.5, fill: colour, "data-value": labels[i]},
-        f.svg), days[i] + ": " + labels[i]);
+      if (v === null) { if (run.length) { runs.push(run); } run = []; } else { run.push(i); }
+    });
+    if (run.length) { runs.push(run); }
+    runs.forEach(function (idx) {
+      var pts = idx.map(function (i) {
+        return f.x(i).toFixed(1) + "," + f.y(values[i]).toFixed(1);
+      });
+      el("polygon", {points: f.x(idx[0]).toFixed(1) + "," + f.y(0) + " " + pts.join(" ") + " " +
+        f.x(idx[idx.length - 1]).toFixed(1) + "," + f.y(0), fill: colour, "fill-opacity": 0.15,
+        stroke: "none"}, f.svg);
+      el("polyline", {points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2.5,
+        "stroke-linejoin": "round"}, f.svg);
+      idx.forEach(function (i) {
+        tip(el("circle", {cx: f.x(i), cy: f.y(values[i]), r: 3.5, fill: colour,
+          "data-value": labels[i]}, f.svg), days[i] + ": " + labels[i]);
+      });
     });
     return f.svg;
+  }
+  function calendar(from, to) { // every date from..to, UTC, as YYYY-MM-DD
+    var out = [], d = new Date(from + "T00:00:00Z"), end = new Date(to + "T00:00:00Z");
+    while (d <= end && out.length < 4000) {
+      out.push(d.toISOString().slice(0, 10)); d.setUTCDate(d.getUTCDate() + 1);
+    }
+    return out;
   }
   function stackedBars(holder, id, title, desc, days, cats, categories, palette) {
     var byDay = {};
@@ -516,6 +537,7 @@ _JS: Final = r"""
     setText("card-revenue", fmtCents(revenue));
     setText("card-orders", groupThousands(orders.toString()));
     setText("card-returned", groupThousands(returned.toString()));
+    setText("card-rate-orders", groupThousands(orders.toString()));
     if (orders > 0n) {
       var scaled = divHalfEven(returned * 10000n, orders);
       setText("card-rate", fmtPercent(scaled)); setText("card-rate-raw", fmtRate(scaled));
@@ -527,15 +549,18 @@ _JS: Final = r"""
     setText("card-days", String(days.length));
     setText("period-label", days.length ? from + " to " + to : "no data in " + from + " to " + to);
 
-    var dates = days.map(function (d) { return d.d; });
+    // The x axis is the calendar, so a day without KPI rows shows as a gap, not as a slope.
+    var dates = days.length ? calendar(days[0].d, days[days.length - 1].d) : [];
+    var byDate = {};
+    days.forEach(function (d) { byDate[d.d] = d; });
     lineChart(document.getElementById("chart-revenue"), "revenue", "Daily revenue",
       "Total revenue per day, " + from + " to " + to, dates,
-      days.map(function (d) { return Number(BigInt(d.rev)) / 100; }),
-      days.map(function (d) { return d.revText; }), "#0072B2", false);
+      dates.map(function (d) { return byDate[d] ? Number(BigInt(byDate[d].rev)) / 100 : null; }),
+      dates.map(function (d) { return byDate[d] ? byDate[d].revText : ""; }), "#0072B2", false);
     lineChart(document.getElementById("chart-return-rate"), "return-rate", "Daily return rate",
       "Returned orders divided by orders, per day", dates,
-      days.map(function (d) { return Number(d.rate); }),
-      days.map(function (d) { return d.rate; }), "#D55E00", true);
+      dates.map(function (d) { return byDate[d] ? Number(byDate[d].rate) : null; }),
+      dates.map(function (d) { return byDate[d] ? byDate[d].rate : ""; }), "#D55E00", true);
     stackedBars(document.getElementById("chart-category-revenue"), "category-revenue",
       "Revenue by category per day", "Stacked daily revenue of each category", dates, cats,
       DATA.categories, DATA.palette);
@@ -644,7 +669,7 @@ so this is not the distinct count of the period (busiest day:
 a lower bound).</p></div>
 <div class="card"><h2>Return rate</h2><div class="value" id="card-rate">__RATE_PCT__</div>
 <p><span id="card-rate-raw">__RATE_RAW__</span> = <span id="card-returned">__RETURNED__</span>
-returned orders / orders of the period</p></div>
+returned / <span id="card-rate-orders">__ORDERS__</span> orders of the period</p></div>
 </section>
 <section class="grid">
 <div class="panel"><h2>Daily revenue</h2><div class="chart" id="chart-revenue"></div></div>
