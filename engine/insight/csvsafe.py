@@ -17,13 +17,16 @@ TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet evaluate a cell."""
 
 _TRIGGER_RE: Final = r"^[=+\-@\t\r]"
-_NUMBER_RE: Final = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
-_NUMBER: Final = re.compile(_NUMBER_RE)
+_NUMBER_CORE: Final = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# Polars (Rust regex): ^...$ anchor the whole text. Python uses fullmatch, because its "$" would
+# also match before a trailing newline and let "-1\n" through as a number.
+_NUMBER_RE: Final = f"^{_NUMBER_CORE}$"
+_NUMBER: Final = re.compile(_NUMBER_CORE)
 
 
 def neutralise(value: str) -> str:
     """Return the cell text made safe for spreadsheets (a ``'`` prefix when needed)."""
-    if value.startswith(TRIGGERS) and not _NUMBER.match(value):
+    if value.startswith(TRIGGERS) and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
 
