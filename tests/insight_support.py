@@ -143,3 +143,30 @@ def write_output_folder(folder: Path, o: Oracle) -> Path:
     category.write_parquet(folder / "category_kpis.parquet")
     daily.write_parquet(folder / "daily_kpis.parquet")
     return folder
+
+
+def demo_orders_csv(days: int = 28, seed: int = 7) -> str:
+    """Return a month of random but reproducible orders (one day left out) for the docs picture.
+
+    docs/dashboard.png is made from it: see docs/insight.md.
+    """
+    import random
+    from datetime import timedelta
+
+    rng = random.Random(seed)
+    cats = ["Electronics", "Books", "Home & Garden", "Toys", "Clothing"]
+    lines = ["order_id,customer_id,order_date,category,items,amount,returned"]
+    n = 0
+    for offset in range(days):
+        if offset == 12:
+            continue  # a day without orders shows as a gap in the line charts
+        day = date(2025, 6, 1) + timedelta(days=offset)
+        for _ in range(rng.randint(15, 45)):
+            n += 1
+            cat = rng.choice(cats)
+            amount = Decimal(rng.randint(500, 30000 if cat == "Electronics" else 8000)) / 100
+            returned = "true" if rng.random() < 0.08 else "false"
+            lines.append(
+                f"o{n},c{rng.randint(1, 60)},{day},{cat},{rng.randint(1, 5)},{amount},{returned}"
+            )
+    return "\n".join(lines) + "\n"

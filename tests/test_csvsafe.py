@@ -57,7 +57,11 @@ def test_safe_frame_touches_only_text_columns() -> None:
     assert out.schema == frame.schema
     assert out["category"].to_list() == ["'=evil()", "Books"]
     rows = list(csv.reader(io.StringIO(safe_csv(frame))))
-    assert rows == [["category", "money", "n"], ["'=evil()", "-12.50", "-1"], ["Books", "3.00", "2"]]
+    assert rows == [
+        ["category", "money", "n"],
+        ["'=evil()", "-12.50", "-1"],
+        ["Books", "3.00", "2"],
+    ]
 
 
 def test_categorical_columns_are_neutralised_too() -> None:

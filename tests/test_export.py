@@ -78,7 +78,7 @@ def test_exported_csv_is_injection_safe_and_keeps_negative_money(tmp_path: Path)
         "'=HYPERLINK(\"http://evil\")", "2025-08-01", "-12.50", "-12.50", "1.0000", "1", "1"
     ]  # fmt: skip
     parquet = pl.read_parquet(tmp_path / "kpis/category_kpis/month=2025-08/part-0.parquet")
-    assert parquet["category"].to_list() == ["=HYPERLINK(\"http://evil\")"]  # data unchanged
+    assert parquet["category"].to_list() == ['=HYPERLINK("http://evil")']  # data unchanged
 
 
 def test_rerun_replaces_files_and_leaves_no_temporary_files(tmp_path: Path) -> None:
@@ -105,7 +105,9 @@ def test_s3_export_puts_the_same_layout(moto_endpoint: str) -> None:
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="bi-exports")["Contents"])
     assert keys == sorted(w.location.removeprefix("s3://bi-exports/") for w in written)
     assert "exports/kpis/daily_kpis/month=2025-08/part-0.parquet" in keys
-    body = s3.get_object(Bucket="bi-exports", Key="exports/kpis/daily_kpis/month=2025-07/part-0.parquet")
+    body = s3.get_object(
+        Bucket="bi-exports", Key="exports/kpis/daily_kpis/month=2025-07/part-0.parquet"
+    )
     got = pl.read_parquet(io.BytesIO(body["Body"].read()))
     assert got.rows(named=True) == oracle().daily
 

@@ -71,12 +71,21 @@ def test_bad_dates_are_usage_errors(out_dir: Path, argv: list[str], message: str
 
 def test_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     args = parse(
-        ["query", "daily", "--from", "2025-07-01", "--to", "2025-07-02", "--dir", str(tmp_path / "x")]
+        [
+            "query",
+            "daily",
+            "--from",
+            "2025-07-01",
+            "--to",
+            "2025-07-02",
+            "--dir",
+            str(tmp_path / "x"),
+        ]
     )
     with pytest.raises(UsageError, match="does not exist"):
         args.handler(args)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UsageError, match="daily_kpis.parquet"):
+    with pytest.raises(UsageError, match=r"daily_kpis\.parquet"):
         query_daily(tmp_path / "empty", D1, D2)
 
 
@@ -114,10 +123,10 @@ def test_table_and_csv_renderers_show_stored_scale(out_dir: Path) -> None:
 
 def test_csv_output_neutralises_formula_like_categories() -> None:
     category, _ = frames(oracle())
-    evil = category.head(1).with_columns(pl.lit("=HYPERLINK(\"http://x\")").alias("category"))
+    evil = category.head(1).with_columns(pl.lit('=HYPERLINK("http://x")').alias("category"))
     line = render_csv(evil).splitlines()[1]
     assert line.startswith("\"'=HYPERLINK(")
-    assert json.loads(render_json(evil))[0]["category"] == "=HYPERLINK(\"http://x\")"
+    assert json.loads(render_json(evil))[0]["category"] == '=HYPERLINK("http://x")'
 
 
 # ---- DynamoDB (moto over HTTP) -------------------------------------------------------------
@@ -216,7 +225,7 @@ class FlakyBatchClient:
         self.failures = failures
         self.calls = 0
 
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         self.calls += 1
         ((table, request),) = RequestItems.items()
         if self.failures:

@@ -663,10 +663,9 @@ _TEMPLATE: Final = """<!DOCTYPE html>
 <p>Sum of daily total orders</p></div>
 <div class="card"><h2 id="card-customers-label">__CUST_LABEL__</h2>
 <div class="value" id="card-customers">__CUST_SUM__</div>
-<p>Daily distinct counts added up: a customer who ordered on several days counts once per day,
-so this is not the distinct count of the period (busiest day:
-<span id="card-customers-max">__CUST_MAX__</span>,
-a lower bound).</p></div>
+<p>Each day's distinct count, added up: a customer ordering on several days counts once per
+day, so this is not the period's distinct count. Busiest day:
+<span id="card-customers-max">__CUST_MAX__</span> (a lower bound).</p></div>
 <div class="card"><h2>Return rate</h2><div class="value" id="card-rate">__RATE_PCT__</div>
 <p><span id="card-rate-raw">__RATE_RAW__</span> = <span id="card-returned">__RETURNED__</span>
 returned / <span id="card-rate-orders">__ORDERS__</span> orders of the period</p></div>
