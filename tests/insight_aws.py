@@ -6,11 +6,15 @@ import socket
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import boto3
 import pytest
+from insight_support import oracle
 from moto.server import ThreadedMotoServer
+
+from engine.insight import DynamoTables
 
 
 def free_port() -> int:
@@ -63,3 +67,51 @@ class NoScanClient:
 
 def dynamodb() -> Any:
     return boto3.client("dynamodb")
+
+
+def _create_tables(client: Any, tables: DynamoTables) -> None:
+    client.create_table(
+        TableName=tables.category_table,
+        KeySchema=[
+            {"AttributeName": "category", "KeyType": "HASH"},
+            {"AttributeName": "order_date", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "category", "AttributeType": "S"},
+            {"AttributeName": "order_date", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.create_table(
+        TableName=tables.order_table,
+        KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "order_date", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def wire(row: dict[str, object]) -> dict[str, dict[str, str]]:
+    item: dict[str, dict[str, str]] = {}
+    for key, value in row.items():
+        if isinstance(value, date):
+            item[key] = {"S": value.isoformat()}
+        elif isinstance(value, str):
+            item[key] = {"S": value}
+        else:
+            item[key] = {"N": str(value)}
+    item["source_files"] = {"SS": ["orders_a.csv"]}
+    item["computed_at"] = {"S": "2025-07-05T00:00:00Z"}
+    return item
+
+
+@pytest.fixture
+def loaded_tables(moto_endpoint: str) -> DynamoTables:
+    tables = DynamoTables("CategoryKPIs", "OrderKPIs")
+    client = dynamodb()
+    _create_tables(client, tables)
+    o = oracle()
+    for row in o.category:
+        client.put_item(TableName=tables.category_table, Item=wire(row))
+    for row in o.daily:
+        client.put_item(TableName=tables.order_table, Item=wire(row))
+    return tables

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -15,11 +16,21 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from insight_aws import NoScanClient, dynamodb, loaded_tables, moto_endpoint
 from insight_support import frames, oracle, write_output_folder
 
 from engine.errors import UsageError
+from engine.insight import DynamoTables
 from engine.insight.commands import add_subparsers
-from engine.insight.dashboard import build_html, format_money, load_rejections, period_cards
+from engine.insight.dashboard import (
+    build_html,
+    dashboard_data,
+    format_money,
+    load_rejections,
+    period_cards,
+)
+
+__all__ = ["loaded_tables", "moto_endpoint"]  # fixtures, used by name
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 INSTALL_HINT = (
@@ -85,14 +96,39 @@ def test_rejections_are_read_tolerantly(tmp_path: Path) -> None:
     assert load_rejections(tmp_path / "nowhere") == []
 
 
-def test_dynamodb_dashboard_needs_named_categories(tmp_path: Path) -> None:
-    import argparse
-
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_subparsers(parser.add_subparsers())
-    args = parser.parse_args(["dashboard", "--from-dynamodb", "--out", str(tmp_path / "r.html")])
+    return parser.parse_args(argv)
+
+
+def test_dashboard_usage_errors(tmp_path: Path) -> None:
+    args = parse(["dashboard", "--from-dynamodb", "--out", str(tmp_path / "r.html")])
     with pytest.raises(UsageError, match="--from and --to"):
         args.handler(args)
+    args = parse(["dashboard", "--from-dynamodb", "--from", "2025-07-01", "--to", "2025-07-02",
+                  "--out", str(tmp_path / "r.html")])  # fmt: skip
+    with pytest.raises(UsageError, match="category names"):
+        args.handler(args)
+    args = parse(["dashboard", "--from-dir", str(tmp_path / "nope"), "--out", "r.html"])
+    with pytest.raises(UsageError, match="does not exist"):
+        args.handler(args)
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.integration
+def test_dynamodb_dashboard_embeds_the_same_data_as_the_local_one(
+    loaded_tables: DynamoTables, tmp_path: Path
+) -> None:
+    spy = NoScanClient(dynamodb())
+    out = tmp_path / "ddb.html"
+    args = parse(["dashboard", "--from-dynamodb", "--from", "2025-07-01", "--to", "2025-07-31",
+                  "--categories", "Books,Electronics,Home & Garden",
+                  "--out", str(out)])  # fmt: skip
+    assert args.handler(args, client=spy) == 0
+    assert set(spy.calls) == {"query", "batch_get_item"}
+    embedded = re.search(r'id="kpi-data">([^<]*)<', out.read_text()).group(1)  # type: ignore[union-attr]
+    assert json.loads(embedded) == dashboard_data(*frames(oracle()))
 
 
 # ---- the page in a real headless Chromium ---------------------------------------------------
@@ -182,11 +218,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "findings": [{"line": 4, "column": "amount", "rule": "ge_0",
                                   "value": "-5", "message": "amount must be >= 0"}]})
     )  # fmt: skip
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    add_subparsers(parser.add_subparsers())
-    args = parser.parse_args(["dashboard", "--from-dir", str(out), "--out", str(base / "r.html")])
+    args = parse(["dashboard", "--from-dir", str(out), "--out", str(base / "r.html")])
     assert args.handler(args) == 0
     return base / "r.html"
 
@@ -240,3 +272,12 @@ def test_browser_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
     assert bytes([0x00, 0x72, 0xB2]) in colours
     if target := os.environ.get("INSIGHT_SCREENSHOT_OUT"):
         shutil.copyfile(shot, target)
+
+
+def test_browser_shows_an_empty_range_without_script_errors(tmp_path: Path) -> None:
+    category, daily = frames(oracle())
+    page = tmp_path / "empty.html"
+    page.write_text(build_html(category.clear(), daily.clear()), encoding="utf-8")
+    dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout
+    assert_script_ran_cleanly(dom)
+    assert card(dom, "card-revenue") == "0.00" and card(dom, "card-rate") == "n/a"

@@ -11,14 +11,14 @@ from typing import Any
 
 import polars as pl
 import pytest
-from insight_aws import NoScanClient, dynamodb, moto_endpoint
+from insight_aws import NoScanClient, dynamodb, loaded_tables, moto_endpoint, wire
 from insight_support import CATEGORY_SCHEMA, DAILY_SCHEMA, frames, oracle, write_output_folder
 
 from engine.errors import TransientError, UsageError
 from engine.insight import DynamoTables, add_subparsers, query_category, query_daily
 from engine.insight.render import render_csv, render_json, render_table
 
-__all__ = ["moto_endpoint"]  # the fixture is used by name
+__all__ = ["loaded_tables", "moto_endpoint"]  # fixtures, used by name
 
 D1, D2, D4 = date(2025, 7, 1), date(2025, 7, 2), date(2025, 7, 4)
 
@@ -132,55 +132,6 @@ def test_csv_output_neutralises_formula_like_categories() -> None:
 # ---- DynamoDB (moto over HTTP) -------------------------------------------------------------
 
 
-def _create_tables(client: Any, tables: DynamoTables) -> None:
-    client.create_table(
-        TableName=tables.category_table,
-        KeySchema=[
-            {"AttributeName": "category", "KeyType": "HASH"},
-            {"AttributeName": "order_date", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "category", "AttributeType": "S"},
-            {"AttributeName": "order_date", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.create_table(
-        TableName=tables.order_table,
-        KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "order_date", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
-def _wire(row: dict[str, object]) -> dict[str, dict[str, str]]:
-    item: dict[str, dict[str, str]] = {}
-    for key, value in row.items():
-        if isinstance(value, date):
-            item[key] = {"S": value.isoformat()}
-        elif isinstance(value, str):
-            item[key] = {"S": value}
-        else:
-            item[key] = {"N": str(value)}
-    item["source_files"] = {"SS": ["orders_a.csv"]}
-    item["computed_at"] = {"S": "2025-07-05T00:00:00Z"}
-    return item
-
-
-@pytest.fixture
-def loaded_tables(moto_endpoint: str) -> DynamoTables:
-    tables = DynamoTables("CategoryKPIs", "OrderKPIs")
-    client = dynamodb()
-    _create_tables(client, tables)
-    o = oracle()
-    for row in o.category:
-        client.put_item(TableName=tables.category_table, Item=_wire(row))
-    for row in o.daily:
-        client.put_item(TableName=tables.order_table, Item=_wire(row))
-    # A row of another category on the same dates must not leak into a category query.
-    return tables
-
-
 @pytest.mark.integration
 def test_dynamodb_category_query_is_one_paginated_key_query(loaded_tables: DynamoTables) -> None:
     spy = NoScanClient(dynamodb())
@@ -240,7 +191,7 @@ def test_unprocessed_keys_are_retried_then_reported_as_transient(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("engine.insight.query.time.sleep", lambda _s: None)
-    items = [_wire(r) for r in oracle().daily]
+    items = [wire(r) for r in oracle().daily]
     flaky = FlakyBatchClient(items, failures=2)
     got = query_daily(DynamoTables(), D1, D4, client=flaky)
     assert got.rows(named=True) == oracle().daily

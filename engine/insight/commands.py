@@ -133,6 +133,11 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
                 hint="DynamoDB is read by key: the dates say which keys",
             )
         date_from, date_to = _dates(args)
+        if not categories:
+            raise UsageError(
+                "reading every category from DynamoDB needs the category names",
+                hint="pass --categories a,b,c (a Scan of the table is deliberately not offered)",
+            )
         tables = DynamoTables(args.category_table, args.order_table)
         daily = query_daily(tables, date_from, date_to, client=client)
         cats = query_all_categories(
