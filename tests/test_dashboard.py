@@ -281,3 +281,41 @@ def test_browser_shows_an_empty_range_without_script_errors(tmp_path: Path) -> N
     dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout
     assert_script_ran_cleanly(dom)
     assert card(dom, "card-revenue") == "0.00" and card(dom, "card-rate") == "n/a"
+
+
+@pytest.mark.integration
+def test_dynamodb_dashboard_takes_categories_from_the_state_fences(
+    loaded_tables: DynamoTables, tmp_path: Path
+) -> None:
+    client = dynamodb()
+    client.create_table(
+        TableName="State",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    fences = {
+        "2025-07-01": {"SS": ["Books", "Electronics", "Home & Garden"]},
+        "2025-07-02": {"L": [{"S": "Books"}, {"S": "Home & Garden"}]},
+        "2025-07-04": {"SS": ["Books", "Electronics"]},
+    }
+    for day, categories in fences.items():
+        client.put_item(
+            TableName="State",
+            Item={"pk": {"S": f"date#{day}"}, "sk": {"S": "fence"}, "ticket": {"N": "1"},
+                  "categories": categories},
+        )  # fmt: skip
+    spy = NoScanClient(client)
+    out = tmp_path / "state.html"
+    args = parse(["dashboard", "--from-dynamodb", "--from", "2025-07-01", "--to", "2025-07-31",
+                  "--state-table", "State", "--out", str(out)])  # fmt: skip
+    assert args.handler(args, client=spy) == 0
+    assert spy.calls["batch_get_item"] == 2 and spy.calls["query"] == 3
+    embedded = re.search(r'id="kpi-data">([^<]*)<', out.read_text()).group(1)  # type: ignore[union-attr]
+    assert json.loads(embedded) == dashboard_data(*frames(oracle()))

@@ -14,7 +14,7 @@ import pytest
 from insight_aws import NoScanClient, dynamodb, loaded_tables, moto_endpoint, wire
 from insight_support import CATEGORY_SCHEMA, DAILY_SCHEMA, frames, oracle, write_output_folder
 
-from engine.errors import TransientError, UsageError
+from engine.errors import TerminalError, TransientError, UsageError
 from engine.insight import DynamoTables, add_subparsers, query_category, query_daily
 from engine.insight.render import render_csv, render_json, render_table
 
@@ -198,3 +198,11 @@ def test_unprocessed_keys_are_retried_then_reported_as_transient(
     assert flaky.calls == 3
     with pytest.raises(TransientError, match="unprocessed"):
         query_daily(DynamoTables(), D1, D4, client=FlakyBatchClient(items, failures=100))
+
+
+def test_stored_number_with_more_places_than_the_contract_is_refused() -> None:
+    row = dict(oracle().daily[0])
+    item = wire(row)
+    item["total_revenue"] = {"N": "847.685"}  # a writer bug: must not be rounded away silently
+    with pytest.raises(TerminalError, match="total_revenue"):
+        query_daily(DynamoTables(), D1, D1, client=FlakyBatchClient([item], failures=0))

@@ -16,6 +16,7 @@ from engine.insight import dashboard as dash
 from engine.insight.query import (
     DynamoTables,
     Source,
+    categories_from_state,
     check_range,
     parse_date,
     query_all_categories,
@@ -55,7 +56,11 @@ def add_subparsers(subparsers: Any) -> None:
     board.add_argument("--order-table", default="OrderKPIs")
     board.add_argument(
         "--categories",
-        help="comma-separated category names (required with --from-dynamodb: no Scan)",
+        help="comma-separated category names (with --from-dynamodb; no Scan is made)",
+    )
+    board.add_argument(
+        "--state-table",
+        help="with --from-dynamodb and no --categories: read the names from the per-date fences",
     )
     board.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
     board.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
@@ -133,10 +138,14 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
                 hint="DynamoDB is read by key: the dates say which keys",
             )
         date_from, date_to = _dates(args)
+        if not categories and args.state_table:
+            categories = categories_from_state(args.state_table, date_from, date_to, client=client)
+            logger.info("categories from %s fences: %s", args.state_table, categories)
         if not categories:
             raise UsageError(
                 "reading every category from DynamoDB needs the category names",
-                hint="pass --categories a,b,c (a Scan of the table is deliberately not offered)",
+                hint="pass --categories a,b,c or --state-table T (the per-date fences list "
+                "them); a Scan of the table is deliberately not offered",
             )
         tables = DynamoTables(args.category_table, args.order_table)
         daily = query_daily(tables, date_from, date_to, client=client)

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from engine.errors import TransientError, UsageError
+from engine.errors import TerminalError, TransientError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -280,40 +280,82 @@ def _dynamo_category_rows(
 def _dynamo_daily_rows(
     tables: DynamoTables, date_from: date, date_to: date, client: Any
 ) -> list[dict[str, Any]]:
-    ddb = _client(client)
     days = [d.isoformat() for d in dates_between(date_from, date_to)]
-    rows: list[dict[str, Any]] = []
-    batches = (len(days) + _BATCH_GET_LIMIT - 1) // _BATCH_GET_LIMIT
-    for number, start in enumerate(range(0, len(days), _BATCH_GET_LIMIT), start=1):
-        chunk = days[start : start + _BATCH_GET_LIMIT]
-        pending: dict[str, Any] = {
-            tables.order_table: {"Keys": [{"order_date": {"S": day}} for day in chunk]}
-        }
+    keys = [{"order_date": {"S": day}} for day in days]
+    return [_plain(item) for item in batch_get(_client(client), tables.order_table, keys)]
+
+
+def batch_get(
+    ddb: Any,
+    table: str,
+    keys: Sequence[Mapping[str, Any]],
+    *,
+    projection: str | None = None,
+    names: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Return the wire items found for ``keys`` (100 per BatchGetItem call), retrying
+    ``UnprocessedKeys`` with capped exponential backoff and full jitter."""
+    items: list[dict[str, Any]] = []
+    batches = (len(keys) + _BATCH_GET_LIMIT - 1) // _BATCH_GET_LIMIT
+    for number, start in enumerate(range(0, len(keys), _BATCH_GET_LIMIT), start=1):
+        chunk = list(keys[start : start + _BATCH_GET_LIMIT])
+        request: dict[str, Any] = {"Keys": chunk}
+        if projection is not None:
+            request["ProjectionExpression"] = projection
+        if names:
+            request["ExpressionAttributeNames"] = dict(names)
+        pending: dict[str, Any] = {table: request}
         rounds = 0
         while pending:
             response = ddb.batch_get_item(RequestItems=pending)
-            for item in response.get("Responses", {}).get(tables.order_table, []):
-                rows.append(_plain(item))
+            items.extend(response.get("Responses", {}).get(table, []))
             pending = {k: v for k, v in response.get("UnprocessedKeys", {}).items() if v}
             if pending:
                 rounds += 1
                 if rounds > _MAX_UNPROCESSED_ROUNDS:
                     raise TransientError(
-                        f"BatchGetItem on {tables.order_table} left keys unprocessed "
+                        f"BatchGetItem on {table} left keys unprocessed "
                         f"after {_MAX_UNPROCESSED_ROUNDS} retries",
                         hint="the table is throttled; run the query again later",
                     )
                 # Capped exponential backoff with full jitter, as for the batch writer.
                 time.sleep(random.uniform(0, min(2.0, 0.05 * 2**rounds)))
         logger.info(
-            "batch_get %s batch %d/%d: %d days asked, %d found so far",
-            tables.order_table,
+            "batch_get %s batch %d/%d: %d keys asked, %d found so far",
+            table,
             number,
             batches,
             len(chunk),
-            len(rows),
+            len(items),
         )
-    return rows
+    return items
+
+
+def categories_from_state(
+    state_table: str, date_from: date, date_to: date, *, client: Any = None
+) -> list[str]:
+    """Return the categories that the per-date fences of the state table list for the range.
+
+    The transformer records ``categories`` on ``pk=date#<YYYY-MM-DD>, sk=fence`` (docs/CONTRACT.md),
+    so the category names of a range come from exact keys instead of a Scan of CategoryKPIs.
+    """
+    check_range(date_from, date_to)
+    keys = [
+        {"pk": {"S": f"date#{d.isoformat()}"}, "sk": {"S": "fence"}}
+        for d in dates_between(date_from, date_to)
+    ]
+    found: set[str] = set()
+    for item in batch_get(
+        _client(client), state_table, keys, projection="#c", names={"#c": "categories"}
+    ):
+        wire = item.get("categories", {})
+        if "SS" in wire:
+            found.update(wire["SS"])
+        elif "L" in wire:
+            found.update(v["S"] for v in wire["L"] if "S" in v)
+        elif "S" in wire:
+            found.update(c.strip() for c in wire["S"].split(",") if c.strip())
+    return sorted(found)
 
 
 def _plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -350,10 +392,14 @@ def _convert(row: Mapping[str, Any], name: str, dtype: pl.DataType) -> Any:
                 raise InvalidOperation(str(value))
             return int(number)
         if isinstance(dtype, pl.Decimal):
-            scale = dtype.scale
-            return Decimal(value).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_EVEN)
+            exact = Decimal(value)
+            stored = exact.quantize(Decimal(1).scaleb(-dtype.scale), rounding=ROUND_HALF_EVEN)
+            if stored != exact:
+                # More places than the contract allows means a writer bug; never round it away.
+                raise InvalidOperation(str(value))
+            return stored
     except (ValueError, InvalidOperation):
-        raise UsageError(
+        raise TerminalError(
             f"stored attribute {name}={value!r} does not fit {dtype}",
             hint="the table was not written by this project's DynamoDB sink",
         ) from None
