@@ -1,0 +1,180 @@
+"""KPI tables exported for BI tools (Athena, QuickSight, Power BI) as Hive-style month partitions.
+
+Layout under ``dest``::
+
+    kpis/category_kpis/month=YYYY-MM/part-0.parquet     <- Athena table location (Parquet only)
+    kpis/daily_kpis/month=YYYY-MM/part-0.parquet
+    kpis_csv/category_kpis/month=YYYY-MM/part-0.csv     <- the same rows as injection-safe CSV
+    kpis_csv/daily_kpis/month=YYYY-MM/part-0.csv
+
+The CSV files live in their own tree because Athena reads every file under a table's LOCATION:
+a CSV next to the Parquet files would make every query of the Parquet table fail. The ``month``
+column is only in the path (a Hive partition), not inside the files.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from engine.errors import UsageError
+from engine.insight.csvsafe import safe_csv
+from engine.insight.query import CATEGORY_SCHEMA, DAILY_SCHEMA
+
+logger = logging.getLogger(__name__)
+
+PARQUET_ROOT: Final = "kpis"
+CSV_ROOT: Final = "kpis_csv"
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    """One file written by :func:`export_bi`."""
+
+    table: str
+    """``category_kpis`` or ``daily_kpis``."""
+    month: str
+    """The partition value, YYYY-MM."""
+    location: str
+    """Local path or ``s3://bucket/key`` of the file."""
+    rows: int
+    """Number of KPI rows in the file."""
+
+
+def export_bi(
+    category_df: pl.DataFrame,
+    daily_df: pl.DataFrame,
+    dest: str | Path,
+    *,
+    s3_client: Any = None,
+) -> list[ExportedFile]:
+    """Write both KPI tables as month partitions (Parquet + CSV) and return what was written.
+
+    ``dest`` is a local folder or ``s3://bucket/prefix``; for S3, ``s3_client`` is a boto3 S3
+    client (``None`` builds one). Local files are written to a temporary name in the same folder
+    and renamed, so a reader never sees half a file. An existing partition file is replaced;
+    months absent from the frames are left alone.
+    """
+    tables = (
+        ("category_kpis", _conform(category_df, CATEGORY_SCHEMA), ["category", "order_date"]),
+        ("daily_kpis", _conform(daily_df, DAILY_SCHEMA), ["order_date"]),
+    )
+    dest_text = str(dest)
+    to_s3 = dest_text.startswith("s3://")
+    if to_s3 and s3_client is None:
+        import boto3  # late: local exports must not need AWS configuration
+
+        s3_client = boto3.client("s3")
+    written: list[ExportedFile] = []
+    for table, frame, order in tables:
+        months = frame.with_columns(month=pl.col("order_date").dt.strftime("%Y-%m"))
+        for month in months.get_column("month").unique().sort().to_list():
+            part = months.filter(pl.col("month") == month).drop("month").sort(order)
+            files = {
+                f"{PARQUET_ROOT}/{table}/month={month}/part-0.parquet": _parquet_bytes(part),
+                f"{CSV_ROOT}/{table}/month={month}/part-0.csv": safe_csv(part).encode("utf-8"),
+            }
+            for relative, payload in files.items():
+                if to_s3:
+                    location = _put_s3(s3_client, dest_text, relative, payload)
+                else:
+                    location = _write_atomic(Path(dest_text) / relative, payload)
+                written.append(ExportedFile(table, month, location, part.height))
+            logger.info("exported %s month=%s: %d rows", table, month, part.height)
+    return written
+
+
+def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    missing = [name for name in schema if name not in frame.columns]
+    if missing:
+        raise UsageError(f"KPI frame lacks columns {missing}", hint="see docs/CONTRACT.md")
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, payload: bytes) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; exports are read by other tools
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+def _put_s3(client: Any, dest: str, relative: str, payload: bytes) -> str:
+    bucket, _, prefix = dest.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise UsageError(f"{dest!r} names no bucket", hint="write s3://bucket/prefix")
+    key = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
+    content_type = "text/csv" if relative.endswith(".csv") else "application/vnd.apache.parquet"
+    # A single PutObject is atomic: readers see the old object or the new one, never a mix.
+    client.put_object(Bucket=bucket, Key=key, Body=payload, ContentType=content_type)
+    return f"s3://{bucket}/{key}"
+
+
+_COLUMNS_SQL: Final = {
+    "category_kpis": (
+        ("category", "string"),
+        ("order_date", "date"),
+        ("daily_revenue", "decimal(38,2)"),
+        ("avg_order_value", "decimal(38,2)"),
+        ("avg_return_rate", "decimal(38,4)"),
+        ("orders", "bigint"),
+        ("returned_orders", "bigint"),
+    ),
+    "daily_kpis": (
+        ("order_date", "date"),
+        ("total_orders", "bigint"),
+        ("total_revenue", "decimal(38,2)"),
+        ("total_items_sold", "bigint"),
+        ("return_rate", "decimal(38,4)"),
+        ("unique_customers", "bigint"),
+    ),
+}
+
+
+def athena_ddl(location: str, *, database: str = "order_kpis") -> str:
+    """Return the Athena DDL for both exported tables under ``location`` (``s3://bucket/prefix``).
+
+    Partition projection on ``month`` means new months are visible without ``MSCK REPAIR TABLE``.
+    """
+    base = location.rstrip("/")
+    statements = [f"CREATE DATABASE IF NOT EXISTS {database};"]
+    for table, columns in _COLUMNS_SQL.items():
+        cols = ",\n".join(f"  `{name}` {sql}" for name, sql in columns)
+        table_location = f"{base}/{PARQUET_ROOT}/{table}/"
+        statements.append(
+            f"CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{table} (\n{cols}\n)\n"
+            "PARTITIONED BY (`month` string)\n"
+            "STORED AS PARQUET\n"
+            f"LOCATION '{table_location}'\n"
+            "TBLPROPERTIES (\n"
+            "  'projection.enabled' = 'true',\n"
+            "  'projection.month.type' = 'date',\n"
+            "  'projection.month.format' = 'yyyy-MM',\n"
+            "  'projection.month.range' = '2000-01,NOW',\n"
+            "  'projection.month.interval' = '1',\n"
+            "  'projection.month.interval.unit' = 'MONTHS',\n"
+            f"  'storage.location.template' = '{table_location}month=${{month}}/'\n"
+            ");"
+        )
+    return "\n\n".join(statements) + "\n"

@@ -1,0 +1,75 @@
+"""KPI frames as text for people (a terminal table) and for programs (CSV, JSON)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any, Final
+
+import polars as pl
+
+from engine.insight.csvsafe import safe_csv
+
+FORMATS: Final = ("table", "csv", "json")
+
+
+def cell_text(value: Any) -> str:
+    """Return a cell as exact text: Decimals keep their scale, dates are YYYY-MM-DD."""
+    if value is None:
+        return ""
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def render_table(frame: pl.DataFrame) -> str:
+    """Return an aligned plain-text table: text left, numbers right, nothing truncated."""
+    if frame.height == 0:
+        return "(no rows)\n"
+    names = frame.columns
+    numeric = [frame.schema[name].is_numeric() for name in names]
+    rows = [[cell_text(v) for v in row] for row in frame.iter_rows()]
+    widths = [max(len(name), *(len(r[i]) for r in rows)) for i, name in enumerate(names)]
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            c.rjust(w) if is_num else c.ljust(w)
+            for c, w, is_num in zip(cells, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(names), "  ".join("-" * w for w in widths)]
+    out.extend(line(r) for r in rows)
+    return "\n".join(out) + "\n"
+
+
+def render_csv(frame: pl.DataFrame) -> str:
+    """Return CSV text, injection-safe, money with 2 decimals and rates with 4, as stored."""
+    return safe_csv(frame)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # A string keeps the exact decimal; a JSON number would be read back as a float.
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def render_json(frame: pl.DataFrame) -> str:
+    """Return a JSON array of objects; decimals as exact strings, integers as numbers."""
+    records = [{k: _json_value(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
+    return json.dumps(records, indent=2) + "\n"
+
+
+def render(frame: pl.DataFrame, fmt: str) -> str:
+    """Return the frame rendered in one of :data:`FORMATS`."""
+    if fmt == "table":
+        return render_table(frame)
+    if fmt == "csv":
+        return render_csv(frame)
+    if fmt == "json":
+        return render_json(frame)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -1,0 +1,321 @@
+"""engine.insight.dashboard: exact period cards, a self-contained page, and a real browser run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from insight_aws import NoScanClient, dynamodb, loaded_tables, moto_endpoint
+from insight_support import frames, oracle, write_output_folder
+
+from engine.errors import UsageError
+from engine.insight import DynamoTables
+from engine.insight.commands import add_subparsers
+from engine.insight.dashboard import (
+    build_html,
+    dashboard_data,
+    format_money,
+    load_rejections,
+    period_cards,
+)
+
+__all__ = ["loaded_tables", "moto_endpoint"]  # fixtures, used by name
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+INSTALL_HINT = (
+    "headless Chromium is needed for the dashboard browser test but was not found at "
+    f"{CHROMIUM}. Install it with: apt-get update && apt-get install -y chromium "
+    "(CI does this in .ci/run), or set CHROMIUM=/path/to/chromium."
+)
+
+
+def test_period_cards_are_exact_and_do_not_fake_a_distinct_count() -> None:
+    o = oracle()
+    category, daily = frames(o)
+    cards = period_cards(category, daily)
+    assert cards.revenue == sum(Decimal(str(r["total_revenue"])) for r in o.daily)
+    assert cards.revenue == Decimal("2482.77")
+    assert (cards.orders, cards.returned) == (40, 4)
+    assert cards.return_rate == Decimal("0.1000")
+    assert (cards.customers_sum, cards.customers_max) == (27, 20)
+    assert cards.customers_sum != o.distinct_customers  # why the card is labelled as a sum
+    # 3 returned of 37 orders = 0.081081... ; 1/32 alone = 0.03125 -> 0.0312 (half-even)
+    assert period_cards(category, daily, date(2025, 7, 1), date(2025, 7, 2)).return_rate == (
+        Decimal("0.0811")
+    )
+    assert period_cards(category, daily, date(2025, 7, 1), date(2025, 7, 1)).return_rate == (
+        Decimal("0.0312")
+    )
+
+
+def test_page_is_self_contained_and_escapes_data(tmp_path: Path) -> None:
+    category, daily = frames(oracle())
+    evil = "</script><script>window.__pwned=1</script>"
+    category = category.with_columns(
+        pl.when(pl.col("category") == "Books").then(pl.lit(evil)).otherwise(pl.col("category"))
+    )
+    page = build_html(category, daily, title="KPIs <b>")
+    urls = set(re.findall(r"https?://[^\s\"')]+", page))
+    assert urls <= {"http://www.w3.org/2000/svg"}
+    assert not re.search(r"<(link|img|iframe)\b|\bsrc=|@import|url\(", page)
+    assert evil not in page and page.count("</script>") == 2
+    assert "KPIs &lt;b&gt;" in page
+
+
+def test_rejections_are_read_tolerantly(tmp_path: Path) -> None:
+    rejected = tmp_path / "rejected"
+    rejected.mkdir()
+    findings = [
+        {"line": i, "column": "amount", "rule": "ge_0", "value": "-1", "message": "negative"}
+        for i in range(2, 12)
+    ]
+    (rejected / "a.csv.errors.json").write_text(
+        json.dumps({"file": "a.csv", "findings": findings, "summary": "10 bad rows"})
+    )
+    (rejected / "b.csv.errors.json").write_text('{"findings": [{"line": 3}]}')
+    (rejected / "c.csv.errors.json").write_text("{not json")
+    (rejected / "c.csv").write_text("ignored: not a report")
+    got = {r.name: r for r in load_rejections(tmp_path)}
+    assert set(got) == {"a.csv", "b.csv", "c.csv"}
+    assert got["a.csv"].findings == 10 and len(got["a.csv"].first) == 5
+    assert got["a.csv"].first[0]["line"] == "2"
+    assert got["b.csv"].first == ({"line": "3", "column": "", "rule": "", "value": "",
+                                   "message": ""},)  # fmt: skip
+    assert got["c.csv"].summary.startswith("report unreadable")
+    assert load_rejections(tmp_path / "nowhere") == []
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_subparsers(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+def test_dashboard_usage_errors(tmp_path: Path) -> None:
+    args = parse(["dashboard", "--from-dynamodb", "--out", str(tmp_path / "r.html")])
+    with pytest.raises(UsageError, match="--from and --to"):
+        args.handler(args)
+    args = parse(["dashboard", "--from-dynamodb", "--from", "2025-07-01", "--to", "2025-07-02",
+                  "--out", str(tmp_path / "r.html")])  # fmt: skip
+    with pytest.raises(UsageError, match="category names"):
+        args.handler(args)
+    args = parse(["dashboard", "--from-dir", str(tmp_path / "nope"), "--out", "r.html"])
+    with pytest.raises(UsageError, match="does not exist"):
+        args.handler(args)
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.integration
+def test_dynamodb_dashboard_embeds_the_same_data_as_the_local_one(
+    loaded_tables: DynamoTables, tmp_path: Path
+) -> None:
+    spy = NoScanClient(dynamodb())
+    out = tmp_path / "ddb.html"
+    args = parse(["dashboard", "--from-dynamodb", "--from", "2025-07-01", "--to", "2025-07-31",
+                  "--categories", "Books,Electronics,Home & Garden",
+                  "--out", str(out)])  # fmt: skip
+    assert args.handler(args, client=spy) == 0
+    assert set(spy.calls) == {"query", "batch_get_item"}
+    embedded = re.search(r'id="kpi-data">([^<]*)<', out.read_text()).group(1)  # type: ignore[union-attr]
+    assert json.loads(embedded) == dashboard_data(*frames(oracle()))
+
+
+# ---- the page in a real headless Chromium ---------------------------------------------------
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.fail(INSTALL_HINT)
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars",
+        "--window-size=1280,1700", "--virtual-time-budget=5000", *args,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
+    """Return width, height and the unfiltered RGB(A) rows of an 8-bit PNG (pure Python)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour in (2, 6), f"unexpected PNG format depth={depth} type={colour}"
+    bpp = 3 if colour == 2 else 4
+    raw, stride = zlib.decompress(idat), width * bpp
+    rows: list[bytes] = []
+    prev = bytearray(stride)
+    for y in range(height):
+        ftype, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        if ftype == 1:
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 0xFF
+        elif ftype == 2:
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, prev, strict=True))
+        elif ftype == 3:
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
+        elif ftype == 4:
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+                line[i] = (line[i] + pred) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return width, height, rows
+
+
+def assert_script_ran_cleanly(dom: str) -> None:
+    html_tag = re.search(r"<html[^>]*>", dom)
+    assert html_tag, "no <html> element in the dumped DOM"
+    assert 'id="js-error"' not in dom, re.findall(r'id="js-error"[^>]*>([^<]*)', dom)
+    assert "data-js-error" not in html_tag.group(0)
+    assert 'data-rendered="ok"' in html_tag.group(0), "the page script did not finish"
+
+
+def card(dom: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', dom)
+    assert match, f"#{element_id} not in the DOM"
+    return match.group(1).strip()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("dash")
+    out = write_output_folder(base / "out", oracle())
+    (out / "rejected").mkdir()
+    (out / "rejected" / "bad.csv.errors.json").write_text(
+        json.dumps({"file": "bad.csv", "summary": "1 invalid row",
+                    "findings": [{"line": 4, "column": "amount", "rule": "ge_0",
+                                  "value": "-5", "message": "amount must be >= 0"}]})
+    )  # fmt: skip
+    args = parse(["dashboard", "--from-dir", str(out), "--out", str(base / "r.html")])
+    assert args.handler(args) == 0
+    return base / "r.html"
+
+
+def test_browser_runs_the_scripts_draws_the_charts_and_shows_the_oracle_numbers(
+    report: Path, tmp_path: Path
+) -> None:
+    dom = chromium("--dump-dom", report.as_uri(), profile=tmp_path / "profile").stdout
+    assert_script_ran_cleanly(dom)
+    for chart in ("revenue", "return-rate", "category-revenue", "aov"):
+        assert re.search(rf'<svg[^>]*data-chart="{chart}"[^>]*data-drawn="js"', dom), chart
+    # One stacked rectangle per (category, day) row, carrying the exact stored revenue.
+    category, daily = frames(oracle())
+    bars = re.findall(r'<rect[^>]*data-value="([^"]+)"', dom)
+    assert sorted(bars[: category.height]) == sorted(str(v) for v in category["daily_revenue"])
+    cards = period_cards(category, daily)
+    assert card(dom, "card-revenue") == format_money(cards.revenue) == "2,482.77"
+    assert card(dom, "card-orders") == "40"
+    assert card(dom, "card-rate") == "10.00%" and card(dom, "card-rate-raw") == "0.1000"
+    assert card(dom, "card-customers") == "27"
+    assert card(dom, "card-customers-label") == "Sum of daily unique customers"
+    assert "bad.csv" in dom and "amount must be &gt;= 0" in dom
+
+
+def test_browser_period_selection_recomputes_cards_exactly(report: Path, tmp_path: Path) -> None:
+    # The JS computes with BigInt; Python computes with Decimal; both must agree exactly.
+    category, daily = frames(oracle())
+    for start, end in [(date(2025, 7, 1), date(2025, 7, 2)), (date(2025, 7, 1), date(2025, 7, 1))]:
+        url = f"{report.as_uri()}#from={start.isoformat()}&to={end.isoformat()}"
+        dom = chromium("--dump-dom", url, profile=tmp_path / f"p{start}{end}").stdout
+        assert_script_ran_cleanly(dom)
+        want = period_cards(category, daily, start, end)
+        assert card(dom, "card-revenue") == format_money(want.revenue)
+        assert card(dom, "card-orders") == f"{want.orders:,}"
+        assert card(dom, "card-rate-raw") == str(want.return_rate)
+        assert card(dom, "card-customers") == str(want.customers_sum)
+    assert card(dom, "card-rate-raw") == "0.0312"  # the half-even case, 1/32
+    assert card(dom, "card-customers-label") == "Unique customers"  # one day: truly distinct
+
+
+def test_browser_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "dashboard.png"
+    chromium(f"--screenshot={shot}", report.as_uri(), profile=tmp_path / "profile")
+    width, height, rows = png_pixels(shot)
+    assert (width, height) == (1280, 1700)
+    colours: set[bytes] = set()
+    for row in rows[::10]:
+        colours.update(row[i : i + 3] for i in range(0, len(row), 4 * 7))
+    assert len(colours) > 50, f"screenshot looks blank: {len(colours)} colours"
+    # The chart area must contain the revenue line's blue (#0072B2), i.e. charts were painted.
+    assert bytes([0x00, 0x72, 0xB2]) in colours
+    if target := os.environ.get("INSIGHT_SCREENSHOT_OUT"):
+        shutil.copyfile(shot, target)
+
+
+def test_browser_shows_an_empty_range_without_script_errors(tmp_path: Path) -> None:
+    category, daily = frames(oracle())
+    page = tmp_path / "empty.html"
+    page.write_text(build_html(category.clear(), daily.clear()), encoding="utf-8")
+    dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout
+    assert_script_ran_cleanly(dom)
+    assert card(dom, "card-revenue") == "0.00" and card(dom, "card-rate") == "n/a"
+
+
+@pytest.mark.integration
+def test_dynamodb_dashboard_takes_categories_from_the_state_fences(
+    loaded_tables: DynamoTables, tmp_path: Path
+) -> None:
+    client = dynamodb()
+    client.create_table(
+        TableName="State",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    fences = {
+        "2025-07-01": {"SS": ["Books", "Electronics", "Home & Garden"]},
+        "2025-07-02": {"L": [{"S": "Books"}, {"S": "Home & Garden"}]},
+        "2025-07-04": {"SS": ["Books", "Electronics"]},
+    }
+    for day, categories in fences.items():
+        client.put_item(
+            TableName="State",
+            Item={"pk": {"S": f"date#{day}"}, "sk": {"S": "fence"}, "ticket": {"N": "1"},
+                  "categories": categories},
+        )  # fmt: skip
+    spy = NoScanClient(client)
+    out = tmp_path / "state.html"
+    args = parse(["dashboard", "--from-dynamodb", "--from", "2025-07-01", "--to", "2025-07-31",
+                  "--state-table", "State", "--out", str(out)])  # fmt: skip
+    assert args.handler(args, client=spy) == 0
+    assert spy.calls["batch_get_item"] == 2 and spy.calls["query"] == 3
+    embedded = re.search(r'id="kpi-data">([^<]*)<', out.read_text()).group(1)  # type: ignore[union-attr]
+    assert json.loads(embedded) == dashboard_data(*frames(oracle()))
