@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("-q", "--quiet", action="store_true", help="do not print the KPI tables")
     pr.set_defaults(func=cmd_process)
 
+    from engine.insight import add_subparsers as add_insight_commands
+
+    add_insight_commands(sub)
+
     rp = sub.add_parser("reprocess", help="recompute KPIs of a date range from the lake",
                         description="Recompute the KPIs of every date in the range from the"
                         " cleaned rows in DIR/lake, without re-reading any input file (for a"
@@ -241,7 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        code: int = args.func(args)
+        run = getattr(args, "func", None) or args.handler
+        code: int = run(args)
         return code
     except UsageError as e:
         print(f"order-kpis: error: {e}", file=sys.stderr)

@@ -11,10 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
-from insight_support import oracle
 from moto.server import ThreadedMotoServer
 
-from engine.insight import DynamoTables
+from engine.insight.query import DynamoTables
+from tests.insight_support import oracle
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""engine.insight.csvsafe: OWASP CSV-injection neutralising, scalar and vectorised."""
+"""engine.csvsafe: OWASP CSV-injection neutralising, scalar and vectorised."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.insight.csvsafe import neutralise, neutralise_expr, safe_csv, safe_frame
+from engine.csvsafe import neutralise, neutralise_expr, safe_csv, safe_frame
 
 
 @pytest.mark.parametrize(

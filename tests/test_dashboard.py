@@ -16,11 +16,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from insight_aws import NoScanClient, dynamodb, loaded_tables, moto_endpoint
-from insight_support import frames, oracle, write_output_folder
 
 from engine.errors import UsageError
-from engine.insight import DynamoTables
 from engine.insight.commands import add_subparsers
 from engine.insight.dashboard import (
     build_html,
@@ -29,6 +26,9 @@ from engine.insight.dashboard import (
     load_rejections,
     period_cards,
 )
+from engine.insight.query import DynamoTables
+from tests.insight_aws import NoScanClient, dynamodb, loaded_tables, moto_endpoint
+from tests.insight_support import frames, oracle, write_output_folder
 
 __all__ = ["loaded_tables", "moto_endpoint"]  # fixtures, used by name
 

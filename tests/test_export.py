@@ -11,11 +11,11 @@ from pathlib import Path
 import boto3
 import polars as pl
 import pytest
-from insight_aws import moto_endpoint
-from insight_support import CATEGORY_SCHEMA, DAILY_SCHEMA, frames, oracle
 
 from engine.errors import UsageError
 from engine.insight.export import athena_ddl, export_bi
+from tests.insight_aws import moto_endpoint
+from tests.insight_support import CATEGORY_SCHEMA, DAILY_SCHEMA, frames, oracle
 
 __all__ = ["moto_endpoint"]
 

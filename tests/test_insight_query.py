@@ -11,12 +11,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-from insight_aws import NoScanClient, dynamodb, loaded_tables, moto_endpoint, wire
-from insight_support import CATEGORY_SCHEMA, DAILY_SCHEMA, frames, oracle, write_output_folder
 
 from engine.errors import TerminalError, TransientError, UsageError
-from engine.insight import DynamoTables, add_subparsers, query_category, query_daily
+from engine.insight import add_subparsers
+from engine.insight.query import DynamoTables, query_category, query_daily
 from engine.insight.render import render_csv, render_json, render_table
+from tests.insight_aws import NoScanClient, dynamodb, loaded_tables, moto_endpoint, wire
+from tests.insight_support import CATEGORY_SCHEMA, DAILY_SCHEMA, frames, oracle, write_output_folder
 
 __all__ = ["loaded_tables", "moto_endpoint"]  # fixtures, used by name
 

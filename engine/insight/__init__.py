@@ -1,21 +1,11 @@
-"""Reading KPI tables back: queries, exports for BI tools and an offline HTML dashboard."""
+"""Reading KPI tables back: queries, exports for BI tools and an offline HTML dashboard.
+
+Import the submodules (``query``, ``export``, ``dashboard``); this package itself stays light so
+that the command line can register its arguments without importing Polars.
+"""
 
 from __future__ import annotations
 
-from engine.insight.commands import add_subparsers
-from engine.insight.query import (
-    CATEGORY_SCHEMA,
-    DAILY_SCHEMA,
-    DynamoTables,
-    query_category,
-    query_daily,
-)
+from engine.insight.cli_args import add_subparsers
 
-__all__ = [
-    "CATEGORY_SCHEMA",
-    "DAILY_SCHEMA",
-    "DynamoTables",
-    "add_subparsers",
-    "query_category",
-    "query_daily",
-]
+__all__ = ["add_subparsers"]

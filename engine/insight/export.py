@@ -24,8 +24,8 @@ from typing import Any, Final
 
 import polars as pl
 
+from engine.csvsafe import safe_csv
 from engine.errors import UsageError
-from engine.insight.csvsafe import safe_csv
 from engine.insight.query import CATEGORY_SCHEMA, DAILY_SCHEMA
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from engine.insight.csvsafe import safe_csv
+from engine.csvsafe import safe_csv
 
 FORMATS: Final = ("table", "csv", "json")
 
