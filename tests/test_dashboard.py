@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from engine.errors import UsageError
-from engine.insight.commands import add_subparsers
+from engine.insight.cli_args import add_subparsers
 from engine.insight.dashboard import (
     build_html,
     dashboard_data,

@@ -13,12 +13,12 @@ from typing import Any
 FORMATS = ("table", "csv", "json")
 
 
-def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
+def _lazy(name: str) -> Callable[..., int]:
+    def run(args: argparse.Namespace, **kwargs: Any) -> int:
         from engine.insight import commands
 
-        handler: Callable[[argparse.Namespace], int] = getattr(commands, name)
-        return handler(args)
+        handler: Callable[..., int] = getattr(commands, name)
+        return handler(args, **kwargs)
 
     run.__name__ = name
     return run
