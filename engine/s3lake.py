@@ -144,8 +144,10 @@ class S3Lake:
         old = self.manifest(source) or {}
         old_dates = {dt.date.fromisoformat(d) for d in old.get("dates", [])}
         unpublished = {dt.date.fromisoformat(d) for d in old.get("unpublished", [])}
-        new_dates: set[dt.date] = set(rows["order_date"].unique().to_list()) if rows.height else set()
-        same = sha256 is not None and old.get("sha256") == sha256 and old.get("rows") == rows.height
+        new_dates: set[dt.date] = set(rows["order_date"].unique().to_list())
+        same = (
+            sha256 is not None and old.get("sha256") == sha256 and old.get("rows") == rows.height
+        )
         seq = int(old["seq"]) if same else self.next_seq()
         stamped = rows.select(list(LAKE_SCHEMA)).with_columns(
             pl.lit(seq, pl.Int64).alias("_seq"), pl.lit(source).alias("_source")
