@@ -122,9 +122,15 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
-def run_entrypoint(job: str, main: Callable[[], int], *, level: str | None = None) -> int:
-    """Run ``main`` with JSON logs; turn known errors into exit codes and one log line each."""
-    configure_logging(level)
+def run_entrypoint(
+    job: str, main: Callable[[], int], *, level: str | None = None, configure: bool = True
+) -> int:
+    """Run ``main`` with JSON logs; turn known errors into exit codes and one log line each.
+
+    ``configure=False`` leaves the logging set-up alone (tests running a job in-process).
+    """
+    if configure:
+        configure_logging(level)
     start = time.perf_counter()
     try:
         code = main()

@@ -9,3 +9,4 @@ from tests.aws.fixtures import (  # noqa: F401
     moto_server_endpoint,
     s3_env,
 )
+from tests.aws.stack import stack  # noqa: F401
