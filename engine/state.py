@@ -371,6 +371,7 @@ def refresh_date(
     *,
     tables: KpiTables,
     client: Any = None,
+    max_transaction_items: int = MAX_TRANSACTION_ITEMS,
     **retry: Any,
 ) -> PublishResult:
     """Take a ticket, then ``compute(ticket)`` (read the lake), then publish; the outcome.
@@ -380,7 +381,15 @@ def refresh_date(
     client = default_client() if client is None else client
     ticket = take_ticket(date, table=tables.state, client=client, **retry)
     categories, daily = compute(ticket)
-    return publish_date_snapshot(ticket, categories, daily, tables=tables, client=client, **retry)
+    return publish_date_snapshot(
+        ticket,
+        categories,
+        daily,
+        tables=tables,
+        client=client,
+        max_transaction_items=max_transaction_items,
+        **retry,
+    )
 
 
 # --- event idempotency and statuses ----------------------------------------------------
@@ -397,7 +406,12 @@ def claim(
     sleep: Callable[[float], None] | None = None,
     rng: Callable[[], float] | None = None,
 ) -> bool:
-    """True if this call created the record (pk, sk); False if it was already there."""
+    """True if this call created the record (pk, sk); False if another claim holds it.
+
+    A claim whose first put landed but whose answer was lost (the SDK then retries and the
+    condition fails) is still ours: when the stored record equals the one we sent, this
+    gives True. Put something unique to the claimant in ``attributes`` (an execution id).
+    """
     client = default_client() if client is None else client
     item = {**(attributes or {}), "pk": pk, "sk": sk}
     backoff = _backoff(max_attempts, 0.05, 5.0, sleep, rng)
@@ -409,11 +423,13 @@ def claim(
                 TableName=table,
                 Item=to_attribute_values(item),
                 ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             ),
         )
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
-            return False
+            existing = exc.response.get("Item")
+            return existing is not None and from_attribute_values(existing) == item
         raise DynamoWriteError(table, error_code(exc), str(exc)) from exc
     return True
 

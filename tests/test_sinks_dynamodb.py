@@ -340,3 +340,29 @@ def test_dynamodb_local_rejects_26_items_but_write_items_splits(dynamodb_client:
             RequestItems={table: [{"PutRequest": {"Item": to_attribute_values(r)}} for r in rows]}
         )
     assert write_items(table, rows, client=dynamodb_client, key=CATEGORY_KEY).written == 26
+
+
+# --- property: any Decimal(38, s) value goes through the item form unchanged -------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from engine.sinks.dynamodb import MONEY, RATE, exact_number  # noqa: E402
+
+
+@given(
+    st.sampled_from([(MONEY, 2), (RATE, 4)]).flatmap(
+        lambda p: st.tuples(
+            st.just(p[0]),
+            st.integers(min_value=-(10**38) + 1, max_value=10**38 - 1).map(
+                lambda n, s=p[1]: Decimal(f"{n}E-{s}")
+            ),
+        )
+    )
+)
+def test_any_decimal_38_value_survives_item_conversion(case: tuple[Decimal, Decimal]) -> None:
+    places, value = case
+    number = exact_number(value, places=places, table="t", row=0, column="c")
+    assert number == value
+    back = from_attribute_values(to_attribute_values({"c": number}))["c"]
+    assert back == value and str(back) == str(value)
