@@ -130,25 +130,36 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
         tmp = Path(tmpdir)
         local = tmp / "input.csv"
         _size, etag = run_step(
-            "download", lambda: _get_to_file(s3, bucket, key, local),
-            lambda r: {"bytes": r[0]}, source=uri,
+            "download",
+            lambda: _get_to_file(s3, bucket, key, local),
+            lambda r: {"bytes": r[0]},
+            source=uri,
         )
         cats = run_step(
-            "categories", lambda: _load_categories(settings.categories_uri, s3, tmp),
+            "categories",
+            lambda: _load_categories(settings.categories_uri, s3, tmp),
             lambda r: {"categories": None if r is None else len(r)},
         )
         result = run_step(
-            "validate", lambda: validate_file(local, categories=cats, display_name=uri),
-            lambda r: {"status": r.report.status, "rows": r.report.rows,
-                       "invalid_rows": r.report.invalid_rows},
+            "validate",
+            lambda: validate_file(local, categories=cats, display_name=uri),
+            lambda r: {
+                "status": r.report.status,
+                "rows": r.report.rows,
+                "invalid_rows": r.report.invalid_rows,
+            },
         )
         report = result.report
         if report.sha256 is None:
             report.size_bytes, report.sha256 = file_digest(local)
         status: dict[str, Any] = {
-            "decoded_key": key, "etag": etag, "rows": report.rows,
-            "invalid_rows": report.invalid_rows, "dates": list(report.dates),
-            "summary": report.summary(), "updated_at": _now(),
+            "decoded_key": key,
+            "etag": etag,
+            "rows": report.rows,
+            "invalid_rows": report.invalid_rows,
+            "dates": list(report.dates),
+            "summary": report.summary(),
+            "updated_at": _now(),
         }
         if not report.ok:
             report_key = f"rejected/{key}.errors.json"
@@ -166,31 +177,43 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
         if cleaned is None:
             cleaned = pl.DataFrame(schema=LAKE_SCHEMA)
         ckey, report_key = cleaned_key(settings), f"reports/{key}.json"
-        run_step("write_cleaned", lambda: _put_cleaned(s3, out, ckey, cleaned, report),
-                 lambda _: {"rows": cleaned.height}, key=ckey)
-        run_step("write_report", lambda: _put_json(s3, out, report_key, report.to_dict()),
-                 key=report_key)
-        status.update(status="VALID", report_uri=f"s3://{out}/{report_key}",
-                      cleaned_uri=f"s3://{out}/{ckey}")
+        run_step(
+            "write_cleaned",
+            lambda: _put_cleaned(s3, out, ckey, cleaned, report),
+            lambda _: {"rows": cleaned.height},
+            key=ckey,
+        )
+        run_step(
+            "write_report", lambda: _put_json(s3, out, report_key, report.to_dict()), key=report_key
+        )
+        status.update(
+            status="VALID", report_uri=f"s3://{out}/{report_key}", cleaned_uri=f"s3://{out}/{ckey}"
+        )
         _status(settings, c, "status", status)
         return EXIT_OK
 
 
-def _put_cleaned(s3: Any, bucket: str, key: str, rows: pl.DataFrame,
-                 report: ValidationReport) -> None:
+def _put_cleaned(
+    s3: Any, bucket: str, key: str, rows: pl.DataFrame, report: ValidationReport
+) -> None:
     buf = io.BytesIO()
     rows.select(list(LAKE_SCHEMA)).write_parquet(buf, statistics=True)
     s3.put_object(
-        Bucket=bucket, Key=key, Body=buf.getvalue(),
+        Bucket=bucket,
+        Key=key,
+        Body=buf.getvalue(),
         Metadata={"sha256": report.sha256 or "", "rows": str(rows.height)},
     )
 
 
 def _status(settings: Settings, c: Clients, sk: str, attributes: Mapping[str, Any]) -> None:
     pk = file_pk(settings.input_bucket, settings.raw_input_key)
-    run_step("status", lambda: put_status(settings.state_table, pk, sk, attributes,
-                                          client=c.dynamodb),
-             record=sk, status=attributes.get("status"))
+    run_step(
+        "status",
+        lambda: put_status(settings.state_table, pk, sk, attributes, client=c.dynamodb),
+        record=sk,
+        status=attributes.get("status"),
+    )
 
 
 # -- transformer -------------------------------------------------------------------------
@@ -241,8 +264,12 @@ def publish_dates(
             lambda day=day: refresh_date(  # type: ignore[misc]
                 day, lambda t: date_snapshot(lake, day, t), tables=tables, client=dynamodb
             ),
-            lambda r: {"ticket": r.ticket, "published": r.published, "written": r.written,
-                       "deleted": r.deleted},
+            lambda r: {
+                "ticket": r.ticket,
+                "published": r.published,
+                "written": r.written,
+                "deleted": r.deleted,
+            },
             date=day.isoformat(),
         )
         results.append(res)
@@ -254,21 +281,41 @@ def transform_object(settings: Settings, clients: Clients | None = None) -> int:
     c = Clients.from_env() if clients is None else clients
     start = time.perf_counter()
     source = source_name(settings)
-    lake = S3Lake(settings.cleaned_bucket, state_table=settings.state_table,
-                  s3=c.s3, dynamodb=c.dynamodb)
-    tables = KpiTables(category=settings.category_table, daily=settings.order_table,
-                       state=settings.state_table)
-    rows, sha = run_step("read_cleaned", lambda: read_cleaned(settings, c.s3),
-                         lambda r: {"rows": r[0].height})
-    ing = run_step("lake_write", lambda: lake.add_source(source, rows, sha256=sha),
-                   lambda r: {"seq": r.seq, "rows": r.rows, "dates": len(r.dates),
-                              "affected": len(r.affected)})
+    lake = S3Lake(
+        settings.cleaned_bucket, state_table=settings.state_table, s3=c.s3, dynamodb=c.dynamodb
+    )
+    tables = KpiTables(
+        category=settings.category_table, daily=settings.order_table, state=settings.state_table
+    )
+    rows, sha = run_step(
+        "read_cleaned", lambda: read_cleaned(settings, c.s3), lambda r: {"rows": r[0].height}
+    )
+    ing = run_step(
+        "lake_write",
+        lambda: lake.add_source(source, rows, sha256=sha),
+        lambda r: {
+            "seq": r.seq,
+            "rows": r.rows,
+            "dates": len(r.dates),
+            "affected": len(r.affected),
+        },
+    )
     publish_dates(lake, ing.affected, tables, c.dynamodb)
-    run_step("mark_published", lambda: lake.mark_published(source, ing.seq),
-             lambda r: {"cleared": r})
-    _status(settings, c, "transform", {
-        "status": "DONE", "rows": ing.rows, "dates": [d.isoformat() for d in ing.dates],
-        "affected_dates": [d.isoformat() for d in ing.affected], "seq": ing.seq,
-        "duration_ms": round((time.perf_counter() - start) * 1000), "updated_at": _now(),
-    })
+    run_step(
+        "mark_published", lambda: lake.mark_published(source, ing.seq), lambda r: {"cleared": r}
+    )
+    _status(
+        settings,
+        c,
+        "transform",
+        {
+            "status": "DONE",
+            "rows": ing.rows,
+            "dates": [d.isoformat() for d in ing.dates],
+            "affected_dates": [d.isoformat() for d in ing.affected],
+            "seq": ing.seq,
+            "duration_ms": round((time.perf_counter() - start) * 1000),
+            "updated_at": _now(),
+        },
+    )
     return EXIT_OK

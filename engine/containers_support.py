@@ -46,7 +46,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and any ``extra`` fields."""
 
     _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-        "message", "asctime", "taskName",
+        "message",
+        "asctime",
+        "taskName",
     }
 
     def format(self, record: logging.LogRecord) -> str:
@@ -86,16 +88,28 @@ def step(name: str, **fields: Any) -> Iterator[dict[str, Any]]:
         yield counts
     except BaseException as exc:
         ms = round((time.perf_counter() - start) * 1000, 1)
-        log.warning("step %s failed", name, extra={
-            "step": name, "ok": False, "duration_ms": ms, "error": type(exc).__name__, **counts,
-        })
+        log.warning(
+            "step %s failed",
+            name,
+            extra={
+                "step": name,
+                "ok": False,
+                "duration_ms": ms,
+                "error": type(exc).__name__,
+                **counts,
+            },
+        )
         raise
     ms = round((time.perf_counter() - start) * 1000, 1)
     log.info("step %s", name, extra={"step": name, "ok": True, "duration_ms": ms, **counts})
 
 
-def run_step(name: str, fn: Callable[[], T], counts: Callable[[T], Mapping[str, Any]] | None = None,
-             **fields: Any) -> T:
+def run_step(
+    name: str,
+    fn: Callable[[], T],
+    counts: Callable[[T], Mapping[str, Any]] | None = None,
+    **fields: Any,
+) -> T:
     """Return ``fn()``, logging one line with the step's name, duration and ``counts(result)``."""
     with step(name, **fields) as c:
         result = fn()
@@ -139,13 +153,25 @@ def run_entrypoint(
         if code == 1:
             log.exception("%s: unexpected error (a bug)", job, extra={"job": job, "exit_code": 1})
             return 1
-        log.error("%s", str(exc).splitlines()[0], extra={
-            "job": job, "exit_code": code, "error": type(exc).__name__,
-            "transient": code == EXIT_TRANSIENT, "detail": str(exc),
-        })
+        log.error(
+            "%s",
+            str(exc).splitlines()[0],
+            extra={
+                "job": job,
+                "exit_code": code,
+                "error": type(exc).__name__,
+                "transient": code == EXIT_TRANSIENT,
+                "detail": str(exc),
+            },
+        )
         return code
-    log.info("%s finished", job, extra={
-        "job": job, "exit_code": code,
-        "duration_ms": round((time.perf_counter() - start) * 1000, 1),
-    })
+    log.info(
+        "%s finished",
+        job,
+        extra={
+            "job": job,
+            "exit_code": code,
+            "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+        },
+    )
     return code

@@ -102,8 +102,7 @@ class S3Lake:
             except ClientError as exc:
                 if not is_retryable(exc) or attempt == self.backoff.max_attempts - 1:
                     raise
-                log.warning("%s: %s taking a lake seq, retrying", self.state_table,
-                            error_code(exc))
+                log.warning("%s: %s taking a lake seq, retrying", self.state_table, error_code(exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def manifest(self, source: str) -> dict[str, Any] | None:
@@ -145,9 +144,7 @@ class S3Lake:
         old_dates = {dt.date.fromisoformat(d) for d in old.get("dates", [])}
         unpublished = {dt.date.fromisoformat(d) for d in old.get("unpublished", [])}
         new_dates: set[dt.date] = set(rows["order_date"].unique().to_list())
-        same = (
-            sha256 is not None and old.get("sha256") == sha256 and old.get("rows") == rows.height
-        )
+        same = sha256 is not None and old.get("sha256") == sha256 and old.get("rows") == rows.height
         seq = int(old["seq"]) if same else self.next_seq()
         stamped = rows.select(list(LAKE_SCHEMA)).with_columns(
             pl.lit(seq, pl.Int64).alias("_seq"), pl.lit(source).alias("_source")
@@ -174,10 +171,8 @@ class S3Lake:
             "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         self._put_manifest(sid, manifest)
-        log.info("lake: %s -> %d rows, %d dates (seq %d)", source, rows.height,
-                 len(new_dates), seq)
-        return Ingested(source, seq, rows.height, tuple(sorted(new_dates)),
-                        tuple(sorted(affected)))
+        log.info("lake: %s -> %d rows, %d dates (seq %d)", source, rows.height, len(new_dates), seq)
+        return Ingested(source, seq, rows.height, tuple(sorted(new_dates)), tuple(sorted(affected)))
 
     def mark_published(self, source: str, seq: int) -> bool:
         """Clear the source's ``unpublished`` dates if its manifest is still ingestion ``seq``.
@@ -201,7 +196,8 @@ class S3Lake:
             prefix = f"{self.prefix}/order_date={day.isoformat()}/"
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 keys.extend(
-                    str(o["Key"]) for o in page.get("Contents", [])
+                    str(o["Key"])
+                    for o in page.get("Contents", [])
                     if str(o["Key"]).endswith(".parquet")
                 )
         return sorted(keys)
@@ -214,8 +210,9 @@ class S3Lake:
         uris = [f"s3://{self.bucket}/{k}" for k in keys]
         return pl.scan_parquet(uris, hive_partitioning=False)
 
-    def collect(self, dates: Iterable[dt.date], build: Callable[[pl.LazyFrame], pl.LazyFrame]
-                ) -> pl.DataFrame:
+    def collect(
+        self, dates: Iterable[dt.date], build: Callable[[pl.LazyFrame], pl.LazyFrame]
+    ) -> pl.DataFrame:
         """Return ``build(scan(dates))`` collected; S3 read failures become ``LakeReadError``."""
         try:
             return build(self.scan(dates)).collect()

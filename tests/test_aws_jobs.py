@@ -68,13 +68,15 @@ def test_valid_file_gives_the_oracle_kpis_and_records(stack: Stack, key: str) ->
     done = stack.record(file_pk(stack.input_bucket, raw), "transform")
     assert done is not None and done["status"] == "DONE" and done["dates"] == [D1, D2]
     sid = source_id(f"{stack.input_bucket}/{key}")
-    assert stack.object_keys() == sorted([
-        f"cleaned/{sid}.parquet",
-        f"lake/_sources/{sid}.json",
-        f"lake/order_date={D1}/{sid}.parquet",
-        f"lake/order_date={D2}/{sid}.parquet",
-        f"reports/{key}.json",
-    ])
+    assert stack.object_keys() == sorted(
+        [
+            f"cleaned/{sid}.parquet",
+            f"lake/_sources/{sid}.json",
+            f"lake/order_date={D1}/{sid}.parquet",
+            f"lake/order_date={D2}/{sid}.parquet",
+            f"reports/{key}.json",
+        ]
+    )
 
 
 def test_invalid_file_is_rejected_with_exit_3_and_a_summary(stack: Stack) -> None:
@@ -92,8 +94,11 @@ def test_same_event_three_times_leaves_the_same_objects_and_items(stack: Stack) 
     key = "orders/dup.csv"
     stack.upload(key, order_csv(V1))
     assert run(stack, key) == (0, 0)
-    keys, cats, days = stack.object_keys(), stack.items(stack.category_table), stack.items(
-        stack.order_table)
+    keys, cats, days = (
+        stack.object_keys(),
+        stack.items(stack.category_table),
+        stack.items(stack.order_table),
+    )
     for _ in range(2):
         assert run(stack, key) == (0, 0)
         assert stack.object_keys() == keys
@@ -115,12 +120,24 @@ def test_corrected_reupload_drops_the_old_rows_and_dates(stack: Stack) -> None:
 def test_sixteen_files_of_one_date_at_once_each_twice_match_the_oracle(stack: Stack) -> None:
     files = []
     for i in range(16):
-        rows = [(f"F{i}-{j}", f"C{j % 5}", D1, ("Books", "Electronics", "Clothing")[j % 3],
-                 f"P{j}", 1 + (i + j) % 4, f"{i}.{j:02d}5", "true" if (i * j) % 3 else "false")
-                for j in range(6)]
+        rows = [
+            (
+                f"F{i}-{j}",
+                f"C{j % 5}",
+                D1,
+                ("Books", "Electronics", "Clothing")[j % 3],
+                f"P{j}",
+                1 + (i + j) % 4,
+                f"{i}.{j:02d}5",
+                "true" if (i * j) % 3 else "false",
+            )
+            for j in range(6)
+        ]
         # Two orders in every file: the copy from the file whose rows were stored last wins.
-        rows += [("SHARED-A", f"C{i}", D1, "Books", "PA", 1 + i, "3.33", "false"),
-                 ("SHARED-B", "C9", D1, "Clothing", "PB", 2, f"{i + 1}.5", "true")]
+        rows += [
+            ("SHARED-A", f"C{i}", D1, "Books", "PA", 1 + i, "3.33", "false"),
+            ("SHARED-B", "C9", D1, "Clothing", "PB", 2, f"{i + 1}.5", "true"),
+        ]
         files.append((f"batch/file {i:02d}.csv", rows))
     for key, rows in files:
         stack.upload(key, order_csv(rows))
@@ -139,11 +156,13 @@ def test_sixteen_files_of_one_date_at_once_each_twice_match_the_oracle(stack: St
         t.join()
     assert errors == []
     # "Stored last" is the lake's own order: each source object's _seq.
-    lake = S3Lake(stack.cleaned_bucket, state_table=stack.state_table, s3=stack.s3,
-                  dynamodb=stack.dynamodb)
+    lake = S3Lake(
+        stack.cleaned_bucket, state_table=stack.state_table, s3=stack.s3, dynamodb=stack.dynamodb
+    )
     seqs = dict(
-        lake.collect([dt.date(2025, 7, 6)],
-                     lambda lf: lf.group_by("_source").agg(pl.col("_seq").max())).iter_rows()
+        lake.collect(
+            [dt.date(2025, 7, 6)], lambda lf: lf.group_by("_source").agg(pl.col("_seq").max())
+        ).iter_rows()
     )
     ordered = sorted(files, key=lambda f: seqs[f"{stack.input_bucket}/{f[0]}"])
     expect(stack, ordered)
@@ -185,14 +204,21 @@ def test_kill_at_every_step_boundary_then_rerun_converges(
         stack.upload(key, order_csv(V2))
         count = {"n": 0}
 
-        def killing_step(name: str, fn: Callable[[], Any], *a: Any, kill_at: int = kill_at,
-                         count: dict[str, int] = count, **kw: Any) -> Any:
+        def killing_step(
+            name: str,
+            fn: Callable[[], Any],
+            *a: Any,
+            kill_at: int = kill_at,
+            count: dict[str, int] = count,
+            **kw: Any,
+        ) -> Any:
             if count["n"] == kill_at:
                 raise Killed(name)
             count["n"] += 1
             return real_step(name, fn, *a, **kw)
 
         if kill_at == len(probe):
+
             def killing_manifest(self: S3Lake, sid: str, m: dict[str, Any]) -> None:
                 if m.get("unpublished"):
                     raise Killed("manifest")
@@ -209,8 +235,12 @@ def test_kill_at_every_step_boundary_then_rerun_converges(
         expect(stack, [(key, V2)])
         assert not [k for k in stack.object_keys() if f"order_date={D2}" in k], kill_at
         sid = source_id(f"{stack.input_bucket}/{key}")
-        manifest = S3Lake(stack.cleaned_bucket, state_table=stack.state_table, s3=stack.s3,
-                          dynamodb=stack.dynamodb).manifest(f"{stack.input_bucket}/{key}")
+        manifest = S3Lake(
+            stack.cleaned_bucket,
+            state_table=stack.state_table,
+            s3=stack.s3,
+            dynamodb=stack.dynamodb,
+        ).manifest(f"{stack.input_bucket}/{key}")
         assert manifest is not None and manifest["unpublished"] == [], kill_at
         assert manifest["source_id"] == sid
 
@@ -247,17 +277,16 @@ def test_throttled_publish_is_retried_then_succeeds(
     expect(stack, [(key, V1)])
 
 
-def test_throttling_that_never_ends_exits_4(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_throttling_that_never_ends_exits_4(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("engine.sinks.retry.time.sleep", lambda s: None)
     key = "orders/throttled.csv"
     stack.upload(key, order_csv(V1))
     settings = Settings.from_env(stack.env(key))
     clients = jobs.Clients(stack.s3, ThrottlingDynamo(stack.dynamodb, 10**6))
     assert jobs.validate_object(settings, clients) == 0
-    code = run_entrypoint("transformer", lambda: jobs.transform_object(settings, clients),
-                          configure=False)
+    code = run_entrypoint(
+        "transformer", lambda: jobs.transform_object(settings, clients), configure=False
+    )
     assert code == EXIT_TRANSIENT
 
 
@@ -268,7 +297,8 @@ def test_unreachable_s3_exits_4(stack: Stack, monkeypatch: pytest.MonkeyPatch) -
     from tests.aws.fixtures import free_port
 
     dead = boto3.session.Session().client(
-        "s3", endpoint_url=f"http://127.0.0.1:{free_port()}",
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
         config=Config(retries={"max_attempts": 1}, connect_timeout=1),
     )
     settings = Settings.from_env(stack.env("orders/x.csv"))
@@ -283,6 +313,7 @@ def test_unreachable_s3_exits_4(stack: Stack, monkeypatch: pytest.MonkeyPatch) -
 def test_missing_setting_exits_2(stack: Stack) -> None:
     env = stack.env("orders/x.csv")
     del env["STATE_TABLE"]
-    code = run_entrypoint("validator", lambda: jobs.validate_object(Settings.from_env(env)),
-                          configure=False)
+    code = run_entrypoint(
+        "validator", lambda: jobs.validate_object(Settings.from_env(env)), configure=False
+    )
     assert code == EXIT_CONFIG

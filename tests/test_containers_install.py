@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 # No PYTHONPATH, no virtualenv of the test run: only what the image would have.
-CLEAN_ENV = {k: os.environ[k] for k in ("PATH", "HOME", "PIP_INDEX_URL", "PIP_CACHE_DIR")
-             if k in os.environ}
+CLEAN_ENV = {
+    k: os.environ[k] for k in ("PATH", "HOME", "PIP_INDEX_URL", "PIP_CACHE_DIR") if k in os.environ
+}
 ROWS = [
     ("ORD1", "C1", "2025-07-06", "Electronics", "P1", 2, "199.99", "false"),
     ("ORD2", "C2", "2025-07-06", "Books", "P2", 1, "29.99", "true"),
@@ -41,21 +42,31 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         if (REPO / name).exists():
             shutil.copy(REPO / name, src / name)
-    shutil.copytree(REPO / "engine", src / "engine",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "engine", src / "engine", ignore=shutil.ignore_patterns("__pycache__"))
     wheels = root / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-         str(wheels), str(src)],
-        check=True, cwd=root, env=CLEAN_ENV,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels),
+            str(src),
+        ],
+        check=True,
+        cwd=root,
+        env=CLEAN_ENV,
     )
     venv.EnvBuilder(with_pip=True, system_site_packages=False).create(root / "venv")
     py = root / "venv" / "bin" / "python"
     pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--no-deps", *map(str, wheels.glob("*.whl"))], check=True,
-                   env=CLEAN_ENV)
-    subprocess.run([*pip, "-r", str(REPO / "containers" / "requirements.txt")], check=True,
-                   env=CLEAN_ENV)
+    subprocess.run([*pip, "--no-deps", *map(str, wheels.glob("*.whl"))], check=True, env=CLEAN_ENV)
+    subprocess.run(
+        [*pip, "-r", str(REPO / "containers" / "requirements.txt")], check=True, env=CLEAN_ENV
+    )
     app = root / "app"
     app.mkdir()
     for script in ("validator.py", "transformer.py"):
@@ -68,16 +79,25 @@ def run_script(root: Path, script: str, env: dict[str, str]) -> subprocess.Compl
     keep = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     return subprocess.run(
         [str(root / "venv" / "bin" / "python"), script],
-        cwd=root / "app", env={**CLEAN_ENV, **keep, **env},
-        capture_output=True, text=True, timeout=120,
+        cwd=root / "app",
+        env={**CLEAN_ENV, **keep, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_installed_wheel_runs_both_entrypoints(image_root: Path, stack: Stack) -> None:
     probe = subprocess.run(
-        [str(image_root / "venv" / "bin" / "python"), "-c",
-         "import engine, sys; print(engine.__file__); print(sys.flags.no_user_site)"],
-        capture_output=True, text=True, check=True, cwd=image_root / "app",
+        [
+            str(image_root / "venv" / "bin" / "python"),
+            "-c",
+            "import engine, sys; print(engine.__file__); print(sys.flags.no_user_site)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=image_root / "app",
         env=CLEAN_ENV,
     )
     assert "site-packages" in probe.stdout and str(REPO) not in probe.stdout

@@ -70,7 +70,8 @@ class Stack:
 
     def record(self, pk: str, sk: str) -> dict[str, Any] | None:
         raw = self.dynamodb.get_item(
-            TableName=self.state_table, Key={"pk": {"S": pk}, "sk": {"S": sk}},
+            TableName=self.state_table,
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
             ConsistentRead=True,
         ).get("Item")
         return None if raw is None else from_attribute_values(raw)
@@ -79,8 +80,15 @@ class Stack:
 def make_stack(s3: Any, dynamodb: Any) -> Stack:
     """Create two buckets and the three tables under fresh names."""
     tag = uuid.uuid4().hex[:10]
-    st = Stack(f"in-{tag}", f"cleaned-{tag}", f"orders-{tag}", f"categories-{tag}",
-               f"state-{tag}", s3, dynamodb)
+    st = Stack(
+        f"in-{tag}",
+        f"cleaned-{tag}",
+        f"orders-{tag}",
+        f"categories-{tag}",
+        f"state-{tag}",
+        s3,
+        dynamodb,
+    )
     for b in (st.input_bucket, st.cleaned_bucket):
         s3.create_bucket(Bucket=b)
     schemas = {
@@ -123,8 +131,9 @@ def _q(value: Decimal, places: str) -> Decimal:
     return value.quantize(Decimal(places), rounding=ROUND_HALF_EVEN)
 
 
-def oracle(files: list[tuple[str, list[tuple[Any, ...]]]]) -> tuple[list[dict[str, Any]],
-                                                                   list[dict[str, Any]]]:
+def oracle(
+    files: list[tuple[str, list[tuple[Any, ...]]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Return (category items, daily items) as plain-Python Decimals.
 
     ``files`` are (source, rows) in processing order: a later file's row for the same
@@ -151,23 +160,30 @@ def oracle(files: list[tuple[str, list[tuple[Any, ...]]]]) -> tuple[list[dict[st
     cats = []
     for (cat, day), rows in sorted(by_cat.items()):
         n = len(rows)
-        cats.append({
-            "category": cat, "order_date": day,
-            "daily_revenue": _q(revenue(rows), "0.01"),
-            "avg_order_value": _q(revenue(rows) / n, "0.01"),
-            "avg_return_rate": _q(Decimal(returned(rows)) / n, "0.0001"),
-            "orders": n, "returned_orders": returned(rows),
-            "source_files": sorted(sources[day]),
-        })
+        cats.append(
+            {
+                "category": cat,
+                "order_date": day,
+                "daily_revenue": _q(revenue(rows), "0.01"),
+                "avg_order_value": _q(revenue(rows) / n, "0.01"),
+                "avg_return_rate": _q(Decimal(returned(rows)) / n, "0.0001"),
+                "orders": n,
+                "returned_orders": returned(rows),
+                "source_files": sorted(sources[day]),
+            }
+        )
     days = []
     for day, rows in sorted(by_day.items()):
         n = len(rows)
-        days.append({
-            "order_date": day, "total_orders": n,
-            "total_revenue": _q(revenue(rows), "0.01"),
-            "total_items_sold": sum(int(r[5]) for r in rows),
-            "return_rate": _q(Decimal(returned(rows)) / n, "0.0001"),
-            "unique_customers": len({r[1] for r in rows}),
-            "source_files": sorted(sources[day]),
-        })
+        days.append(
+            {
+                "order_date": day,
+                "total_orders": n,
+                "total_revenue": _q(revenue(rows), "0.01"),
+                "total_items_sold": sum(int(r[5]) for r in rows),
+                "return_rate": _q(Decimal(returned(rows)) / n, "0.0001"),
+                "unique_customers": len({r[1] for r in rows}),
+                "source_files": sorted(sources[day]),
+            }
+        )
     return cats, days
