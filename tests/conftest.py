@@ -15,6 +15,7 @@ from tests.aws.fixtures import (  # noqa: F401
     moto_server_endpoint,
     s3_env,
 )
+from tests.aws.stack import stack  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
