@@ -67,10 +67,10 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(
         [*pip, "-r", str(REPO / "containers" / "requirements.txt")], check=True, env=CLEAN_ENV
     )
-    app = root / "app"
-    app.mkdir()
+    app = root / "app"  # the image's WORKDIR; the scripts go where the Dockerfile puts them
+    (app / "containers").mkdir(parents=True)
     for script in ("validator.py", "transformer.py"):
-        shutil.copy(REPO / "containers" / script, app / script)
+        shutil.copy(REPO / "containers" / script, app / "containers" / script)
     print(f"image install step: {time.perf_counter() - t0:.1f} s")
     return root
 
@@ -78,7 +78,7 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_script(root: Path, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     keep = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     return subprocess.run(
-        [str(root / "venv" / "bin" / "python"), script],
+        [str(root / "venv" / "bin" / "python"), f"containers/{script}"],
         cwd=root / "app",
         env={**CLEAN_ENV, **keep, **env},
         capture_output=True,
@@ -126,3 +126,22 @@ def test_installed_wheel_runs_both_entrypoints(image_root: Path, stack: Stack) -
     del env["S3_CLEANED_BUCKET"]
     c = run_script(image_root, "transformer.py", env)
     assert c.returncode == 2 and "S3_CLEANED_BUCKET" in c.stdout
+
+
+def test_template_commands_match_where_the_dockerfile_puts_the_scripts() -> None:
+    from cfnlint.decode import decode
+
+    template, _ = decode(str(REPO / "orchestration" / "template.yaml"))
+    assert template is not None
+    commands = sorted(
+        tuple(c["Command"])
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ECS::TaskDefinition"
+        for c in r["Properties"]["ContainerDefinitions"]
+    )
+    assert commands == [("python", "containers/transformer.py"),
+                        ("python", "containers/validator.py")]
+    dockerfile = (REPO / "containers" / "Dockerfile").read_text()
+    assert "WORKDIR /app" in dockerfile
+    assert "containers/validator.py containers/transformer.py ./containers/" in dockerfile
+    assert "ENTRYPOINT" not in dockerfile  # the task definition's command is the whole command
