@@ -291,9 +291,6 @@ def _recover(path: str, name: str, names: tuple[str, ...], err: Exception) -> pl
     """Polars refused the file: find the precise reason, or read it past ragged rows."""
     data = Path(path).read_bytes()
     lay = layout(name, data, len(names))  # raises for encoding and quoting problems
-    if any(c > len(names) for c in lay.field_counts):
-        # Rows with too many fields are reported row by row by validation (field_count).
-        return _polars_read(path, names, ragged=True)
     body = data[len(BOM) :] if data.startswith(BOM) else data
     text = body.decode("utf-8")  # layout() proved that it decodes
     m = _STRAY_QUOTE.search(text)
@@ -306,6 +303,12 @@ def _recover(path: str, name: str, names: tuple[str, ...], err: Exception) -> pl
             line=line, value=field_text, kind="quote",
             hint='Quote the whole field and double the quote inside it: "ab""c".',
         )
+    if any(c > len(names) for c in lay.field_counts):
+        # Rows with too many fields are reported row by row by validation (field_count).
+        try:
+            return _polars_read(path, names, ragged=True)
+        except (pl.exceptions.PolarsError, OSError) as e:
+            err = e
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     raise InputFileError(name, f"cannot be parsed as CSV ({first})", kind="structure")
 

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.cli import main
@@ -76,6 +76,8 @@ def test_arbitrary_bytes_never_crash(
 
 @_FAST
 @given(data=mutated())
+# Found by the slow run: a stray quote in a row that also has too many fields.
+@example(data=VALID.replace(b"\nORD300", b'\n,O"RD300', 1))
 def test_mutated_valid_file_never_crashes(
     data: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
