@@ -76,6 +76,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in files:
         t0 = time.perf_counter()
         rep = validate_file(path, categories=cats, display_name=str(path)).report
+        if args.report_json and rep.sha256 is None:
+            from engine.read import file_digest
+
+            # The JSON report identifies every file by its bytes, valid ones too.
+            rep.size_bytes, rep.sha256 = file_digest(path)
         reports.append(rep)
         _print_report(rep, time.perf_counter() - t0)
     if args.report_json:

@@ -27,6 +27,11 @@ BOM = b"\xef\xbb\xbf"
 HEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024
+# A sane order line is under 200 bytes; anything near this is not an order.
+MAX_LINE_BYTES = 256 * 1024
+# A quote inside a field that did not start with one (``ab"c``): RFC 4180 forbids it and Polars
+# refuses it, so it is only looked for once Polars has refused a file.
+_STRAY_QUOTE = re.compile(r'(?m)(?:^|,)([^,"\r\n]+"[^,\r\n]*)')
 _LOOKS_LIKE_DATA = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+(\.[0-9]+)?|true|false)$", re.I)
 
 
@@ -99,6 +104,16 @@ def _read_header(path: str, head: bytes) -> tuple[str, ...]:
             kind="binary",
         )
     body = head[len(BOM) :] if head.startswith(BOM) else head
+    if not body:
+        raise InputFileError(
+            path, "the file is empty apart from a byte-order mark", kind="empty",
+            hint="Send the file again; nothing was read.",
+        )
+    if b"\n" not in body and b"\r" in body.rstrip(b"\r"):
+        raise InputFileError(
+            path, "lines end with a bare carriage return (CR), not LF or CRLF", line=1,
+            kind="structure", hint="Save the file with Unix (LF) or Windows (CRLF) line ends.",
+        )
     end = body.find(b"\n")
     if end < 0 and len(head) >= MAX_HEADER_BYTES:
         raise InputFileError(
@@ -111,7 +126,13 @@ def _read_header(path: str, head: bytes) -> tuple[str, ...]:
         names = next(csv.reader([text.rstrip("\r")]))
     except (csv.Error, StopIteration):
         names = [text]
-    return tuple(n.strip().lower() for n in names)
+    names = [n.strip().lower() for n in names]
+    if not any(names):
+        raise InputFileError(
+            path, "no header row: line 1 is blank", line=1, kind="header",
+            hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
+        )
+    return tuple(names)
 
 
 def check_header(path: str, header: tuple[str, ...]) -> tuple[str, ...]:
@@ -177,6 +198,11 @@ def layout(path: str, data: bytes, n_columns: int) -> Layout:
                 line=line, kind="quote",
                 hint='Close the quote, or double any quote inside a quoted field ("").',
             ) from None
+        if "expected after" in str(e):
+            raise InputFileError(
+                path, "text after the closing quote of a quoted field", line=line, kind="quote",
+                hint='Quote the whole field and double any quote inside it ("ab""c").',
+            ) from None
         raise InputFileError(path, f"malformed CSV ({e})", line=line, kind="quote") from None
     # starts[0] is the header.
     return Layout(start_lines=starts[1:], field_counts=counts[1:])
@@ -216,6 +242,8 @@ def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrde
     except (pl.exceptions.PolarsError, OSError) as e:
         frame = _recover(path, name, names, e)
         ragged = True
+    if size > HEAD_BYTES:
+        _check_no_nul(path, name, frame)
     warnings: list[str] = []
     if extras:
         warnings.append("extra columns ignored: " + ", ".join(e or "(unnamed)" for e in extras))
@@ -235,13 +263,52 @@ def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrde
     )
 
 
+def _check_no_nul(path: str, name: str, frame: pl.DataFrame) -> None:
+    """Raise for NUL bytes past the first ``HEAD_BYTES`` (the head was checked already)."""
+    has_nul = pl.any_horizontal(
+        [pl.col(c).str.contains("\x00", literal=True).any() for c in frame.columns]
+    )
+    if not frame.select(has_nul).item():
+        return
+    offset, line = 0, 1
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            i = chunk.find(b"\x00")
+            if i >= 0:
+                line += chunk.count(b"\n", 0, i)
+                offset += i
+                break
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+    raise InputFileError(
+        name,
+        f"binary data, not a CSV text file (a NUL byte at byte offset {offset})",
+        line=line, byte_offset=offset, kind="binary",
+    )
+
+
 def _recover(path: str, name: str, names: tuple[str, ...], err: Exception) -> pl.DataFrame:
     """Polars refused the file: find the precise reason, or read it past ragged rows."""
     data = Path(path).read_bytes()
     lay = layout(name, data, len(names))  # raises for encoding and quoting problems
+    body = data[len(BOM) :] if data.startswith(BOM) else data
+    text = body.decode("utf-8")  # layout() proved that it decodes
+    m = _STRAY_QUOTE.search(text)
+    if m is not None:
+        line = text.count("\n", 0, m.start(1)) + 1
+        field_text = m.group(1)
+        raise InputFileError(
+            name,
+            f"a quote inside a field that does not start with one ({field_text!r})",
+            line=line, value=field_text, kind="quote",
+            hint='Quote the whole field and double the quote inside it: "ab""c".',
+        )
     if any(c > len(names) for c in lay.field_counts):
         # Rows with too many fields are reported row by row by validation (field_count).
-        return _polars_read(path, names, ragged=True)
+        try:
+            return _polars_read(path, names, ragged=True)
+        except (pl.exceptions.PolarsError, OSError) as e:
+            err = e
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     raise InputFileError(name, f"cannot be parsed as CSV ({first})", kind="structure")
 
@@ -256,6 +323,15 @@ def oversized_fields(raw: RawOrders) -> pl.DataFrame:
         for c in cols
     ]
     return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def oversized_lines(raw: RawOrders) -> pl.DataFrame:
+    """Return (__row, bytes) for records longer than ``MAX_LINE_BYTES`` (fields + commas)."""
+    cols = [c for c in raw.frame.columns if c != ROW]
+    size = pl.sum_horizontal([pl.col(c).str.len_bytes() for c in cols]) + (len(cols) - 1)
+    return raw.frame.select(pl.col(ROW), size.alias("bytes")).filter(
+        pl.col("bytes") > MAX_LINE_BYTES
+    )
 
 
 def scan_orders_typed(path: str | Path) -> pl.LazyFrame:

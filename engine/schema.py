@@ -46,6 +46,15 @@ RULE_MESSAGES: dict[str, str] = {
 }
 
 
+# Pandera's internal check names -> the stable rule ids written in reports. Names not listed
+# (the model's own checks) are already readable and are used as they are.
+RULE_IDS: dict[str, str] = {
+    "field_uniqueness": "unique",
+    "not_nullable": "not_null",
+    "column_in_dataframe": "column_present",
+}
+
+
 def _text(data: pa.PolarsData) -> pl.Expr:
     return pl.col(data.key)
 

@@ -20,19 +20,23 @@ import polars as pl
 from engine.errors import InputFileError
 from engine.read import (
     MAX_FIELD_BYTES,
+    MAX_LINE_BYTES,
     ROW,
     RawOrders,
     file_digest,
     layout,
     oversized_fields,
+    oversized_lines,
     read_orders,
 )
-from engine.schema import ORDER_COLUMNS, RULE_MESSAGES, order_model, typed_columns
+from engine.schema import ORDER_COLUMNS, RULE_IDS, RULE_MESSAGES, order_model, typed_columns
 
 log = logging.getLogger(__name__)
 
 Status = Literal["valid", "invalid", "empty"]
 MAX_VALUE_CHARS = 200
+MAX_STORED_VALUE_CHARS = 1000  # reports keep this much of a value (a huge field is cut)
+ROW_WIDE = "(row)"  # the column shown in counts for a finding about a whole row
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,9 @@ class ValidationReport:
 
     def counts(self) -> list[dict[str, Any]]:
         """Return failures counted per (column, rule), most frequent first."""
-        c = Counter((f.column or "", f.rule) for f in self.findings)
+        c = Counter((f.column or ROW_WIDE, f.rule) for f in self.findings)
         if self.structural is not None:
-            c[(self.structural.column or "", self.structural.rule)] += 1
+            c[(self.structural.column or ROW_WIDE, self.structural.rule)] += 1
         return [
             {"column": col, "rule": rule, "count": n}
             for (col, rule), n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -87,7 +91,7 @@ class ValidationReport:
             return f"{self.file}: {self.rows} orders valid, dates {', '.join(self.dates)}."
         parts = ", ".join(f"{d['count']} x {d['column']} {d['rule']}" for d in self.counts()[:8])
         return (
-            f"{self.file} was rejected: {self.invalid_rows} of {self.rows} rows are invalid "
+            f"{self.file} is invalid: {self.invalid_rows} of {self.rows} rows are invalid "
             f"({parts})."
         )
 
@@ -99,7 +103,11 @@ class ValidationReport:
                 lines.append(f"Hint: {self.structural.hint}")
             return "\n".join(lines)
         for f in self.findings[:limit]:
-            lines.append(f"  {self.file}:{f.line}: {f.column}: {f.message}: {_show(f.value)}")
+            where = f"{self.file}:{f.line}" if f.line is not None else self.file
+            if f.column is None:  # the whole row: the message already names what is wrong
+                lines.append(f"  {where}: {f.message}")
+            else:
+                lines.append(f"  {where}: {f.column}: {f.message}: {_show(f.value)}")
         if len(self.findings) > limit:
             lines.append(f"  ... and {len(self.findings) - limit} more findings")
         if self.findings:
@@ -137,6 +145,12 @@ def _show(value: str | None) -> str:
     return repr(value) if len(value) <= MAX_VALUE_CHARS else repr(value[:MAX_VALUE_CHARS]) + "..."
 
 
+def _clip(value: str | None) -> str | None:
+    if value is None or len(value) <= MAX_STORED_VALUE_CHARS:
+        return value
+    return value[:MAX_STORED_VALUE_CHARS] + f"... ({len(value.encode())} bytes in all)"
+
+
 def _structural(path: str, size: int, sha: str | None, err: InputFileError) -> ValidationResult:
     where = path if err.line is None else f"{path}:{err.line}"
     message = err.message.removeprefix(where + ": ")
@@ -159,13 +173,14 @@ def validate_file(
     name = display_name or str(path)
     try:
         raw = read_orders(path, display_name=name)
+        # The failure path re-reads the bytes and may find a structural problem Polars let by.
+        return validate_raw(raw, Path(path), categories=categories)
     except InputFileError as e:
         try:
             size, sha = file_digest(path)
         except OSError:
             size, sha = 0, None
         return _structural(name, size, sha, e)
-    return validate_raw(raw, Path(path), categories=categories)
 
 
 def validate_raw(
@@ -195,11 +210,12 @@ def validate_raw(
     except pa.errors.SchemaErrors as e:
         failures = e.failure_cases
     big = oversized_fields(raw)
+    long_lines = oversized_lines(raw)
 
-    if failures is None and big.height == 0 and not raw.ragged:
+    if failures is None and big.height == 0 and long_lines.height == 0 and not raw.ragged:
         return _accept(raw, frame, report)
 
-    findings, bad_rows = _findings(raw, frame, failures, big, source)
+    findings, bad_rows = _findings(raw, frame, failures, big, long_lines, source)
     report.findings = findings
     report.invalid_rows = len(bad_rows)
     report.valid_rows = report.rows - report.invalid_rows
@@ -228,6 +244,7 @@ def _findings(
     frame: pl.DataFrame,
     failures: pl.DataFrame | None,
     big: pl.DataFrame,
+    long_lines: pl.DataFrame,
     source: Path,
 ) -> tuple[list[Finding], dict[int, int | None]]:
     """Turn pandera's failure cases (row positions) into findings at file lines.
@@ -258,7 +275,7 @@ def _findings(
         bad[i] = line_of(i)
         findings.append(Finding(
             line=line_of(i), column=None, rule="field_count", value=str(n),
-            message=f"has {n} fields, expected {n_fields}",
+            message=f"the row has {n} field{'s' if n != 1 else ''}, expected {n_fields}",
         ))
     if failures is not None:
         rows = frame[ROW].gather(failures["index"].cast(pl.Int64))
@@ -269,7 +286,8 @@ def _findings(
                 continue  # the field count already explains the row
             bad[row] = line_of(row)
             findings.append(Finding(
-                line=line_of(row), column=column, rule=check, value=value,
+                line=line_of(row), column=column, rule=RULE_IDS.get(check, check),
+                value=_clip(value),
                 message=RULE_MESSAGES.get(check, check),
             ))
     for row, column, nbytes in big.iter_rows():
@@ -277,6 +295,14 @@ def _findings(
         findings.append(Finding(
             line=line_of(row), column=column, rule="field_size", value=f"{nbytes} bytes",
             message=f"is larger than the {MAX_FIELD_BYTES}-byte limit for a field",
+        ))
+    for row, nbytes in long_lines.iter_rows():
+        if row in ragged:
+            continue
+        bad[row] = line_of(row)
+        findings.append(Finding(
+            line=line_of(row), column=None, rule="line_size", value=f"{nbytes} bytes",
+            message=f"the line is {nbytes} bytes, above the {MAX_LINE_BYTES}-byte limit",
         ))
     _explain_duplicates(findings)
     order = {c: i for i, c in enumerate(ORDER_COLUMNS)}
@@ -288,10 +314,10 @@ def _explain_duplicates(findings: list[Finding]) -> None:
     """Name, on each duplicate order_id, every line that carries the same id."""
     lines_by_id: dict[str | None, list[int]] = {}
     for f in findings:
-        if f.rule == "field_uniqueness" and f.line is not None:
+        if f.rule == "unique" and f.line is not None:
             lines_by_id.setdefault(f.value, []).append(f.line)
     for i, f in enumerate(findings):
-        if f.rule == "field_uniqueness":
+        if f.rule == "unique":
             lines = sorted(lines_by_id.get(f.value, []))
             findings[i] = Finding(
                 line=f.line, column=f.column, rule=f.rule, value=f.value,
@@ -306,7 +332,9 @@ def _rejected_rows(
     """Return the failing rows as text, each with its line and the reasons it failed."""
     reasons: dict[int | None, list[str]] = {}
     for f in findings:
-        reasons.setdefault(f.line, []).append(f"{f.column or 'row'} {f.message}")
+        reasons.setdefault(f.line, []).append(
+            f.message if f.column is None else f"{f.column} {f.message}"
+        )
     keys = pl.DataFrame(
         {
             ROW: list(bad),

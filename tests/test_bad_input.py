@@ -1,0 +1,200 @@
+"""Every kind of bad input in ``fixtures/bad/`` gets its own clear message and changes no KPI.
+
+One table row per file: the exit code of ``validate`` and ``process``, the key facts of the
+message (line, column, rule, value) and, for a rejected file, that the KPI tables and the lake
+are byte for byte what they were, and that the file's bytes are kept with their sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.read import HEAD_BYTES, MAX_FIELD_BYTES, MAX_LINE_BYTES
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = ROOT / "fixtures" / "bad"
+GOOD = ROOT / "fixtures" / "valid_order.csv"
+HEADER = b"order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+
+
+def _row(i: int) -> bytes:
+    return b"ORD%d,CUST1,2025-07-06,Electronics,PROD001,2,199.99,false\n" % i
+
+
+def _past_head(last: bytes) -> bytes:
+    body = b"".join(_row(i) for i in range(HEAD_BYTES // 50 + 100))
+    return HEADER + body + last
+
+
+# Files too big to keep in the repository are made by the test (listed in fixtures/bad/README).
+GENERATED: dict[str, Callable[[], bytes]] = {
+    "nul_byte_past_first_64k.csv": lambda: _past_head(b"X,CU\x00ST,2025-07-06,Books,P,1,1,true\n"),
+    "not_utf8_past_first_64k.csv": lambda: _past_head(b"X,CU\xe9ST,2025-07-06,Books,P,1,1,true\n"),
+    "field_over_size_limit.csv": lambda: HEADER + _row(1)
+    + b"ORD2,CUST2,2025-07-06,Books," + b"P" * (MAX_FIELD_BYTES + 10) + b",1,29.99,true\n",
+    "line_over_size_limit.csv": lambda: HEADER + _row(1)
+    + b",".join([b"x" * (MAX_LINE_BYTES // 7)] * 8) + b"\n",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad (or merely odd) file and what it must produce."""
+
+    name: str
+    validate_rc: int
+    facts: tuple[str, ...]  # substrings of the terminal message
+    line: int | None = None
+    column: str | None = None
+    rule: str | None = None
+    value: str | None = None
+    structural: bool = False
+    process_rc: int | None = None  # defaults to validate_rc
+    kpis_may_change: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+CASES = [
+    Case("empty_file.csv", 1, ("empty (0 bytes)",), rule="empty", structural=True),
+    Case("bom_only_no_header.csv", 1, ("byte-order mark",), rule="empty", structural=True),
+    Case("header_only_no_orders.csv", 0, ("no orders", "changes no KPI")),
+    Case("no_header_data_on_line_1.csv", 1, ("no header row", "looks like data"), line=1,
+         rule="header", structural=True),
+    Case("blank_first_line.csv", 1, ("no header row", "line 1 is blank"), line=1,
+         rule="header", structural=True),
+    Case("unrecognised_header.csv", 1, ("unrecognised header", "id,name,price"), line=1,
+         rule="header", structural=True),
+    Case("missing_required_columns.csv", 1, ("missing required columns: unit_price, returned",),
+         line=1, column="unit_price", rule="header", structural=True),
+    Case("duplicate_column_name.csv", 1, ("duplicate column name 'quantity'", "6 and 9"),
+         line=1, column="quantity", rule="header", structural=True),
+    Case("too_few_fields_line_3.csv", 1, (":3: the row has 6 fields, expected 8",), line=3,
+         rule="field_count", value="6"),
+    Case("too_many_fields_line_3.csv", 1, (":3: the row has 9 fields, expected 8",), line=3,
+         rule="field_count", value="9"),
+    Case("unclosed_quote_line_3.csv", 1, ("line 3: an unclosed quote",), line=3, rule="quote",
+         structural=True),
+    Case("stray_quote_inside_field_line_3.csv", 1, ("line 3: a quote inside a field", 'CU"ST2'),
+         line=3, rule="quote", value='CU"ST2', structural=True),
+    Case("cr_only_line_ends.csv", 1, ("bare carriage return",), line=1, structural=True),
+    Case("not_utf8_line_3.csv", 1, ("line 3: bytes that are not UTF-8 at byte offset 170",),
+         line=3, rule="encoding", structural=True),
+    Case("not_utf8_after_bom_line_2.csv", 1,
+         ("line 2: bytes that are not UTF-8 at byte offset 93",), line=2, rule="encoding",
+         structural=True),
+    Case("binary_nul_bytes.csv", 1, ("line 3: binary data", "byte offset 148"), line=3,
+         rule="binary", structural=True),
+    Case("nul_byte_past_first_64k.csv", 1, ("binary data", "NUL byte"), rule="binary",
+         structural=True),
+    Case("not_utf8_past_first_64k.csv", 1, ("bytes that are not UTF-8",), rule="encoding",
+         structural=True),
+    Case("field_over_size_limit.csv", 1, (f"larger than the {MAX_FIELD_BYTES}-byte limit",),
+         line=3, column="product_id", rule="field_size", value=f"{MAX_FIELD_BYTES + 10} bytes"),
+    Case("line_over_size_limit.csv", 1, (f"above the {MAX_LINE_BYTES}-byte limit",), line=3,
+         rule="line_size"),
+    Case("bad_values_each_rule.csv", 1,
+         (":3: customer_id: must not be empty", ":3: category: is not an allowed category: 'Toys'",
+          ":4: order_date: must be a real calendar date", ":3: returned: must be true or false"),
+         line=3, column="quantity", rule="positive_integer", value="-1"),
+    Case("duplicate_order_id_three_lines.csv", 1, ("this order_id is on lines 2, 4, 6",),
+         line=6, column="order_id", rule="unique", value="ORD1"),
+    Case("quoted_newlines_before_bad_row.csv", 1, (":6: quantity:", "'zero'"), line=6,
+         column="quantity", rule="positive_integer", value="zero"),
+    Case("crlf_bad_row_line_3.csv", 1, (":3: returned:", "'nope'"), line=3, column="returned",
+         rule="true_or_false", value="nope"),
+    Case("blank_lines_then_bad_row.csv", 1, ("3 blank line(s) skipped", ":7: returned:"), line=7,
+         column="returned", rule="true_or_false", value="maybe"),
+    Case("header_spaces_and_upper_case.csv", 0, ("2 orders valid",), kpis_may_change=True),
+    Case("extra_column_warned.csv", 0, ("extra columns ignored: note",), kpis_may_change=True),
+    Case("formula_cells_in_bad_rows.csv", 1, (":5: returned:", "'+cmd'"), line=5,
+         column="returned", rule="true_or_false", value="+cmd"),
+]
+
+
+def _source(case: Case, tmp_path: Path) -> Path:
+    if case.name in GENERATED:
+        p = tmp_path / case.name
+        p.write_bytes(GENERATED[case.name]())
+        return p
+    return BAD / case.name
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Return every KPI table and lake file under ``out`` (not rejected/), path -> bytes."""
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and "rejected" not in p.relative_to(out).parts
+    }
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    rc = main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return rc, err
+
+
+def _has_finding(report: dict[str, object], case: Case) -> None:
+    found = report["structural"] if case.structural else None
+    candidates = [found] if found else list(report["findings"])  # type: ignore[call-overload]
+    assert candidates, report
+    wanted = {k: v for k, v in {"line": case.line, "column": case.column, "rule": case.rule,
+                                "value": case.value}.items() if v is not None}
+    assert any(all(c.get(k) == v for k, v in wanted.items()) for c in candidates), (
+        wanted, candidates)
+    for c in candidates:
+        assert set(c) >= {"line", "column", "rule", "value", "message"}
+
+
+def test_every_corpus_file_is_in_the_table_and_the_readme() -> None:
+    names = {c.name for c in CASES}
+    on_disk = {p.name for p in BAD.glob("*.csv")}
+    assert on_disk <= names, on_disk - names
+    readme = (BAD / "README.md").read_text(encoding="utf-8")
+    for n in names:
+        assert f"`{n}`" in readme, n
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_file_gets_its_own_message_and_changes_no_kpi(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _source(case, tmp_path)
+    original = src.read_bytes()
+
+    report_path = tmp_path / "report.json"
+    rc, err = _run(capsys, "validate", str(src), "--report-json", str(report_path))
+    assert rc == case.validate_rc, err
+    for fact in case.facts:
+        assert fact in err, (fact, err)
+    [report] = json.loads(report_path.read_text(encoding="utf-8"))["files"]
+    assert report["size_bytes"] == len(original)
+    assert report["sha256"] == hashlib.sha256(original).hexdigest()
+    if rc == 1:
+        assert report["status"] == "invalid"
+        _has_finding(report, case)
+        assert report["counts"] and report["summary"]
+
+    out = tmp_path / "out"
+    assert _run(capsys, "process", "-q", str(GOOD), "--out", str(out))[0] == 0
+    before = snapshot(out)
+    rc, err = _run(capsys, "process", "-q", str(src), "--out", str(out))
+    assert rc == (case.process_rc if case.process_rc is not None else case.validate_rc), err
+    if not case.kpis_may_change:
+        assert snapshot(out) == before
+    assert src.read_bytes() == original
+    if rc == 1:
+        kept = out / "rejected" / src.name
+        assert kept.read_bytes() == original
+        errors = json.loads((out / "rejected" / f"{src.name}.errors.json").read_text("utf-8"))
+        assert errors["sha256"] == hashlib.sha256(original).hexdigest()
+        assert errors["size_bytes"] == len(original)
+        _has_finding(errors, case)

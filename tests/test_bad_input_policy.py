@@ -1,0 +1,172 @@
+"""Quarantine policy, usage errors and crash safety around bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+import engine.pipeline as pipeline
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = ROOT / "fixtures" / "bad"
+GOOD = ROOT / "fixtures" / "valid_order.csv"
+HEADER = b"order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Return every KPI table and lake file under ``out`` (not rejected/), path -> bytes."""
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and "rejected" not in p.relative_to(out).parts
+    }
+
+
+ROW = b"ORD%d,CUST1,2025-07-06,Electronics,PROD001,2,199.99,false\n"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    rc = main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return rc, err
+
+
+def test_quarantined_rows_keep_line_reason_and_are_formula_safe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = BAD / "formula_cells_in_bad_rows.csv"
+    out = tmp_path / "out"
+    rc, err = _run(capsys, "process", "-q", str(src), "--out", str(out),
+                   "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5")
+    assert rc == 1
+    assert "1 invalid rows quarantined" in err
+    with open(out / "rejected" / f"{src.name}.rows.csv", newline="", encoding="utf-8") as f:
+        [row] = list(csv.DictReader(f))
+    assert row["line"] == "5"
+    assert row["reason"] == "returned must be true or false"
+    assert row["customer_id"].startswith("'=")
+    assert row["product_id"] == "'@SUM(A1)"
+    assert row["returned"] == "'+cmd"
+    assert row["quantity"] == "1" and row["unit_price"] == "29.99"  # numbers stay numbers
+    assert not (out / "rejected" / src.name).exists()  # only the bad rows are set aside
+    daily = (out / "daily_kpis.csv").read_text(encoding="utf-8")
+    assert "2025-07-06,3," in daily
+
+
+def test_quarantine_above_ratio_rejects_the_whole_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = BAD / "formula_cells_in_bad_rows.csv"  # 1 bad row of 4 = 25 %
+    out = tmp_path / "out"
+    assert _run(capsys, "process", "-q", str(GOOD), "--out", str(out))[0] == 0
+    before = snapshot(out)
+    rc, err = _run(capsys, "process", "-q", str(src), "--out", str(out),
+                   "--on-invalid", "quarantine-rows")  # default ratio 0.01
+    assert rc == 1 and "above --max-invalid-ratio" in err
+    assert snapshot(out) == before
+    assert (out / "rejected" / src.name).read_bytes() == src.read_bytes()
+
+
+def test_ragged_row_is_quarantined_with_its_field_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = BAD / "too_many_fields_line_3.csv"
+    out = tmp_path / "out"
+    rc, _ = _run(capsys, "process", "-q", str(src), "--out", str(out),
+                 "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5")
+    assert rc == 1
+    text = (out / "rejected" / f"{src.name}.rows.csv").read_text(encoding="utf-8")
+    assert "3,ORD2," in text and "the row has 9 fields, expected 8" in text
+
+
+@pytest.mark.parametrize("ratio", ["-0.1", "1.5", "nan", "abc"])
+def test_max_invalid_ratio_out_of_bounds_is_a_usage_error(
+    ratio: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        rc = main(["process", str(GOOD), "--out", str(tmp_path), "--max-invalid-ratio", ratio])
+        raise SystemExit(rc)
+    assert e.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_missing_file_and_folder_without_csv_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, err = _run(capsys, "validate", str(tmp_path / "nope.csv"))
+    assert rc == 2 and "no such file or folder" in err
+    (tmp_path / "empty_dir").mkdir()
+    rc, err = _run(capsys, "validate", str(tmp_path / "empty_dir"))
+    assert rc == 2 and "holds no *.csv" in err
+    rc, err = _run(capsys, "process", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"))
+    assert rc == 2
+
+
+def test_validate_a_folder_reports_every_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "r.json"
+    rc, _ = _run(capsys, "validate", str(BAD), "--report-json", str(report))
+    assert rc == 1
+    files = json.loads(report.read_text(encoding="utf-8"))["files"]
+    assert len(files) == len(list(BAD.glob("*.csv")))
+    assert all(f["sha256"] and len(f["sha256"]) == 64 for f in files)
+
+
+def test_terminal_shows_20_findings_and_json_holds_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "many.csv"
+    src.write_bytes(HEADER + b"".join(
+        b"ORD%d,CUST1,2025-07-06,Toys,PROD001,2,199.99,false\n" % i for i in range(30)))
+    report = tmp_path / "r.json"
+    rc, err = _run(capsys, "validate", str(src), "--report-json", str(report))
+    assert rc == 1
+    assert err.count("is not an allowed category") == 20
+    assert "... and 10 more findings" in err and "category allowed_category: 30" in err
+    [rep] = json.loads(report.read_text(encoding="utf-8"))["files"]
+    assert len(rep["findings"]) == 30
+    assert rep["counts"] == [{"column": "category", "rule": "allowed_category", "count": 30}]
+
+
+def test_crash_while_writing_kpis_leaves_old_tables_and_next_run_converges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    assert _run(capsys, "process", "-q", str(GOOD), "--out", str(out))[0] == 0
+    tables = {p: (out / p).read_bytes() for p in
+              ("category_kpis.parquet", "daily_kpis.parquet", "category_kpis.csv",
+               "daily_kpis.csv")}
+    new = tmp_path / "orders_2025-07-07.csv"
+    new.write_bytes(HEADER + ROW % 900 + (ROW % 901).replace(b"07-06", b"07-07"))
+
+    real = pipeline.write_parquet_atomic
+    calls = {"n": 0}
+
+    def failing(df: object, path: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first table is replaced, the second write dies
+            raise OSError("disk full")
+        real(df, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "write_parquet_atomic", failing)
+    with pytest.raises(OSError):
+        pipeline.process_paths([new], out)
+    assert (out / "daily_kpis.parquet").read_bytes() == tables["daily_kpis.parquet"]
+    pending = json.loads((out / "lake" / "_pending.json").read_text(encoding="utf-8"))
+    assert pending == ["2025-07-06", "2025-07-07"]
+
+    monkeypatch.setattr(pipeline, "write_parquet_atomic", real)
+    assert _run(capsys, "process", "-q", str(GOOD), "--out", str(out))[0] == 0
+    assert json.loads((out / "lake" / "_pending.json").read_text(encoding="utf-8")) == []
+    converged = snapshot(out)
+
+    clean = tmp_path / "clean"
+    assert _run(capsys, "process", "-q", str(GOOD), str(new), "--out", str(clean))[0] == 0
+    for name in tables:
+        assert converged[name] == (clean / name).read_bytes(), name
