@@ -76,3 +76,54 @@ class WriteThrottledError(TransientError):
 
 class StaleSnapshotError(TerminalError):
     """A newer KPI snapshot for the same date is already stored; this one must not overwrite it."""
+
+
+class TableWriteThrottledError(WriteThrottledError):
+    """DynamoDB kept throttling or leaving items unprocessed; carries what was not written."""
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        unwritten: int,
+        written: int,
+        attempts: int,
+        last_error: str | None = None,
+    ) -> None:
+        self.table = table
+        self.unwritten = unwritten
+        self.written = written
+        self.attempts = attempts
+        self.last_error = last_error
+        reason = f" (last error: {last_error})" if last_error else ""
+        super().__init__(
+            f"{table}: {unwritten} item(s) not written after {attempts} attempt(s),"
+            f" {written} written{reason}",
+            hint="The table is throttled; the task can be retried as a whole (writes are"
+            " idempotent), or raise the table's capacity.",
+        )
+
+
+class KpiItemError(TerminalError):
+    """A KPI row cannot become a DynamoDB item exactly (float, NaN, null, too many decimals)."""
+
+    def __init__(self, table: str, row: int, column: str, value: object, reason: str) -> None:
+        self.table = table
+        self.row = row
+        self.column = column
+        self.value = value
+        self.reason = reason
+        super().__init__(
+            f"{table} row {row}, column {column!r}: {reason} (value {value!r})",
+            hint="KPI money and rate columns must be Decimal(38,2) / Decimal(38,4) as"
+            " docs/CONTRACT.md says; build them with engine.kpis, not with floats.",
+        )
+
+
+class DynamoWriteError(TerminalError):
+    """DynamoDB refused a write for a reason a retry cannot fix (validation, size, access)."""
+
+    def __init__(self, table: str, code: str, message: str) -> None:
+        self.table = table
+        self.code = code
+        super().__init__(f"{table}: {code}: {message}")

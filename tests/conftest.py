@@ -6,6 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.aws.fixtures import (  # noqa: F401
+    aws_dummy_env,
+    aws_local_env,
+    dynamodb_client,
+    dynamodb_env,
+    dynamodb_local_endpoint,
+    moto_server_endpoint,
+    s3_env,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 

@@ -1,0 +1,274 @@
+"""The two container jobs: validate one S3 object; add its rows to the lake and publish KPIs.
+
+The entrypoints in ``containers/`` are env -> ``Settings`` -> these functions -> exit code.
+Each step logs one JSON line (``engine.containers_support.run_step``).
+
+Objects in the cleaned bucket, for an input ``s3://<in>/<key>`` (``key`` decoded)::
+
+    cleaned/<source_id>.parquet     the file's typed rows (metadata: sha256, rows)
+    reports/<key>.json              the validation report of a valid file
+    rejected/<key>                  an invalid file's bytes, unchanged
+    rejected/<key>.errors.json      its validation report
+    lake/...                        see engine.s3lake
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from botocore.exceptions import ClientError
+
+from engine.config import Settings
+from engine.containers_support import EXIT_OK, EXIT_REJECTED, run_step
+from engine.errors import TerminalError
+from engine.kpis import category_kpis, daily_kpis, latest_orders
+from engine.lake import source_id
+from engine.read import file_digest
+from engine.s3lake import LAKE_COLUMNS, S3Lake
+from engine.schema import LAKE_SCHEMA
+from engine.sinks.dynamodb import category_items, daily_items
+from engine.sinks.retry import error_code
+from engine.state import KpiTables, PublishResult, Ticket, file_pk, put_status, refresh_date
+from engine.validate import ValidationReport, validate_file
+
+log = logging.getLogger(__name__)
+
+
+class MissingObjectError(TerminalError):
+    """An object the task needs is not in S3 (deleted, or an earlier step never ran)."""
+
+    def __init__(self, uri: str, hint: str | None = None) -> None:
+        self.uri = uri
+        super().__init__(f"{uri}: no such object", hint=hint)
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The boto3 clients a job uses; tests pass their own."""
+
+    s3: Any
+    dynamodb: Any
+
+    @classmethod
+    def from_env(cls) -> Clients:
+        """Return clients built from the standard AWS environment (one session each)."""
+        import boto3
+
+        return cls(
+            s3=boto3.session.Session().client("s3"),
+            dynamodb=boto3.session.Session().client("dynamodb"),
+        )
+
+
+def source_name(settings: Settings) -> str:
+    """Return ``<bucket>/<decoded key>``, the source's name in the lake and in KPI items."""
+    return f"{settings.input_bucket}/{settings.input_key}"
+
+
+def cleaned_key(settings: Settings) -> str:
+    """Return the key of the file's cleaned rows in the cleaned bucket."""
+    return f"cleaned/{source_id(source_name(settings))}.parquet"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _get_to_file(s3: Any, bucket: str, key: str, dest: Path) -> tuple[int, str]:
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404"):
+            raise MissingObjectError(f"s3://{bucket}/{key}") from None
+        raise
+    size = 0
+    with open(dest, "wb") as f:
+        for chunk in obj["Body"].iter_chunks(1 << 20):
+            f.write(chunk)
+            size += len(chunk)
+    return size, str(obj.get("ETag", "")).strip('"')
+
+
+def _load_categories(uri: str | None, s3: Any, tmp: Path) -> tuple[str, ...] | None:
+    from engine.cli import load_categories
+
+    if uri is None:
+        return None
+    if uri.startswith("s3://"):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        local = tmp / "categories.csv"
+        _get_to_file(s3, bucket, key, local)
+        return load_categories(str(local))
+    return load_categories(uri)
+
+
+def _put_json(s3: Any, bucket: str, key: str, data: Mapping[str, Any]) -> None:
+    body = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+
+
+# -- validator ---------------------------------------------------------------------------
+
+
+def validate_object(settings: Settings, clients: Clients | None = None) -> int:
+    """Validate ``s3://<input bucket>/<key>``; store its outputs and status; give the exit code."""
+    c = Clients.from_env() if clients is None else clients
+    s3, bucket, key = c.s3, settings.input_bucket, settings.input_key
+    out = settings.cleaned_bucket
+    uri = f"s3://{bucket}/{key}"
+    with tempfile.TemporaryDirectory(prefix="order-kpis-") as tmpdir:
+        tmp = Path(tmpdir)
+        local = tmp / "input.csv"
+        _size, etag = run_step(
+            "download", lambda: _get_to_file(s3, bucket, key, local),
+            lambda r: {"bytes": r[0]}, source=uri,
+        )
+        cats = run_step(
+            "categories", lambda: _load_categories(settings.categories_uri, s3, tmp),
+            lambda r: {"categories": None if r is None else len(r)},
+        )
+        result = run_step(
+            "validate", lambda: validate_file(local, categories=cats, display_name=uri),
+            lambda r: {"status": r.report.status, "rows": r.report.rows,
+                       "invalid_rows": r.report.invalid_rows},
+        )
+        report = result.report
+        if report.sha256 is None:
+            report.size_bytes, report.sha256 = file_digest(local)
+        status: dict[str, Any] = {
+            "decoded_key": key, "etag": etag, "rows": report.rows,
+            "invalid_rows": report.invalid_rows, "dates": list(report.dates),
+            "summary": report.summary(), "updated_at": _now(),
+        }
+        if not report.ok:
+            report_key = f"rejected/{key}.errors.json"
+
+            def reject() -> None:
+                s3.upload_file(str(local), out, f"rejected/{key}")
+                _put_json(s3, out, report_key, report.to_dict())
+
+            run_step("write_rejected", reject, key=report_key)
+            status.update(status="REJECTED", report_uri=f"s3://{out}/{report_key}")
+            _status(settings, c, "status", status)
+            return EXIT_REJECTED
+
+        cleaned = result.cleaned
+        if cleaned is None:
+            cleaned = pl.DataFrame(schema=LAKE_SCHEMA)
+        ckey, report_key = cleaned_key(settings), f"reports/{key}.json"
+        run_step("write_cleaned", lambda: _put_cleaned(s3, out, ckey, cleaned, report),
+                 lambda _: {"rows": cleaned.height}, key=ckey)
+        run_step("write_report", lambda: _put_json(s3, out, report_key, report.to_dict()),
+                 key=report_key)
+        status.update(status="VALID", report_uri=f"s3://{out}/{report_key}",
+                      cleaned_uri=f"s3://{out}/{ckey}")
+        _status(settings, c, "status", status)
+        return EXIT_OK
+
+
+def _put_cleaned(s3: Any, bucket: str, key: str, rows: pl.DataFrame,
+                 report: ValidationReport) -> None:
+    buf = io.BytesIO()
+    rows.select(list(LAKE_SCHEMA)).write_parquet(buf, statistics=True)
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=buf.getvalue(),
+        Metadata={"sha256": report.sha256 or "", "rows": str(rows.height)},
+    )
+
+
+def _status(settings: Settings, c: Clients, sk: str, attributes: Mapping[str, Any]) -> None:
+    pk = file_pk(settings.input_bucket, settings.raw_input_key)
+    run_step("status", lambda: put_status(settings.state_table, pk, sk, attributes,
+                                          client=c.dynamodb),
+             record=sk, status=attributes.get("status"))
+
+
+# -- transformer -------------------------------------------------------------------------
+
+
+def read_cleaned(settings: Settings, s3: Any) -> tuple[pl.DataFrame, str | None]:
+    """Return the file's cleaned rows and the sha256 of the original file."""
+    bucket, key = settings.cleaned_bucket, cleaned_key(settings)
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404"):
+            raise MissingObjectError(
+                f"s3://{bucket}/{key}",
+                hint="The validator writes this object; run it (it must exit 0) first.",
+            ) from None
+        raise
+    rows = pl.read_parquet(io.BytesIO(obj["Body"].read()))
+    sha = obj.get("Metadata", {}).get("sha256") or None
+    return rows, sha
+
+
+def date_snapshot(
+    lake: S3Lake, day: dt.date, ticket: Ticket
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Return the KPI items of ``day`` recomputed from the lake (read after the ticket)."""
+    rows = lake.collect([day], lambda lf: lf)
+    if rows.height == 0:
+        rows = pl.DataFrame(schema=LAKE_COLUMNS)
+    latest = latest_orders(rows.lazy())
+    cat = category_kpis(latest).collect()
+    daily = daily_kpis(latest).collect()
+    sources = sorted(str(s) for s in rows["_source"].unique().to_list())
+    at = _now()
+    cats = category_items(cat, source_files=sources, computed_at=at, ticket=ticket.ticket)
+    days = daily_items(daily, source_files=sources, computed_at=at, ticket=ticket.ticket)
+    return [dict(i) for i in cats], (dict(days[0]) if days else None)
+
+
+def publish_dates(
+    lake: S3Lake, dates: Sequence[dt.date], tables: KpiTables, dynamodb: Any
+) -> list[PublishResult]:
+    """Recompute and publish each date's KPIs through the per-date fence."""
+    results = []
+    for day in dates:
+        res = run_step(
+            "publish",
+            lambda day=day: refresh_date(  # type: ignore[misc]
+                day, lambda t: date_snapshot(lake, day, t), tables=tables, client=dynamodb
+            ),
+            lambda r: {"ticket": r.ticket, "published": r.published, "written": r.written,
+                       "deleted": r.deleted},
+            date=day.isoformat(),
+        )
+        results.append(res)
+    return results
+
+
+def transform_object(settings: Settings, clients: Clients | None = None) -> int:
+    """Add the file's cleaned rows to the lake and republish every date it touches."""
+    c = Clients.from_env() if clients is None else clients
+    start = time.perf_counter()
+    source = source_name(settings)
+    lake = S3Lake(settings.cleaned_bucket, state_table=settings.state_table,
+                  s3=c.s3, dynamodb=c.dynamodb)
+    tables = KpiTables(category=settings.category_table, daily=settings.order_table,
+                       state=settings.state_table)
+    rows, sha = run_step("read_cleaned", lambda: read_cleaned(settings, c.s3),
+                         lambda r: {"rows": r[0].height})
+    ing = run_step("lake_write", lambda: lake.add_source(source, rows, sha256=sha),
+                   lambda r: {"seq": r.seq, "rows": r.rows, "dates": len(r.dates),
+                              "affected": len(r.affected)})
+    publish_dates(lake, ing.affected, tables, c.dynamodb)
+    run_step("mark_published", lambda: lake.mark_published(source, ing.seq),
+             lambda r: {"cleared": r})
+    _status(settings, c, "transform", {
+        "status": "DONE", "rows": ing.rows, "dates": [d.isoformat() for d in ing.dates],
+        "affected_dates": [d.isoformat() for d in ing.affected], "seq": ing.seq,
+        "duration_ms": round((time.perf_counter() - start) * 1000), "updated_at": _now(),
+    })
+    return EXIT_OK

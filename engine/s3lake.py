@@ -1,0 +1,224 @@
+"""The lake on S3: the same layout as the local lake, safe for many tasks at once.
+
+Layout under ``s3://<cleaned bucket>/lake/``::
+
+    order_date=2025-07-06/<source_id>.parquet   rows of one source file for one date
+    _sources/<source_id>.json                   the source's dates, seq, sha256, unpublished
+
+``<source_id>`` is ``engine.lake.source_id("<bucket>/<decoded key>")``. Every row carries
+``_seq`` and ``_source`` like the local lake, and ``latest_orders`` keeps the row of the
+highest ``_seq``. Unlike the local lake there is no lock, so ``_seq`` comes from one counter
+in DynamoDB (``ADD`` on ``pk=seq, sk=lake`` of the state table): concurrent tasks get
+distinct, increasing numbers, and the file whose rows were written later wins.
+
+Crash convergence without a lock: objects are written first, stale ones deleted next, the
+manifest last. The manifest's ``unpublished`` dates (every date this source touched whose
+KPIs are not yet known to be published) are cleared only after the KPIs are published, so a
+task killed at any point, run again, recomputes every date it may have changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import polars as pl
+from botocore.exceptions import ClientError
+
+from engine.errors import TransientError
+from engine.lake import Ingested, source_id
+from engine.schema import LAKE_SCHEMA
+from engine.sinks.retry import Backoff, error_code, is_retryable
+
+log = logging.getLogger(__name__)
+
+SEQ_KEY = {"pk": {"S": "seq"}, "sk": {"S": "lake"}}
+LAKE_COLUMNS: dict[str, pl.DataType] = {**LAKE_SCHEMA, "_seq": pl.Int64(), "_source": pl.String()}
+
+
+class LakeReadError(TransientError):
+    """The lake's objects could not be read (S3 unavailable or throttled); retry the task."""
+
+    def __init__(self, bucket: str, message: str) -> None:
+        self.bucket = bucket
+        super().__init__(f"s3://{bucket}: cannot read the lake ({message})")
+
+
+def _default(service: str) -> Any:
+    import boto3
+
+    # A session per client: boto3's default session is not safe to share across threads.
+    return boto3.session.Session().client(service)
+
+
+class S3Lake:
+    """The lake under ``s3://<bucket>/<prefix>/``; ``_seq`` from the state table."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        state_table: str,
+        prefix: str = "lake",
+        s3: Any = None,
+        dynamodb: Any = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.state_table = state_table
+        self.prefix = prefix.strip("/")
+        self.s3 = _default("s3") if s3 is None else s3
+        self.dynamodb = _default("dynamodb") if dynamodb is None else dynamodb
+        self.backoff = Backoff() if backoff is None else backoff
+
+    # -- names -----------------------------------------------------------------------
+    def object_key(self, day: dt.date, sid: str) -> str:
+        """Return the key of one source's rows for one date."""
+        return f"{self.prefix}/order_date={day.isoformat()}/{sid}.parquet"
+
+    def manifest_key(self, sid: str) -> str:
+        """Return the key of a source's manifest."""
+        return f"{self.prefix}/_sources/{sid}.json"
+
+    # -- small state -----------------------------------------------------------------
+    def next_seq(self) -> int:
+        """Return a new ingestion number, larger than every one handed out before."""
+        for attempt in range(self.backoff.max_attempts):
+            if attempt:
+                self.backoff.wait(attempt - 1)
+            try:
+                response = self.dynamodb.update_item(
+                    TableName=self.state_table,
+                    Key=SEQ_KEY,
+                    UpdateExpression="ADD next_seq :one",
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                    ReturnValues="UPDATED_NEW",
+                )
+                return int(response["Attributes"]["next_seq"]["N"])
+            except ClientError as exc:
+                if not is_retryable(exc) or attempt == self.backoff.max_attempts - 1:
+                    raise
+                log.warning("%s: %s taking a lake seq, retrying", self.state_table,
+                            error_code(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def manifest(self, source: str) -> dict[str, Any] | None:
+        """Return the manifest of ``source`` (``bucket/key``), or None if never ingested."""
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.manifest_key(source_id(source)))
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        data = json.loads(body["Body"].read())
+        assert isinstance(data, dict)
+        return data
+
+    def source_dates(self, source: str) -> set[dt.date]:
+        """Return the dates the lake currently holds for ``source``."""
+        m = self.manifest(source)
+        return {dt.date.fromisoformat(d) for d in (m or {}).get("dates", [])}
+
+    def _put_manifest(self, sid: str, manifest: dict[str, Any]) -> None:
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=self.manifest_key(sid),
+            Body=(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(),
+            ContentType="application/json",
+        )
+
+    # -- writes ----------------------------------------------------------------------
+    def add_source(self, source: str, rows: pl.DataFrame, *, sha256: str | None = None) -> Ingested:
+        """Put ``rows`` (typed, per ``LAKE_SCHEMA``) in the lake as the whole of ``source``.
+
+        A source seen before is replaced, including dates it no longer contains. The same
+        content (same ``sha256``) ingested again keeps its ``_seq``, so a redelivered event
+        rewrites identical objects. ``affected`` also holds the dates a killed earlier run
+        may have left unpublished.
+        """
+        sid = source_id(source)
+        old = self.manifest(source) or {}
+        old_dates = {dt.date.fromisoformat(d) for d in old.get("dates", [])}
+        unpublished = {dt.date.fromisoformat(d) for d in old.get("unpublished", [])}
+        new_dates: set[dt.date] = set(rows["order_date"].unique().to_list())
+        same = (
+            sha256 is not None and old.get("sha256") == sha256 and old.get("rows") == rows.height
+        )
+        seq = int(old["seq"]) if same else self.next_seq()
+        stamped = rows.select(list(LAKE_SCHEMA)).with_columns(
+            pl.lit(seq, pl.Int64).alias("_seq"), pl.lit(source).alias("_source")
+        )
+        for (day,), part in stamped.group_by("order_date"):
+            assert isinstance(day, dt.date)
+            buf = io.BytesIO()
+            part.sort("order_id").write_parquet(buf, statistics=True)
+            self.s3.put_object(
+                Bucket=self.bucket, Key=self.object_key(day, sid), Body=buf.getvalue()
+            )
+        # unpublished may name dates whose objects a killed run never got to delete.
+        for day in sorted((old_dates | unpublished) - new_dates):
+            self.s3.delete_object(Bucket=self.bucket, Key=self.object_key(day, sid))
+        affected = old_dates | unpublished | new_dates
+        manifest = {
+            "source": source,
+            "source_id": sid,
+            "seq": seq,
+            "rows": rows.height,
+            "sha256": sha256,
+            "dates": sorted(d.isoformat() for d in new_dates),
+            "unpublished": sorted(d.isoformat() for d in affected),
+            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        self._put_manifest(sid, manifest)
+        log.info("lake: %s -> %d rows, %d dates (seq %d)", source, rows.height,
+                 len(new_dates), seq)
+        return Ingested(source, seq, rows.height, tuple(sorted(new_dates)),
+                        tuple(sorted(affected)))
+
+    def mark_published(self, source: str, seq: int) -> bool:
+        """Clear the source's ``unpublished`` dates if its manifest is still ingestion ``seq``.
+
+        Returns False (and changes nothing) when a newer ingestion of the source has replaced
+        the manifest: that one's run owns the dates now.
+        """
+        m = self.manifest(source)
+        if m is None or int(m["seq"]) != seq:
+            return False
+        if m.get("unpublished"):
+            self._put_manifest(str(m["source_id"]), {**m, "unpublished": []})
+        return True
+
+    # -- reads -----------------------------------------------------------------------
+    def objects(self, dates: Iterable[dt.date]) -> list[str]:
+        """Return the keys of every object stored for ``dates``, sorted."""
+        keys: list[str] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for day in sorted(set(dates)):
+            prefix = f"{self.prefix}/order_date={day.isoformat()}/"
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(
+                    str(o["Key"]) for o in page.get("Contents", [])
+                    if str(o["Key"]).endswith(".parquet")
+                )
+        return sorted(keys)
+
+    def scan(self, dates: Iterable[dt.date]) -> pl.LazyFrame:
+        """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated)."""
+        keys = self.objects(dates)
+        if not keys:
+            return pl.DataFrame(schema=LAKE_COLUMNS).lazy()
+        uris = [f"s3://{self.bucket}/{k}" for k in keys]
+        return pl.scan_parquet(uris, hive_partitioning=False)
+
+    def collect(self, dates: Iterable[dt.date], build: Callable[[pl.LazyFrame], pl.LazyFrame]
+                ) -> pl.DataFrame:
+        """Return ``build(scan(dates))`` collected; S3 read failures become ``LakeReadError``."""
+        try:
+            return build(self.scan(dates)).collect()
+        except (pl.exceptions.ComputeError, OSError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise LakeReadError(self.bucket, first) from exc
