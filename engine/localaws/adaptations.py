@@ -178,15 +178,35 @@ def apply_input_transformer(transformer: Mapping[str, Any] | None, event: Mappin
     if not transformer:
         return json.dumps(event)
     parse = _mod("jsonpath_ng").parse
-    text = str(transformer.get("InputTemplate", ""))
+    values: dict[str, Any] = {}
     for name, path in (transformer.get("InputPathsMap") or {}).items():
         matches = parse(path).find(event)
-        value = matches[0].value if matches else None
-        as_json = json.dumps(value)
-        inner = value if isinstance(value, str) else as_json
-        text = text.replace(f'"<{name}>"', json.dumps(inner))
-        text = text.replace(f"<{name}>", as_json)
-    return text
+        values[name] = matches[0].value if matches else None
+    template = str(transformer.get("InputTemplate", ""))
+    out, in_string, i = [], False, 0
+    while i < len(template):
+        ch = template[i]
+        if ch == "<":
+            end = template.find(">", i)
+            name = template[i + 1:end] if end > 0 else ""
+            if name in values:
+                value = values[name]
+                if in_string:  # inside "...": the value's text, escaped for JSON
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    out.append(json.dumps(text)[1:-1])
+                else:
+                    out.append(json.dumps(value))
+                i = end + 1
+                continue
+        if ch == "\\" and in_string:
+            out.append(template[i:i + 2])
+            i += 2
+            continue
+        if ch == '"':
+            in_string = not in_string
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def execution_name() -> str:

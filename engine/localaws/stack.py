@@ -220,10 +220,10 @@ class LocalAws:
             warnings.filterwarnings("ignore", message=r"Tried to parse AWS::",
                                     category=UserWarning)
             self._create_stack(cfn, body, subnet, sg)
-        stack = self._wait_stack(cfn)
+            stack = self._wait_stack(cfn)
+            listed = cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        resources = {r["LogicalResourceId"]: r for r in  # unsupported types come without ids
-                     cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+        resources = {r["LogicalResourceId"]: r for r in listed  # unsupported types: no ids
                      if "LogicalResourceId" in r and "PhysicalResourceId" in r}
         template = _CfnLoader.load(body)
         s3 = self.client("s3")
