@@ -50,6 +50,9 @@ def add_subparsers(subparsers: Any) -> None:
 
 
 def _start(port: int | None, task_logs: str | None = None) -> Any:
+    # moto logs a warning per resource type it skips and werkzeug one line per request
+    for noisy in ("moto", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     from engine.localaws.adaptations import MotoVersionError
 
     try:
