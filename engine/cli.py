@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
                        " (order-kpis bench --help)")
     b.add_argument("bench_args", nargs=argparse.REMAINDER)
     b.set_defaults(func=cmd_bench)
+
+    from engine.localaws.cli import add_subparsers as add_local_aws  # moto only when run
+
+    add_local_aws(sub)
     return p
 
 

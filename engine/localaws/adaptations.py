@@ -1,0 +1,628 @@
+"""The adaptations that let moto 5.2.5 run the real template and workflow end to end.
+
+Each function below covers one gap of moto==5.2.5 (listed in its docstring) and nothing else.
+They patch moto's in-process backends, so they work for a ``ThreadedMotoServer`` in this process.
+They are pinned: ``check_moto_version`` refuses any other moto, because each patch reaches into
+moto's internals and a newer moto may have fixed (or moved) what it patches. ``remove_all``
+undoes every patch (tests use it).
+
+What is NOT adapted (moto ignores it, which is harmless locally): IAM policies, bucket and queue
+policies, CloudWatch alarms, the rule's retry policy and dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import importlib
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+log = logging.getLogger(__name__)
+
+MOTO_VERSION = "5.2.5"
+
+_originals: list[tuple[Any, str, Any]] = []
+_lock = threading.Lock()
+
+
+class MotoVersionError(RuntimeError):
+    """The installed moto is not the one these adaptations were written and checked against."""
+
+
+def check_moto_version() -> str:
+    """Return moto's version; raise ``MotoVersionError`` unless it is exactly 5.2.5."""
+    import moto
+
+    found = str(getattr(moto, "__version__", "unknown"))
+    if found != MOTO_VERSION:
+        raise MotoVersionError(
+            f"the local AWS needs moto=={MOTO_VERSION}, found moto {found}. Its adaptations patch"
+            f" moto internals checked only against {MOTO_VERSION}.\n"
+            f"Hint: pip install 'moto[server]=={MOTO_VERSION}' (the dev extra pins it)."
+        )
+    return found
+
+
+def _patch(owner: Any, name: str, new: Any) -> None:
+    with _lock:
+        _originals.append((owner, name, owner.__dict__.get(name, _MISSING)))
+        setattr(owner, name, new)
+
+
+_MISSING = object()
+_SERVICES = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service."
+
+
+def _mod(name: str) -> Any:
+    """Return module ``name`` untyped (moto's internals are not part of its typed API)."""
+    return importlib.import_module(name)
+
+
+def remove_all() -> None:
+    """Undo every patch installed by this module, newest first."""
+    with _lock:
+        while _originals:
+            owner, name, old = _originals.pop()
+            if old is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
+        _RUNNER.clear()
+
+
+def installed() -> list[str]:
+    """Return ``Owner.name`` of every patch in place (for logs and tests)."""
+    return [f"{getattr(o, '__name__', o)}.{n}" for o, n, _ in _originals]
+
+
+# -- (a) state machines created by the stack ------------------------------------------------
+
+
+def stack_state_machine_definition(arn: str) -> tuple[str, str, str]:
+    """Return (name, definition, role ARN) of a state machine that CloudFormation created.
+
+    Gap (moto 5.2.5): a state machine created by a stack lands in ``stepfunctions_backends``,
+    but with execution enabled the API reads ``stepfunctions_parser_backends`` and answers
+    StateMachineDoesNotExist. The definition here is the template's DefinitionString after
+    moto resolved the one-argument ``Fn::Sub``; ``register_state_machine`` re-creates it.
+    """
+    from moto.stepfunctions.models import stepfunctions_backends
+
+    _, _, _, region, account, _ = arn.split(":", 5)
+    sm = stepfunctions_backends[account][region].describe_state_machine(arn)
+    return str(sm.name), str(sm.definition), str(sm.roleArn)
+
+
+def register_state_machine(sfn: Any, stack_arn: str) -> str:
+    """Create the stack's state machine where executions look for it; return its ARN.
+
+    Uses the public API (``sfn`` is a boto3 Step Functions client of the local server, with
+    execution enabled), so the parser validates the definition as on AWS. Idempotent.
+    """
+    name, definition, role = stack_state_machine_definition(stack_arn)
+    existing = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+    if name in existing:
+        return str(existing[name])
+    arn = sfn.create_state_machine(name=name, definition=definition, roleArn=role,
+                                   type="STANDARD")["stateMachineArn"]
+    if arn != stack_arn:  # the stack's output must name the machine that runs
+        raise RuntimeError(f"re-created state machine has ARN {arn}, the stack says {stack_arn}")
+    return str(arn)
+
+
+# -- (b) the bucket's EventBridge notifications ---------------------------------------------
+
+
+def enable_bucket_eventbridge(s3: Any, bucket: str) -> None:
+    """Turn on EventBridge notifications for ``bucket``.
+
+    Gap (moto 5.2.5): CloudFormation ignores a bucket's
+    ``NotificationConfiguration.EventBridgeConfiguration``; the S3 API call works.
+    """
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={"EventBridgeConfiguration": {}},
+    )
+
+
+# -- (c) S3 event shape and a Step Functions target for rules --------------------------------
+
+_sequencer = itertools.count(1)
+
+
+def aws_shaped_s3_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of moto's S3 ``Object Created`` event in the shape AWS delivers.
+
+    Gaps (moto 5.2.5): the object key is not URL-encoded (AWS encodes it like ``quote_plus``,
+    keeping ``/``); the etag field is ``eTag`` (AWS: ``etag``); ``time`` is a Unix number
+    (AWS: ISO 8601); ``id`` and ``sequencer`` are constants (AWS: unique, increasing).
+    Events from other sources are returned unchanged (copied).
+    """
+    out = copy.deepcopy(dict(event))
+    if out.get("source") != "aws.s3":
+        return out
+    obj = out.get("detail", {}).get("object")
+    if isinstance(obj, dict):
+        if "key" in obj:
+            obj["key"] = quote_plus(str(obj["key"]), safe="/")
+        if "eTag" in obj:
+            obj["etag"] = str(obj.pop("eTag")).strip('"')
+        obj["sequencer"] = f"{next(_sequencer):016X}"
+    if isinstance(out.get("time"), int | float):
+        out["time"] = dt.datetime.fromtimestamp(float(out["time"]), dt.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    out["id"] = str(uuid.uuid4())
+    return out
+
+
+def apply_input_transformer(transformer: Mapping[str, Any] | None, event: Mapping[str, Any]) -> str:
+    """Return the target input EventBridge builds from ``event`` (AWS semantics).
+
+    A placeholder inside quotes gets the value's text; outside quotes it gets the value as JSON
+    (strings quoted), as AWS does. (moto's own parser inserts strings unquoted, which makes the
+    contract's template ``{"bucket": <bucket>, ...}`` invalid JSON.) Without a transformer the
+    whole event is the input.
+    """
+    if not transformer:
+        return json.dumps(event)
+    parse = _mod("jsonpath_ng").parse
+    values: dict[str, Any] = {}
+    for name, path in (transformer.get("InputPathsMap") or {}).items():
+        matches = parse(path).find(event)
+        values[name] = matches[0].value if matches else None
+    template = str(transformer.get("InputTemplate", ""))
+    out, in_string, i = [], False, 0
+    while i < len(template):
+        ch = template[i]
+        if ch == "<":
+            end = template.find(">", i)
+            name = template[i + 1:end] if end > 0 else ""
+            if name in values:
+                value = values[name]
+                if in_string:  # inside "...": the value's text, escaped for JSON
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    out.append(json.dumps(text)[1:-1])
+                else:
+                    out.append(json.dumps(value))
+                i = end + 1
+                continue
+        if ch == "\\" and in_string:
+            out.append(template[i:i + 2])
+            i += 2
+            continue
+        if ch == '"':
+            in_string = not in_string
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def execution_name() -> str:
+    """Return a fresh execution name (moto names an unnamed execution ``None``, then clashes)."""
+    return f"evb-{uuid.uuid4()}"
+
+
+def _start_execution(target: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+    from moto.stepfunctions.responses import get_backend
+
+    _, _, _, region, account, _ = str(target["Arn"]).split(":", 5)
+    payload = apply_input_transformer(target.get("InputTransformer"), event)
+    json.loads(payload)  # a broken template must fail loudly here, not inside the workflow
+    ex = get_backend(account, region).start_execution(
+        str(target["Arn"]), name=execution_name(), execution_input=payload)
+    log.info("rule target started %s", getattr(ex, "execution_arn", ex))
+
+
+def install_rule_state_machine_targets() -> None:
+    """Make EventBridge rules start Step Functions executions for state-machine targets.
+
+    Gaps (moto 5.2.5): a rule target whose ARN is a state machine raises NotImplementedError
+    (swallowed by S3, and it stops the rule's later targets); S3 events skip the input
+    transformer. Here every event is first put in AWS's shape (``aws_shaped_s3_event``); each
+    state-machine target starts an execution with a name and the input transformer's output;
+    the remaining targets go through moto's own code.
+    """
+    from moto.events.models import Rule
+
+    original: Any = Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        event = aws_shaped_s3_event(original_event)
+        sfn = [t for t in self.targets if str(t.get("Arn", "")).split(":")[2:3] == ["states"]]
+        if not sfn:
+            original(self, event, transform_input)
+            return
+        if self.event_pattern.matches_event(event):
+            for target in sfn:
+                try:
+                    _start_execution(target, event)
+                except Exception:  # AWS would retry, then use the DLQ; say it loudly here
+                    log.exception("could not start the workflow for rule %s", self.name)
+        rest = copy.copy(self)
+        rest.targets = [t for t in self.targets if t not in sfn]
+        if rest.targets:
+            original(rest, event, transform_input)
+        return None
+
+    _patch(Rule, "send_to_targets", send_to_targets)
+
+
+# -- (d) request/response casing of the ECS optimised integration ----------------------------
+
+
+def _operation_model(service: str, snake_action: str) -> Any:
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model(service)
+    for op in model.operation_names:
+        if xform_name(op) == snake_action:
+            return model.operation_model(op)
+    raise KeyError(f"{service} has no operation {snake_action}")
+
+
+def install_ecs_casing() -> None:
+    """Convert the ECS integration's PascalCase parameters to boto3's casing, and back.
+
+    Gap (moto 5.2.5): ``_normalise_parameters``/``_normalise_response`` of the service
+    integrations are no-ops, so ``ecs:runTask(.sync)`` passes ``Cluster`` etc. to boto3 and
+    fails with ``States.Runtime`` (KeyError ``Cluster``), and the ``.sync`` poller reads
+    ``Tasks`` from a response that has ``tasks``. Fixed upstream after 5.2.5 (moto issue
+    10076). Patched on the ECS integration only (sns, sqs, dynamodb, aws-sdk work as they are),
+    with moto's own converters (``_to_boto_request``/``_from_boto_response``).
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_ecs as ecs_mod,
+    )
+
+    cls = ecs_mod.StateTaskServiceEcs
+
+    def _normalise_parameters(self: Any, parameters: dict[str, Any],
+                              boto_service_name: str | None = None,
+                              service_action_name: str | None = None) -> None:
+        op = _operation_model(self._get_boto_service_name(boto_service_name),
+                              self._get_boto_service_action(service_action_name))
+        if op.input_shape is not None:
+            self._to_boto_request(parameters, op.input_shape)
+
+    def _normalise_response(self: Any, response: Any, boto_service_name: str | None = None,
+                            service_action_name: str | None = None) -> None:
+        op = _operation_model(self._get_boto_service_name(boto_service_name),
+                              self._get_boto_service_action(service_action_name))
+        if op.output_shape is not None:
+            self._from_boto_response(response, op.output_shape)
+
+    _patch(cls, "_normalise_parameters", _normalise_parameters)
+    _patch(cls, "_normalise_response", _normalise_response)
+
+
+def install_ecs_sync_exit_code() -> None:
+    """Fail ``ecs:runTask.sync`` with ``States.TaskFailed`` when a container exits non-zero.
+
+    Gap (moto 5.2.5): the ``.sync`` poller returns the STOPPED task as a success whatever its
+    containers' exit codes; AWS fails the state with ``States.TaskFailed`` and the task
+    description as the cause.
+    """
+    api = _mod("moto.stepfunctions.parser.api")
+    errors = "moto.stepfunctions.parser.asl.component.common.error_name."
+    failure = _mod(errors + "failure_event")
+    states_error_name = _mod(errors + "states_error_name").StatesErrorName
+    error_type = _mod(errors + "states_error_name_type").StatesErrorNameType
+    event_details = _mod("moto.stepfunctions.parser.asl.eval.event.event_detail").EventDetails
+    ecs_mod = _mod(_SERVICES + "state_task_service_ecs")
+
+    cls = ecs_mod.StateTaskServiceEcs
+    original: Any = cls._build_sync_resolver
+
+    def _build_sync_resolver(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        inner = original(self, env, *args, **kwargs)
+
+        def resolver() -> Any:
+            task = inner()
+            if not task:
+                return task
+            codes = [c.get("ExitCode") for c in task.get("Containers", [])]
+            if all(code in (0, None) for code in codes):
+                return task
+            cause = json.dumps(task, default=str)
+            error = error_type.StatesTaskFailed.to_name()
+            raise failure.FailureEventException(failure_event=failure.FailureEvent(
+                env=env,
+                error_name=states_error_name(typ=error_type.StatesTaskFailed),
+                event_type=api.HistoryEventType.TaskFailed,
+                event_details=event_details(taskFailedEventDetails=api.TaskFailedEventDetails(
+                    error=error, cause=cause,
+                    resource=self._get_sfn_resource(),
+                    resourceType=self._get_sfn_resource_type(),
+                )),
+            ))
+
+        return resolver
+
+    _patch(cls, "_build_sync_resolver", _build_sync_resolver)
+
+
+# -- (f) aws-sdk:s3 copy source and timestamps ---------------------------------------------
+
+
+def _aws_sdk_class() -> Any:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_aws_sdk as sdk_mod,
+    )
+
+    return sdk_mod.StateTaskServiceAwsSdk
+
+
+def install_aws_sdk_s3_copy_source() -> None:
+    """Pass ``aws-sdk:s3:copyObject``'s ``CopySource`` to boto3 decoded.
+
+    Gap (moto 5.2.5): on AWS, ``CopySource`` is sent as given, URL-encoded (the workflow gives
+    the key exactly as the event delivered it: ``input/my+file.csv``), and S3 decodes it. moto's
+    interpreter calls boto3, which URL-encodes a string ``CopySource`` again, so S3 looks for
+    the literal key ``input/my+file.csv``. Decoding it first (``+`` is a space, as in the event)
+    makes boto3's encoding the only one, as on AWS.
+    """
+    from urllib.parse import unquote_plus
+
+    cls = _aws_sdk_class()
+    original = cls._eval_service_task
+
+    def _eval_service_task(self: Any, env: Any, resource_runtime_part: Any,
+                           normalised_parameters: dict[str, Any], *args: Any,
+                           **kwargs: Any) -> Any:
+        source = normalised_parameters.get("CopySource")
+        if (self._get_boto_service_name() == "s3" and isinstance(source, str)
+                and self._get_boto_service_action() in ("copy_object", "upload_part_copy")):
+            normalised_parameters = {**normalised_parameters, "CopySource": unquote_plus(source)}
+        return original(self, env, resource_runtime_part, normalised_parameters, *args, **kwargs)
+
+    _patch(cls, "_eval_service_task", _eval_service_task)
+
+
+def iso_timestamps(value: Any) -> Any:
+    """Return ``value`` with every datetime replaced by its ISO 8601 text (nested)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: iso_timestamps(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [iso_timestamps(v) for v in value]
+    return value
+
+
+def install_aws_sdk_timestamps() -> None:
+    """Render timestamps in ``aws-sdk:*`` results as text.
+
+    Gap (moto 5.2.5): boto3 returns datetimes (``CopyObjectResult.LastModified``) that the
+    interpreter cannot serialise to JSON, so the state fails; AWS returns them as strings.
+    """
+    cls = _aws_sdk_class()
+    original = cls._eval_service_task
+
+    def _eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, env, *args, **kwargs)
+        if env.stack:
+            env.stack[-1] = iso_timestamps(env.stack[-1])
+        return result
+
+    _patch(cls, "_eval_service_task", _eval_service_task)
+
+
+def install_context_start_time_text() -> None:
+    """Give ``$$.Execution.StartTime`` as ISO 8601 text.
+
+    Gap (moto 5.2.5): the context object's ``Execution.StartTime`` is a datetime, so any
+    ``States.Format`` that uses it fails with ``States.Runtime`` (not JSON serialisable); on
+    AWS it is text like ``2026-11-26T12:00:00.000Z``.
+    """
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    original = ExecutionWorker._get_evaluation_environment
+
+    def _get_evaluation_environment(self: Any) -> Any:
+        env = original(self)
+        execution = env.states.context_object.context_object_data["Execution"]
+        start = execution.get("StartTime")
+        if isinstance(start, dt.datetime):
+            execution["StartTime"] = start.astimezone(dt.UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z")
+        return env
+
+    _patch(ExecutionWorker, "_get_evaluation_environment", _get_evaluation_environment)
+
+
+# -- (e) ECS tasks as local processes -------------------------------------------------------
+
+
+@dataclass
+class TaskRunner:
+    """How RunTask starts a container locally: where, with which endpoint, logging where."""
+
+    endpoint: str = ""
+    region: str = "us-east-1"
+    root: Path = field(default_factory=Path.cwd)
+    log_dir: Path | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        """Stop every task still running and forget them all."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.processes.clear()
+        self.logs.clear()
+
+
+_RUNNER = TaskRunner()
+
+
+def container_command(command: Sequence[str] | None, image: str, root: Path) -> list[str]:
+    """Return the local command for a container: ``python x.py`` -> this interpreter, ``root/x.py``.
+
+    The image is not run (no Docker here); the task definition's command names the entrypoint
+    inside the image, which is this repository's ``containers/<name>.py``.
+    """
+    if not command:
+        raise ValueError(f"container with image {image!r} has no command; cannot run it locally")
+    argv = list(command)
+    if Path(argv[0]).name.startswith("python"):
+        argv[0] = sys.executable
+        if len(argv) > 1 and not Path(argv[1]).is_absolute():
+            script = root / argv[1]
+            if not script.is_file():
+                raise FileNotFoundError(
+                    f"{script}: entrypoint of image {image!r} not found. Hint: run from a"
+                    " checkout of the repository (containers/ is not in the wheel).")
+            argv[1] = str(script)
+    return argv
+
+
+def container_environment(
+    definition_env: Sequence[Mapping[str, str]] | None,
+    override_env: Sequence[Mapping[str, str]] | None,
+    *, endpoint: str, region: str, root: Path, base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Return the process environment of a local task.
+
+    The task definition's environment, then the overrides (later wins, as on ECS), then the
+    local endpoint, dummy credentials and region. Our own AWS_* settings are not inherited.
+    """
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if not k.startswith(("AWS_", "MOTO_"))}
+    for item in [*(definition_env or []), *(override_env or [])]:
+        env[str(item["name"])] = str(item["value"])
+    env.update({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p),
+    })
+    return env
+
+
+def _start_task_process(task: Any, task_definition: Any) -> None:
+    runner = _RUNNER
+    container = task_definition.container_definitions[0]
+    overrides = {o.get("name"): o for o in task.overrides.get("containerOverrides", [])}
+    override = overrides.get(container.get("name"), {})
+    argv = container_command(override.get("command") or container.get("command"),
+                             str(container.get("image")), runner.root)
+    env = container_environment(container.get("environment"), override.get("environment"),
+                                endpoint=runner.endpoint, region=runner.region, root=runner.root)
+    out: Any = subprocess.DEVNULL
+    if runner.log_dir is not None:
+        runner.log_dir.mkdir(parents=True, exist_ok=True)
+        path = runner.log_dir / f"{container.get('name')}-{task.id}.log"
+        runner.logs[task.task_arn] = path
+        out = path.open("wb")
+    log.info("task %s: %s", task.id, " ".join(argv))
+    proc = subprocess.Popen(argv, cwd=runner.root, env=env, stdout=out,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if out is not subprocess.DEVNULL:
+        out.close()
+    runner.processes[task.task_arn] = proc
+
+
+def _sync_task_status(task: Any) -> None:
+    proc = _RUNNER.processes.get(task.task_arn)
+    if proc is None:
+        return
+    code = proc.poll()
+    if code is None:
+        task.last_status = "RUNNING"
+        for c in task.containers:
+            c.last_status = "RUNNING"
+        return
+    task.last_status = "STOPPED"
+    task.desired_status = "STOPPED"
+    task.stopped_reason = "Essential container in task exited"
+    for c in task.containers:
+        c.last_status = "STOPPED"
+        c.exitCode = code
+
+
+def install_ecs_local_tasks(runner: TaskRunner) -> None:
+    """Make ECS RunTask start each task's container command as a local subprocess.
+
+    Gap (moto 5.2.5): RunTask runs nothing and DescribeTasks walks RUNNING -> STOPPED one step
+    per call with exit code 0. Here RunTask starts ``container_command`` with
+    ``container_environment`` (task definition + overrides + local endpoint); DescribeTasks
+    reports RUNNING while the process lives, then STOPPED with its exit code on the container,
+    so ``.sync`` sees what ECS would report.
+    """
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    _RUNNER.endpoint, _RUNNER.region = runner.endpoint, runner.region
+    _RUNNER.root, _RUNNER.log_dir = runner.root, runner.log_dir
+    run_original = EC2ContainerServiceBackend.run_task
+    describe_original = EC2ContainerServiceBackend.describe_tasks
+
+    def run_task(self: Any, cluster_str: str, task_definition_str: str, *args: Any,
+                 **kwargs: Any) -> Any:
+        tasks = run_original(self, cluster_str, task_definition_str, *args, **kwargs)
+        definition = self.describe_task_definition(task_definition_str)
+        for task in tasks:
+            _start_task_process(task, definition)
+            _sync_task_status(task)
+        return tasks
+
+    def describe_tasks(self: Any, cluster_str: str, tasks: list[str]) -> Any:
+        found = describe_original(self, cluster_str, tasks)
+        for task in found:
+            _sync_task_status(task)
+        return found
+
+    _patch(EC2ContainerServiceBackend, "run_task", run_task)
+    _patch(EC2ContainerServiceBackend, "describe_tasks", describe_tasks)
+
+
+def task_logs() -> dict[str, Path]:
+    """Return the log file of every local task started so far, by task ARN."""
+    return dict(_RUNNER.logs)
+
+
+def install_all(runner: TaskRunner) -> None:
+    """Check moto's version and install every runtime patch (idempotent: removes old ones)."""
+    check_moto_version()
+    remove_all()
+    install_rule_state_machine_targets()
+    install_ecs_casing()
+    install_ecs_sync_exit_code()
+    install_ecs_local_tasks(runner)
+    install_aws_sdk_s3_copy_source()
+    install_aws_sdk_timestamps()
+    install_context_start_time_text()
+
+
+ADAPTATIONS: dict[str, Callable[..., Any]] = {
+    "state machine in the executing store": register_state_machine,
+    "bucket EventBridge notifications": enable_bucket_eventbridge,
+    "S3 event shape (encoded key, etag, time, id)": aws_shaped_s3_event,
+    "state-machine targets of rules": install_rule_state_machine_targets,
+    "ECS integration casing": install_ecs_casing,
+    "ECS .sync fails on non-zero exit": install_ecs_sync_exit_code,
+    "ECS tasks as local processes": install_ecs_local_tasks,
+    "aws-sdk:s3 CopySource encoded once": install_aws_sdk_s3_copy_source,
+    "aws-sdk timestamps as text": install_aws_sdk_timestamps,
+    "$$.Execution.StartTime as text": install_context_start_time_text,
+}

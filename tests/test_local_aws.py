@@ -1,0 +1,310 @@
+"""The embedded local AWS (engine.localaws): each adaptation alone, then the whole stack.
+
+The end-to-end tests share one stack (module scope) and run the REAL containers as local
+processes; every scenario uploads its files first and the executions run side by side.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.localaws import adaptations
+from engine.localaws.cli import kpi_rows
+from tests import oracle
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "fixtures"
+
+
+# -- adaptations, one by one ---------------------------------------------------------------
+
+
+def test_refuses_any_other_moto_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto
+
+    monkeypatch.setattr(moto, "__version__", "5.3.0")
+    with pytest.raises(adaptations.MotoVersionError, match=r"moto==5\.2\.5.*found moto 5\.3\.0"):
+        adaptations.check_moto_version()
+
+
+def test_s3_event_gets_aws_shape_encoded_key_etag_iso_time() -> None:
+    moto_event = {"source": "aws.s3", "id": "17793124", "time": 1764158400.0,
+                  "detail": {"object": {"key": "input/my file=1+2.csv", "eTag": '"abc"',
+                                        "sequencer": "617f08299329d189"}}}
+    a = adaptations.aws_shaped_s3_event(moto_event)
+    b = adaptations.aws_shaped_s3_event(moto_event)
+    obj = a["detail"]["object"]
+    assert obj["key"] == "input/my+file%3D1%2B2.csv"
+    assert obj["etag"] == "abc" and "eTag" not in obj
+    assert a["time"] == "2025-11-26T12:00:00Z"
+    assert a["id"] != b["id"] and obj["sequencer"] < b["detail"]["object"]["sequencer"]
+    assert moto_event["detail"]["object"]["key"] == "input/my file=1+2.csv"  # not mutated
+
+
+def test_other_events_pass_unchanged() -> None:
+    event = {"source": "my.app", "detail": {"x": 1}}
+    assert adaptations.aws_shaped_s3_event(event) == event
+
+
+def test_input_transformer_quotes_strings_as_aws_does() -> None:
+    transformer = {"InputPathsMap": {"key": "$.detail.k", "n": "$.detail.n", "t": "$.time"},
+                   "InputTemplate": '{"key": <key>, "n": <n>, "text": "at <t>"}'}
+    event = {"time": "2026-01-01T00:00:00Z", "detail": {"k": 'a "b"', "n": 3}}
+    out = json.loads(adaptations.apply_input_transformer(transformer, event))
+    assert out == {"key": 'a "b"', "n": 3, "text": "at 2026-01-01T00:00:00Z"}
+
+
+def test_execution_names_are_unique() -> None:
+    assert adaptations.execution_name() != adaptations.execution_name()
+
+
+def test_container_command_maps_python_entrypoint_to_this_checkout() -> None:
+    import sys
+
+    argv = adaptations.container_command(["python", "containers/validator.py"], "img", ROOT)
+    assert argv == [sys.executable, str(ROOT / "containers" / "validator.py")]
+    with pytest.raises(FileNotFoundError, match="not in the wheel"):
+        adaptations.container_command(["python", "containers/nope.py"], "img", ROOT)
+    with pytest.raises(ValueError, match="no command"):
+        adaptations.container_command(None, "img", ROOT)
+
+
+def test_container_environment_layers_definition_overrides_endpoint() -> None:
+    env = adaptations.container_environment(
+        [{"name": "S3_INPUT_KEY", "value": "from-definition"}, {"name": "A", "value": "1"}],
+        [{"name": "S3_INPUT_KEY", "value": "input/x+y.csv"}],
+        endpoint="http://127.0.0.1:1", region="eu-west-1", root=ROOT,
+        base={"PATH": "/bin", "AWS_PROFILE": "real-account", "MOTO_PORT": "5"},
+    )
+    assert env["S3_INPUT_KEY"] == "input/x+y.csv" and env["A"] == "1"
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert "AWS_PROFILE" not in env and "MOTO_PORT" not in env
+    assert env["PYTHONPATH"].split(":")[0] == str(ROOT) and env["PATH"] == "/bin"
+
+
+def test_iso_timestamps_nested() -> None:
+    t = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert adaptations.iso_timestamps({"a": [{"b": t}], "c": 1}) == {
+        "a": [{"b": "2026-01-02T03:04:05+00:00"}], "c": 1}
+
+
+def test_patches_install_and_remove_cleanly() -> None:
+    from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.events.models import Rule
+
+    before = (Rule.send_to_targets, EC2ContainerServiceBackend.run_task)
+    adaptations.install_all(adaptations.TaskRunner(endpoint="http://127.0.0.1:1"))
+    try:
+        assert Rule.send_to_targets is not before[0]
+        assert len(adaptations.installed()) >= 8
+    finally:
+        adaptations.remove_all()
+    assert (Rule.send_to_targets, EC2ContainerServiceBackend.run_task) == before
+    assert adaptations.installed() == []
+
+
+def test_ecs_casing_converts_pascal_parameters_to_boto3() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_ecs as ecs_mod,
+    )
+
+    adaptations.install_ecs_casing()
+    try:
+        svc: Any = ecs_mod.StateTaskServiceEcs.__new__(ecs_mod.StateTaskServiceEcs)
+        svc._get_boto_service_name = lambda *_: "ecs"
+        svc._get_boto_service_action = lambda *_: "run_task"
+        params = {"Cluster": "c", "NetworkConfiguration": {"AwsvpcConfiguration": {
+            "Subnets": ["s"]}}, "Overrides": {"ContainerOverrides": [
+                {"Name": "v", "Environment": [{"Name": "K", "Value": "V"}]}]}}
+        svc._normalise_parameters(params)
+        assert params == {"cluster": "c", "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": ["s"]}}, "overrides": {"containerOverrides": [
+                {"name": "v", "environment": [{"name": "K", "value": "V"}]}]}}
+        response = {"tasks": [{"containers": [{"exitCode": 3}], "lastStatus": "STOPPED"}]}
+        svc._normalise_response(response, service_action_name="describe_tasks")
+        assert response == {"Tasks": [{"Containers": [{"ExitCode": 3}],
+                                       "LastStatus": "STOPPED"}]}
+    finally:
+        adaptations.remove_all()
+
+
+# -- the whole stack -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Any]:
+    from engine.localaws import LocalAws
+
+    env = LocalAws()
+    env.start()
+    try:
+        yield env
+    finally:
+        env.stop()
+
+
+def _put(stack: Any, name: str, body: bytes) -> str:
+    stack.client("s3").put_object(Bucket=stack.outputs["InputBucketName"], Key=name, Body=body)
+    return name
+
+
+def _by_file(stack: Any) -> dict[str, list[dict[str, Any]]]:
+    """Return each execution's (described) record by the raw key of its input."""
+    sfn = stack.client("stepfunctions")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for e in stack.executions():
+        d = sfn.describe_execution(executionArn=e["executionArn"])
+        out.setdefault(json.loads(d["input"])["key"], []).append(d)
+    return out
+
+
+def _transform_seq(stack: Any, raw_key: str) -> int:
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.outputs["StateTableName"], ConsistentRead=True,
+        Key={"pk": {"S": f"file#{stack.outputs['InputBucketName']}/{raw_key}"},
+             "sk": {"S": "transform"}})["Item"]
+    return int(item["seq"]["N"])
+
+
+def _num(v: Any) -> Any:
+    """DynamoDB numbers compare as Decimals (it may drop trailing zeros); text as text."""
+    try:
+        return Decimal(str(v))
+    except InvalidOperation:
+        return str(v)
+
+
+def _two_files_one_date() -> tuple[bytes, bytes]:
+    head = "order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+    a = head + ("T-1,C-1,2025-08-01,Books,P-1,2,10.00,false\n"
+                "T-2,C-2,2025-08-01,Clothing,P-2,1,5.50,true\n")
+    b = head + "T-3,C-1,2025-08-01,Books,P-1,1,7.25,false\n"
+    return a.encode(), b.encode()
+
+
+@pytest.fixture(scope="module")
+def ran(stack: Any) -> dict[str, Any]:
+    """Upload every scenario's files at once and wait for all executions."""
+    valid = (FIX / "valid_order.csv").read_bytes()
+    other = (FIX / "orders_2025-07-07.csv").read_bytes()
+    invalid = (FIX / "invalid_order.csv").read_bytes()
+    a, b = _two_files_one_date()
+    _put(stack, "input/valid order.csv", valid)     # a space: the event encodes it as +
+    _put(stack, "input/orders_2025-07-07.csv", other)
+    _put(stack, "input/invalid_order.csv", invalid)
+    _put(stack, "input/aug-a.csv", a)
+    _put(stack, "input/aug-b.csv", b)
+    stack.wait_executions(5, timeout=45)
+    # The same event twice: the trigger's input for a processed file, sent again.
+    first = _by_file(stack)["input/valid+order.csv"][0]
+    stack.client("stepfunctions").start_execution(
+        stateMachineArn=stack.outputs["StateMachineArn"], name="redelivery",
+        input=first["input"])
+    stack.wait_executions(6, timeout=20)
+    return {"files": {"valid": valid, "other": other, "a": a, "b": b},
+            "success": stack.notifications("SuccessTopicArn", wait=2.0),
+            "failure": stack.notifications("FailureTopicArn", wait=2.0),
+            "executions": _by_file(stack)}
+
+
+@pytest.mark.integration
+def test_valid_file_succeeds_and_kpis_equal_the_oracle(stack: Any, ran: dict[str, Any]) -> None:
+    ex = ran["executions"]
+    assert [e["status"] for e in ex["input/orders_2025-07-07.csv"]] == ["SUCCEEDED"]
+    assert {e["status"] for e in ex["input/valid+order.csv"]} == {"SUCCEEDED"}
+    # Overlapping orders: the later file wins, so feed the oracle in the lake's order (seq).
+    f = ran["files"]
+    seq = {name: _transform_seq(stack, key) for name, key in (
+        ("valid", "input/valid+order.csv"), ("other", "input/orders_2025-07-07.csv"),
+        ("a", "input/aug-a.csv"), ("b", "input/aug-b.csv"))}
+    want_cat, want_day = oracle.kpis(f[name] for name in sorted(seq, key=seq.__getitem__))
+    got_cat, got_day = kpi_rows(stack)
+
+    def strings(rows: list[dict[str, Any]], cols: list[str]) -> list[dict[str, Any]]:
+        return [{c: _num(r[c]) for c in cols} for r in rows]
+
+    cols_c, cols_d = list(want_cat[0]), list(want_day[0])
+    assert strings(got_cat, cols_c) == strings(
+        sorted(want_cat, key=lambda r: (r["category"], r["order_date"])), cols_c)
+    assert strings(got_day, cols_d) == strings(
+        sorted(want_day, key=lambda r: r["order_date"]), cols_d)
+
+
+@pytest.mark.integration
+def test_valid_file_is_archived_and_gone_from_input(stack: Any, ran: dict[str, Any]) -> None:
+    s3 = stack.client("s3")
+    cleaned = {o["Key"] for o in s3.list_objects_v2(
+        Bucket=stack.outputs["CleanedBucketName"]).get("Contents", [])}
+    inputs = {o["Key"] for o in s3.list_objects_v2(
+        Bucket=stack.outputs["InputBucketName"]).get("Contents", [])}
+    assert {"processed/input/valid order.csv", "processed/input/orders_2025-07-07.csv",
+            "processed/input/aug-a.csv", "processed/input/aug-b.csv"} <= cleaned
+    assert inputs == set()
+
+
+@pytest.mark.integration
+def test_success_message_arrives_on_the_subscribed_queue(ran: dict[str, Any]) -> None:
+    files = sorted(m["Message"].split(" | file: ")[1].split(" | ")[0] for m in ran["success"])
+    assert len(files) == 4 and all(m["Subject"] == "order-kpis: file processed"
+                                   for m in ran["success"])
+    assert any(f.endswith("/input/valid+order.csv") for f in files)
+    ok = next(m["Message"] for m in ran["success"] if "orders_2025-07-07" in m["Message"])
+    assert "rows: 5" in ok and "archived to: processed/input/orders_2025-07-07.csv" in ok
+
+
+@pytest.mark.integration
+def test_invalid_file_is_rejected_with_summary_and_no_kpis(stack: Any,
+                                                           ran: dict[str, Any]) -> None:
+    [ex] = ran["executions"]["input/invalid_order.csv"]
+    assert ex["status"] == "FAILED"
+    [msg] = ran["failure"]
+    assert msg["Subject"] == "order-kpis: file rejected"
+    assert "summary: s3://" in msg["Message"] and "was rejected: 3 of 3 rows are invalid" in \
+        msg["Message"]
+    s3 = stack.client("s3")
+    cleaned = {o["Key"] for o in s3.list_objects_v2(
+        Bucket=stack.outputs["CleanedBucketName"]).get("Contents", [])}
+    assert not any("invalid_order" in k for k in cleaned if k.startswith("processed/"))
+    assert "rejected/input/invalid_order.csv" in cleaned
+    # its rows are in no KPI: the days hold exactly the orders of the valid files
+    _, day = kpi_rows(stack)
+    assert {r["order_date"]: int(r["total_orders"]) for r in day} == {
+        "2025-07-06": 2, "2025-07-07": 4, "2025-08-01": 3}
+
+
+@pytest.mark.integration
+def test_same_event_twice_has_one_effect(stack: Any, ran: dict[str, Any]) -> None:
+    execs = ran["executions"]["input/valid+order.csv"]
+    assert len(execs) == 2 and {e["status"] for e in execs} == {"SUCCEEDED"}
+    sfn = stack.client("stepfunctions")
+    again = next(e for e in execs if e["name"] == "redelivery")
+    states = [ev.get("stateEnteredEventDetails", {}).get("name") for ev in
+              sfn.get_execution_history(executionArn=again["executionArn"])["events"]]
+    assert "DuplicateDelivery" in states and "RunValidator" not in states
+    assert sum("valid+order.csv" in m["Message"] for m in ran["success"]) == 1
+
+
+@pytest.mark.integration
+def test_two_files_for_one_date_at_once_are_both_counted(stack: Any,
+                                                         ran: dict[str, Any]) -> None:
+    _, day = kpi_rows(stack)
+    aug = next(r for r in day if r["order_date"] == "2025-08-01")
+    assert (int(aug["total_orders"]), str(aug["total_revenue"])) == (3, "32.75")
+
+
+@pytest.mark.integration
+def test_container_failure_fails_the_task_as_on_aws(stack: Any, ran: dict[str, Any]) -> None:
+    """The validator's exit 3 surfaced as States.TaskFailed (caught, then ReadValidation)."""
+    [ex] = ran["executions"]["input/invalid_order.csv"]
+    events = stack.client("stepfunctions").get_execution_history(
+        executionArn=ex["executionArn"])["events"]
+    failed = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
+    assert failed[0]["error"] == "States.TaskFailed"
+    assert json.loads(failed[0]["cause"])["Containers"][0]["ExitCode"] == 3
