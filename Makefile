@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= out/demo
 
-.PHONY: demo test lint bench clean venv install install-dev
+.PHONY: demo demo-aws test lint bench clean venv install install-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: install
 	@echo
 	@echo "--- the invalid sample is rejected with its reasons (exit 1 is expected) ---"
 	$(BIN)/order-kpis process fixtures/invalid_order.csv --out $(OUT) -q || test $$? -eq 1
+
+## demo-aws: the same samples through the real AWS stack on an embedded moto (no Docker, no account).
+demo-aws: install-dev
+	$(BIN)/order-kpis local-aws demo
 
 ## test: install the dev extras and run the whole default suite.
 test: install-dev
