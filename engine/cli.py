@@ -121,7 +121,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         for w in rep.warnings:
             print(f"warning: {rep.file}: {w}", file=sys.stderr)
         if o.outcome == "rejected":
-            print(rep.render(limit=20), file=sys.stderr)
+            print(rep.render(limit=20, rejected=True), file=sys.stderr)
             print(f"  kept unchanged in {Path(args.out) / 'rejected'}", file=sys.stderr)
         elif o.outcome == "quarantined":
             print(f"{rep.file}: {rep.invalid_rows} invalid rows quarantined to "

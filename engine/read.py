@@ -32,6 +32,7 @@ MAX_LINE_BYTES = 256 * 1024
 # A quote inside a field that did not start with one (``ab"c``): RFC 4180 forbids it and Polars
 # refuses it, so it is only looked for once Polars has refused a file.
 _STRAY_QUOTE = re.compile(r'(?m)(?:^|,)([^,"\r\n]+"[^,\r\n]*)')
+_LONE_CR = re.compile("\r(?!\n)")
 _LOOKS_LIKE_DATA = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+(\.[0-9]+)?|true|false)$", re.I)
 
 
@@ -180,6 +181,9 @@ def layout(path: str, data: bytes, n_columns: int) -> Layout:
     """
     body = data[len(BOM) :] if data.startswith(BOM) else data
     text = _decode_or_raise(path, body, base_offset=len(data) - len(body))
+    # Polars ends a line only at "\n"; a lone "\r" is an ordinary character to it. The csv
+    # module would end a line there, so hide lone CRs to count lines the way Polars reads them.
+    text = _LONE_CR.sub("\x1f", text)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     csv.field_size_limit(2**31 - 1)
     starts: list[int] = []

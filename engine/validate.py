@@ -81,8 +81,8 @@ class ValidationReport:
             for (col, rule), n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
         ]
 
-    def summary(self) -> str:
-        """Return one paragraph for people (SNS, logs)."""
+    def summary(self, *, rejected: bool = False) -> str:
+        """Return one paragraph for people (SNS, logs); ``rejected`` when the whole file was."""
         if self.structural is not None:
             return f"{self.file} was rejected: {self.structural.message}"
         if self.status == "empty":
@@ -91,13 +91,14 @@ class ValidationReport:
             return f"{self.file}: {self.rows} orders valid, dates {', '.join(self.dates)}."
         parts = ", ".join(f"{d['count']} x {d['column']} {d['rule']}" for d in self.counts()[:8])
         return (
-            f"{self.file} is invalid: {self.invalid_rows} of {self.rows} rows are invalid "
+            f"{self.file} {'was rejected' if rejected else 'is invalid'}: "
+            f"{self.invalid_rows} of {self.rows} rows are invalid "
             f"({parts})."
         )
 
-    def render(self, limit: int = 20) -> str:
+    def render(self, limit: int = 20, *, rejected: bool = False) -> str:
         """Return the terminal text: the first ``limit`` findings and the counts."""
-        lines = [self.summary()]
+        lines = [self.summary(rejected=rejected)]
         if self.structural is not None:
             if self.structural.hint:
                 lines.append(f"Hint: {self.structural.hint}")

@@ -78,6 +78,7 @@ def test_arbitrary_bytes_never_crash(
 @given(data=mutated())
 # Found by the slow run: a stray quote in a row that also has too many fields.
 @example(data=VALID.replace(b"\nORD300", b'\n,O"RD300', 1))
+@example(data=b"," + VALID.replace(b"\nORD300", b"\n\r\rORD300", 1))  # lone CRs: lines as Polars counts them
 def test_mutated_valid_file_never_crashes(
     data: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
