@@ -30,7 +30,7 @@ import polars as pl
 from botocore.exceptions import ClientError
 
 from engine.config import Settings
-from engine.containers_support import EXIT_OK, EXIT_REJECTED, run_step
+from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
 from engine.errors import TerminalError
 from engine.kpis import category_kpis, daily_kpis, latest_orders
 from engine.lake import source_id
@@ -152,6 +152,9 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             },
         )
         report = result.report
+        add_metric("RowsProcessed", report.rows)
+        add_metric("RowsRejected", report.invalid_rows)
+        add_metric("FilesRejected", 0 if report.ok else 1)
         if report.sha256 is None:
             report.size_bytes, report.sha256 = file_digest(local)
         status: dict[str, Any] = {
@@ -325,6 +328,7 @@ def transform_object(settings: Settings, clients: Clients | None = None) -> int:
             "affected": len(r.affected),
         },
     )
+    add_metric("RowsProcessed", ing.rows)
     publish_dates(lake, ing.affected, tables, c.dynamodb)
     # Before mark_published: a rerun after a failed export still has every touched date.
     export_months(lake, ing.affected, settings.state_table, c)
