@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from engine.containers_support import METRIC_UNITS, METRICS_NAMESPACE
+
 # cfn-lint runs on the whole template, dashboard included, in test_orchestration_static.
 from tests.test_orchestration_static import TEMPLATE, resources
 
