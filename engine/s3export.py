@@ -35,12 +35,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
 from botocore.exceptions import ClientError
 
 from engine.errors import TransientError
 from engine.insight.export import partition_files
 from engine.kpis import category_kpis, daily_kpis, latest_orders
-from engine.s3lake import S3Lake
+from engine.s3lake import LakeReadError, S3Lake
 from engine.sinks.retry import Backoff, error_code
 from engine.state import _backoff, _call
 
@@ -177,6 +178,22 @@ def _record(table: str, month: str, ticket: int, counts: tuple[int, int], client
         )
 
 
+def _read_month(lake: S3Lake, month: str, attempts: int = 4) -> pl.DataFrame:
+    # A whole month is read while other tasks may be replacing some of its objects; a scan
+    # that met an object mid-replacement fails, and reading again sees whole objects.
+    backoff = Backoff(max_attempts=attempts, base_delay=0.2, max_delay=2.0)
+    for attempt in range(attempts):
+        if attempt:
+            backoff.wait(attempt - 1)
+        try:
+            return lake.collect(month_dates(month), lambda lf: lf)
+        except LakeReadError:
+            if attempt == attempts - 1:
+                raise
+            log.warning("reading %s from the lake failed; reading again", month)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def export_month(
     lake: S3Lake,
     month: str,
@@ -191,7 +208,7 @@ def export_month(
     See the module docstring for why the result converges under concurrent tasks.
     """
     ticket = _take_ticket(state_table, month, dynamodb, _backoff(8, 0.05, 5.0, None, None))
-    latest = latest_orders(lake.collect(month_dates(month), lambda lf: lf).lazy())
+    latest = latest_orders(_read_month(lake, month).lazy())
     cat = category_kpis(latest).collect()
     daily = daily_kpis(latest).collect()
     written: list[str] = []
