@@ -10,6 +10,7 @@ Objects in the cleaned bucket, for an input ``s3://<in>/<key>`` (``key`` decoded
     rejected/<key>                  an invalid file's bytes, unchanged
     rejected/<key>.errors.json      its validation report
     lake/...                        see engine.s3lake
+    kpis/...                        BI export of each touched month, see engine.s3export
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import polars as pl
 from botocore.exceptions import ClientError
 
 from engine.config import Settings
-from engine.containers_support import EXIT_OK, EXIT_REJECTED, run_step
+from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
 from engine.errors import TerminalError
 from engine.kpis import category_kpis, daily_kpis, latest_orders
 from engine.lake import source_id
 from engine.read import file_digest
+from engine.s3export import MonthExport, export_month, months_of
 from engine.s3lake import LAKE_COLUMNS, S3Lake
 from engine.schema import LAKE_SCHEMA
 from engine.sinks.dynamodb import category_items, daily_items
@@ -150,6 +152,9 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             },
         )
         report = result.report
+        add_metric("RowsProcessed", report.rows)
+        add_metric("RowsRejected", report.invalid_rows)
+        add_metric("FilesRejected", 0 if report.ok else 1)
         if report.sha256 is None:
             report.size_bytes, report.sha256 = file_digest(local)
         status: dict[str, Any] = {
@@ -276,6 +281,29 @@ def publish_dates(
     return results
 
 
+def export_months(
+    lake: S3Lake, dates: Sequence[dt.date], state_table: str, c: Clients
+) -> list[MonthExport]:
+    """Rewrite the BI export of every month of ``dates`` (whole months, from the lake)."""
+    return [
+        run_step(
+            "export_month",
+            lambda month=month: export_month(  # type: ignore[misc]
+                lake, month, state_table=state_table, dynamodb=c.dynamodb, s3=c.s3
+            ),
+            lambda r: {
+                "ticket": r.ticket,
+                "category_rows": r.category_rows,
+                "daily_rows": r.daily_rows,
+                "written": len(r.written),
+                "skipped": len(r.skipped),
+            },
+            month=month,
+        )
+        for month in months_of(dates)
+    ]
+
+
 def transform_object(settings: Settings, clients: Clients | None = None) -> int:
     """Add the file's cleaned rows to the lake and republish every date it touches."""
     c = Clients.from_env() if clients is None else clients
@@ -300,7 +328,10 @@ def transform_object(settings: Settings, clients: Clients | None = None) -> int:
             "affected": len(r.affected),
         },
     )
+    add_metric("RowsProcessed", ing.rows)
     publish_dates(lake, ing.affected, tables, c.dynamodb)
+    # Before mark_published: a rerun after a failed export still has every touched date.
+    export_months(lake, ing.affected, settings.state_table, c)
     run_step(
         "mark_published", lambda: lake.mark_published(source, ing.seq), lambda r: {"cleared": r}
     )

@@ -1,7 +1,12 @@
-"""What both container entrypoints share: JSON-lines logs, timed steps, exit codes.
+"""What both container entrypoints share: JSON-lines logs, timed steps, metrics, exit codes.
 
 Exit codes (docs/CONTRACT.md): 0 done; 3 the file was rejected; 4 transient (retry);
 2 bad configuration or an AWS refusal a retry cannot fix; anything else is a bug.
+
+Metrics: at the end of every run, ``run_entrypoint`` prints one CloudWatch Embedded Metric
+Format (EMF) line on stdout (namespace ``OrderKpis``, dimension ``Job``): ``RowsProcessed``,
+``RowsRejected``, ``FilesRejected``, ``TaskDurationMs``. CloudWatch Logs turns the line into
+metrics by itself (the awslogs driver is enough; no agent, no PutMetricData permission).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from botocore.exceptions import (
@@ -40,6 +46,55 @@ _S3_RETRYABLE = frozenset(
     {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
 )
 T = TypeVar("T")
+
+METRICS_NAMESPACE = "OrderKpis"
+METRIC_UNITS: dict[str, str] = {
+    "RowsProcessed": "Count",
+    "RowsRejected": "Count",
+    "FilesRejected": "Count",
+    "TaskDurationMs": "Milliseconds",
+}
+_metrics: ContextVar[dict[str, float] | None] = ContextVar("order_kpis_metrics", default=None)
+
+
+def add_metric(name: str, value: float) -> None:
+    """Add ``value`` to the run's metric ``name``; a no-op outside ``run_entrypoint``."""
+    if name not in METRIC_UNITS:
+        raise ValueError(f"unknown metric {name!r}; known: {sorted(METRIC_UNITS)}")
+    current = _metrics.get()
+    if current is not None:
+        current[name] = current.get(name, 0) + value
+
+
+def emf_record(
+    job: str,
+    values: Mapping[str, float],
+    *,
+    timestamp_ms: int | None = None,
+    namespace: str = METRICS_NAMESPACE,
+) -> dict[str, Any]:
+    """Return one EMF object: every known metric (0 when not given) under dimension ``Job``."""
+    names = list(METRIC_UNITS)
+    return {
+        "_aws": {
+            "Timestamp": round(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [["Job"]],
+                    "Metrics": [{"Name": n, "Unit": METRIC_UNITS[n]} for n in names],
+                }
+            ],
+        },
+        "Job": job,
+        **{n: values.get(n, 0) for n in names},
+    }
+
+
+def emit_metrics(job: str, values: Mapping[str, float], stream: Any = None) -> None:
+    """Print the EMF line of ``values`` on ``stream`` (stdout), beside the JSON log lines."""
+    out = sys.stdout if stream is None else stream
+    print(json.dumps(emf_record(job, values), separators=(",", ":")), file=out, flush=True)
 
 
 class JsonFormatter(logging.Formatter):
@@ -146,6 +201,17 @@ def run_entrypoint(
     if configure:
         configure_logging(level)
     start = time.perf_counter()
+    values: dict[str, float] = {}
+    token = _metrics.set(values)
+    try:
+        return _run(job, main, start)
+    finally:
+        _metrics.reset(token)
+        values["TaskDurationMs"] = round((time.perf_counter() - start) * 1000, 1)
+        emit_metrics(job, values)
+
+
+def _run(job: str, main: Callable[[], int], start: float) -> int:
     try:
         code = main()
     except Exception as exc:

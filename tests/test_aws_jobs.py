@@ -75,6 +75,11 @@ def test_valid_file_gives_the_oracle_kpis_and_records(stack: Stack, key: str) ->
             f"lake/order_date={D1}/{sid}.parquet",
             f"lake/order_date={D2}/{sid}.parquet",
             f"reports/{key}.json",
+            *(
+                f"kpis/{root}/{table}/month=2025-07/part-0.{ext}"
+                for root, ext in (("kpis", "parquet"), ("kpis_csv", "csv"))
+                for table in ("category_kpis", "daily_kpis")
+            ),
         ]
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,43 @@ def test_help_is_fast_and_does_not_import_polars() -> None:
             "assert 'polars' not in sys.modules and 'pandera' not in sys.modules\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+# -- progress: on a terminal only ------------------------------------------------------------
+
+
+def _stderr_of_process(tmp_path: Path, *, tty: bool) -> str:
+    """Run ``process`` on two files with stderr on a pseudo-terminal or a pipe; give stderr."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "engine.cli", "process", str(VALID), str(DAY2),
+            "--out", str(tmp_path / ("tty" if tty else "pipe")), "--quiet"]  # fmt: skip
+    if not tty:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=env, cwd=ROOT)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal's last writer end
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(timeout=120) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_line_shows_files_rows_and_rate_on_a_terminal_only(tmp_path: Path) -> None:
+    progress = re.compile(r"\[(\d+) files, ([\d,]+) rows, [\d,]+ rows/s\] \S+: accepted")
+    on_tty = progress.findall(_stderr_of_process(tmp_path, tty=True))
+    assert [(int(f), int(r.replace(",", ""))) for f, r in on_tty] == [(1, 2), (2, 7)]
+    assert progress.findall(_stderr_of_process(tmp_path, tty=False)) == []

@@ -115,6 +115,9 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
     page = dash.build_html(cats, daily, rejections=rejections, title=args.title)
     out = dash.write_dashboard(args.out, page)
     logger.info("dashboard: %d days, %d category rows -> %s", daily.height, cats.height, out)
+    # stdout stays free for data; where the file went is for the person at the terminal.
+    print(f"dashboard written to {out} ({daily.height} days, {len(rejections)} rejected files)",
+          file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -54,18 +55,17 @@ def export_bi(
     dest: str | Path,
     *,
     s3_client: Any = None,
+    months: Iterable[str] = (),
 ) -> list[ExportedFile]:
     """Write both KPI tables as month partitions (Parquet + CSV) and return what was written.
 
     ``dest`` is a local folder or ``s3://bucket/prefix``; for S3, ``s3_client`` is a boto3 S3
     client (``None`` builds one). Local files are written to a temporary name in the same folder
     and renamed, so a reader never sees half a file. An existing partition file is replaced;
-    months absent from the frames are left alone.
+    months absent from the frames are left alone, except those named in ``months`` (YYYY-MM),
+    which are written even when empty (a header-only CSV and a zero-row Parquet file), so a
+    month whose last rows vanished stops showing them.
     """
-    tables = (
-        ("category_kpis", _conform(category_df, CATEGORY_SCHEMA), ["category", "order_date"]),
-        ("daily_kpis", _conform(daily_df, DAILY_SCHEMA), ["order_date"]),
-    )
     dest_text = str(dest)
     to_s3 = dest_text.startswith("s3://")
     if to_s3 and s3_client is None:
@@ -73,22 +73,50 @@ def export_bi(
 
         s3_client = boto3.client("s3")
     written: list[ExportedFile] = []
-    for table, frame, order in tables:
-        months = frame.with_columns(month=pl.col("order_date").dt.strftime("%Y-%m"))
-        for month in months.get_column("month").unique().sort().to_list():
-            part = months.filter(pl.col("month") == month).drop("month").sort(order)
-            files = {
-                f"{PARQUET_ROOT}/{table}/month={month}/part-0.parquet": _parquet_bytes(part),
-                f"{CSV_ROOT}/{table}/month={month}/part-0.csv": safe_csv(part).encode("utf-8"),
-            }
-            for relative, payload in files.items():
-                if to_s3:
-                    location = _put_s3(s3_client, dest_text, relative, payload)
-                else:
-                    location = _write_atomic(Path(dest_text) / relative, payload)
-                written.append(ExportedFile(table, month, location, part.height))
-            logger.info("exported %s month=%s: %d rows", table, month, part.height)
+    for f in partition_files(category_df, daily_df, months=months):
+        if to_s3:
+            location = _put_s3(s3_client, dest_text, f.relative, f.payload)
+        else:
+            location = _write_atomic(Path(dest_text) / f.relative, f.payload)
+        written.append(ExportedFile(f.table, f.month, location, f.rows))
+        if f.relative.endswith(".csv"):
+            logger.info("exported %s month=%s: %d rows", f.table, f.month, f.rows)
     return written
+
+
+@dataclass(frozen=True)
+class PartitionFile:
+    """One file of the export, not yet written."""
+
+    table: str
+    month: str
+    relative: str
+    """Path under the destination, e.g. ``kpis/daily_kpis/month=2025-07/part-0.parquet``."""
+    payload: bytes
+    rows: int
+
+
+def partition_files(
+    category_df: pl.DataFrame, daily_df: pl.DataFrame, *, months: Iterable[str] = ()
+) -> list[PartitionFile]:
+    """Return the export's files (Parquet and CSV per table and month), as :func:`export_bi`."""
+    tables = (
+        ("category_kpis", _conform(category_df, CATEGORY_SCHEMA), ["category", "order_date"]),
+        ("daily_kpis", _conform(daily_df, DAILY_SCHEMA), ["order_date"]),
+    )
+    out: list[PartitionFile] = []
+    for table, frame, order in tables:
+        by_month = frame.with_columns(month=pl.col("order_date").dt.strftime("%Y-%m"))
+        present = set(by_month.get_column("month").unique().to_list())
+        for month in sorted(present | set(months)):
+            part = by_month.filter(pl.col("month") == month).drop("month").sort(order)
+            base = f"{table}/month={month}/part-0"
+            parquet, csv = _parquet_bytes(part), safe_csv(part).encode("utf-8")
+            out.append(
+                PartitionFile(table, month, f"{PARQUET_ROOT}/{base}.parquet", parquet, part.height)
+            )
+            out.append(PartitionFile(table, month, f"{CSV_ROOT}/{base}.csv", csv, part.height))
+    return out
 
 
 def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -1,0 +1,106 @@
+"""Metrics of the container entrypoints as CloudWatch Embedded Metric Format (EMF) lines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import engine.aws_jobs as jobs
+from engine.config import Settings
+from engine.containers_support import (
+    EXIT_REJECTED,
+    EXIT_TRANSIENT,
+    METRICS_NAMESPACE,
+    add_metric,
+    emf_record,
+    run_entrypoint,
+)
+from engine.errors import TransientError
+from tests.aws.stack import Stack, order_csv
+
+UNITS = {"Count", "Milliseconds", "Seconds", "Bytes", "None"}  # the subset EMF allows we use
+
+
+def assert_valid_emf(obj: dict[str, Any]) -> None:
+    """Check the EMF specification's rules for one log object (the ones that can be checked)."""
+    aws = obj["_aws"]
+    assert isinstance(aws["Timestamp"], int) and aws["Timestamp"] > 1_600_000_000_000  # ms
+    directives = aws["CloudWatchMetrics"]
+    assert isinstance(directives, list) and directives
+    for d in directives:
+        assert isinstance(d["Namespace"], str) and 1 <= len(d["Namespace"]) <= 255
+        assert isinstance(d["Dimensions"], list)
+        for dimension_set in d["Dimensions"]:
+            assert 1 <= len(dimension_set) <= 30
+            for name in dimension_set:
+                assert isinstance(obj[name], str), f"dimension {name} must be a string member"
+        assert 1 <= len(d["Metrics"]) <= 100
+        for m in d["Metrics"]:
+            assert isinstance(m["Name"], str) and m.get("Unit", "None") in UNITS
+            value = obj[m["Name"]]
+            assert isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def emf_lines(text: str) -> list[dict[str, Any]]:
+    return [o for o in map(json.loads, text.splitlines()) if "_aws" in o]
+
+
+def test_emf_record_follows_the_specification() -> None:
+    record = emf_record(
+        "validator", {"RowsProcessed": 12, "RowsRejected": 2}, timestamp_ms=1764158400000
+    )
+    assert_valid_emf(record)
+    assert record["_aws"]["CloudWatchMetrics"][0]["Namespace"] == METRICS_NAMESPACE == "OrderKpis"
+    assert record["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Job"]]
+    assert record["Job"] == "validator"
+    assert (record["RowsProcessed"], record["RowsRejected"], record["FilesRejected"]) == (12, 2, 0)
+
+
+def test_every_run_prints_one_emf_line_even_when_it_fails(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def ok() -> int:
+        add_metric("RowsProcessed", 5)
+        add_metric("RowsProcessed", 2)
+        return 0
+
+    def transient() -> int:
+        add_metric("RowsProcessed", 1)
+        raise TransientError("S3 unavailable")
+
+    assert run_entrypoint("transformer", ok, configure=False) == 0
+    assert run_entrypoint("transformer", transient, configure=False) == EXIT_TRANSIENT
+    first, second = emf_lines(capsys.readouterr().out)
+    for line in (first, second):
+        assert_valid_emf(line)
+        assert line["Job"] == "transformer" and line["TaskDurationMs"] >= 0
+    assert first["RowsProcessed"] == 7 and second["RowsProcessed"] == 1
+
+
+def test_metrics_outside_an_entrypoint_are_ignored_and_names_are_checked() -> None:
+    add_metric("RowsProcessed", 3)  # no run: nothing to add to, nothing printed
+    with pytest.raises(ValueError, match="unknown metric"):
+        add_metric("RowsProcesed", 1)
+
+
+@pytest.mark.integration
+def test_validator_reports_rows_and_a_rejected_file(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "in/bad.csv"
+    rows = [("O1", "C1", "2025-07-06", "Books", "P1", 1, "2.00", "false"),
+            ("O2", "", "2025/07/06", "Toys", "P2", -1, "1", "x")]  # fmt: skip
+    stack.upload(key, order_csv(rows))
+    settings = Settings.from_env(stack.env(key))
+    clients = jobs.Clients(stack.s3, stack.dynamodb)
+    code = run_entrypoint(
+        "validator", lambda: jobs.validate_object(settings, clients), configure=False
+    )
+    assert code == EXIT_REJECTED
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert_valid_emf(line)
+    assert (line["Job"], line["RowsProcessed"], line["RowsRejected"], line["FilesRejected"]) == (
+        "validator", 2, 1, 1,
+    )  # fmt: skip
