@@ -60,6 +60,22 @@ class Settings:
         )
 
 
+BACKFILL_ENV = "ORDER_KPIS_BACKFILL_STATE_MACHINE"
+
+
+def backfill_state_machine(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
+    """Return the backfill state machine's ARN; raise ``UsageError`` when none is configured."""
+    from engine.errors import UsageError
+
+    e = os.environ if env is None else env
+    arn = explicit or e.get(BACKFILL_ENV)
+    if not arn:
+        raise UsageError(
+            "no backfill state machine: pass --state-machine-arn",
+            hint=f"The stack's output BackfillStateMachineArn; or set {BACKFILL_ENV}.")
+    return arn
+
+
 def categories_source(explicit: str | None, env: Mapping[str, str] | None = None) -> str | None:
     """Return the products file naming the allowed categories, if one is configured."""
     if explicit:

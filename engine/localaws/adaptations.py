@@ -81,6 +81,7 @@ def remove_all() -> None:
                 setattr(owner, name, old)
         _RUNNER.clear()
         _MAP_RESULTS.clear()
+        _MAP_RUNS.clear()
 
 
 def installed() -> list[str]:
@@ -606,6 +607,7 @@ def task_logs() -> dict[str, Path]:
 
 _MAP = "moto.stepfunctions.parser.asl.component.state.exec.state_map."
 _MAP_RESULTS: dict[str, list[dict[str, Any]]] = {}
+_MAP_RUNS: dict[str, Any] = {}
 
 
 def install_sfn_casing() -> None:
@@ -799,6 +801,46 @@ def install_distributed_map_results_and_tolerance() -> None:
     _patch(map_cls, "_eval_execution", _eval_execution)
 
 
+def install_map_run_api() -> None:
+    """Answer ``DescribeMapRun``/``ListMapRuns`` whatever other executions have finished.
+
+    Gap (moto 5.2.5): both look the map run up through every execution's live worker, and a
+    finished execution has none, so once any execution of the account has ended they fail with
+    HTTP 500 (AttributeError). Here map runs are kept by ARN when they start (as AWS keeps them)
+    and answered from there.
+    """
+    worker_cls = _mod(_MAP + "iteration.itemprocessor.distributed_item_processor_worker"
+                      ).DistributedItemProcessorWorker
+    init: Any = worker_cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        run = self._map_run_record
+        with _lock:
+            _MAP_RUNS[str(run.map_run_arn)] = run
+
+    backend = _mod("moto.stepfunctions.parser.models").StepFunctionsParserBackend
+    describe: Any = backend.describe_map_run
+    listing: Any = backend.list_map_runs
+
+    def describe_map_run(self: Any, map_run_arn: str) -> dict[str, Any]:
+        run = _MAP_RUNS.get(map_run_arn)
+        return dict(run.describe()) if run is not None else dict(describe(self, map_run_arn))
+
+    def list_map_runs(self: Any, execution_arn: str) -> dict[str, Any]:
+        runs = [r for r in list(_MAP_RUNS.values()) if r.execution_arn == execution_arn]
+        if runs:
+            return {"mapRuns": [r.list_item() for r in runs]}
+        try:
+            return dict(listing(self, execution_arn))
+        except AttributeError:  # finished before any item ran: no map run to list
+            return {"mapRuns": []}
+
+    _patch(worker_cls, "__init__", __init__)
+    _patch(backend, "describe_map_run", describe_map_run)
+    _patch(backend, "list_map_runs", list_map_runs)
+
+
 def install_all(runner: TaskRunner) -> None:
     """Check moto's version and install every runtime patch (idempotent: removes old ones)."""
     check_moto_version()
@@ -813,6 +855,7 @@ def install_all(runner: TaskRunner) -> None:
     install_sfn_casing()
     install_item_reader_s3_listing()
     install_distributed_map_results_and_tolerance()
+    install_map_run_api()
 
 
 ADAPTATIONS: dict[str, Callable[..., Any]] = {
@@ -830,4 +873,5 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
     "Distributed Map S3 ItemReader (all pages, AWS item shape)": install_item_reader_s3_listing,
     "Distributed Map tolerated failures and ResultWriter files":
         install_distributed_map_results_and_tolerance,
+    "DescribeMapRun/ListMapRuns after other executions ended": install_map_run_api,
 }
