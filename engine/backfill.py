@@ -128,7 +128,7 @@ def progress(sfn: Any, execution_arn: str) -> Progress:
 
 def follow(sfn: Any, execution_arn: str, *, on_progress: Callable[[Progress], None] | None = None,
            interval: float = 2.0, timeout: float | None = None) -> Progress:
-    """Poll until the execution stops; call ``on_progress`` on each change; return the last state."""
+    """Return the execution's last state, polling until it stops; ``on_progress`` sees changes."""
     deadline = None if timeout is None else time.monotonic() + timeout
     last: Progress | None = None
     while True:

@@ -22,7 +22,7 @@ KEY = "DefinitionString: !Sub |"
 
 
 def embedded(template_text: str, asl_text: str, name: str = ASL.name) -> str:
-    """Return ``template_text`` with the block between ``name``'s markers replaced by ``asl_text``."""
+    """Return ``template_text`` with ``name``'s block between the markers set to ``asl_text``."""
     lines = template_text.splitlines()
     begin = next(i for i, line in enumerate(lines) if line.strip().startswith(f"# BEGIN {name}"))
     end = next(i for i, line in enumerate(lines) if line.strip().startswith(f"# END {name}"))
