@@ -380,3 +380,22 @@ def test_reprocess_task_runs_the_reprocess_entrypoint_with_contract_env() -> Non
     assert override["Name"] == container["Name"]
     assert {e["Name"] for e in override["Environment"]} == {"REPROCESS_DATE_FROM",
                                                             "REPROCESS_DATE_TO"}
+
+
+@pytest.mark.integration
+def test_cli_backfill_follow_prints_one_final_line_when_not_a_tty(
+        bstack: Any, backfilled: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    for k, v in bstack.environment().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("ORDER_KPIS_BACKFILL_STATE_MACHINE",
+                       bstack.outputs["BackfillStateMachineArn"])
+    uri = f"s3://{bstack.outputs['InputBucketName']}/backfill/nothing-here/"
+    assert main(["backfill", uri, "--max-concurrency", "2", "--follow"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines()  # the server logs too
+           if line.startswith("backfill")]
+    assert err[0].startswith("backfill started: arn:aws:states:")
+    assert len(err) == 2 and "SUCCEEDED: 0/0 files done, 0 failed" in err[1]
+    assert main(["backfill", "s3://elsewhere/lake/"]) == 2  # not a source prefix
