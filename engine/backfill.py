@@ -89,10 +89,12 @@ class Progress:
         """Whether the execution has stopped."""
         return self.status in TERMINAL
 
-    def line(self) -> str:
-        """Return one line for people."""
-        text = (f"{self.status}: {self.succeeded + self.failed}/{self.total} files done, "
-                f"{self.failed} failed, {self.running} running")
+    def line(self, *, files: bool = True) -> str:
+        """Return one line for people (``files=False``: the status without item counts)."""
+        text = self.status
+        if files:
+            text += (f": {self.succeeded + self.failed}/{self.total} files done, "
+                     f"{self.failed} failed, {self.running} running")
         if self.error:
             text += f"; {self.error}: {self.cause or ''}".rstrip(": ")
         if self.results:

@@ -259,16 +259,17 @@ def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
     if not follow:
         print(execution)
         return EXIT_OK
-    tty = _progress()
+    tty, files = _progress(), payload.get("mode") == "files"
 
     def show(p: Progress) -> None:
         if tty:
-            print(f"\r\x1b[K[{name}] {p.line()}", end="", file=sys.stderr, flush=True)
+            print(f"\r\x1b[K[{name}] {p.line(files=files)}", end="", file=sys.stderr,
+                  flush=True)
 
     final = follow_execution(sfn, execution, on_progress=show)
     if tty:
         print(file=sys.stderr)
-    print(f"{kind} {name}: {final.line()}", file=sys.stderr)
+    print(f"{kind} {name}: {final.line(files=files)}", file=sys.stderr)
     return EXIT_OK if final.status == "SUCCEEDED" else EXIT_INVALID
 
 

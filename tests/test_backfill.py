@@ -124,6 +124,53 @@ def test_progress_reads_map_run_counts_and_results() -> None:
     assert seen == [p] and p.line().startswith("SUCCEEDED: 5/5 files done, 2 failed")
 
 
+def test_lake_dates_are_the_order_date_partitions() -> None:
+    from engine.aws_reprocess import lake_dates
+
+    class Paginator:
+        def paginate(self, **kw: Any) -> Iterator[dict[str, Any]]:
+            assert kw == {"Bucket": "c", "Prefix": "lake/", "Delimiter": "/"}
+            yield {"CommonPrefixes": [{"Prefix": "lake/order_date=2024-03-02/"},
+                                      {"Prefix": "lake/_sources/"}]}
+            yield {"CommonPrefixes": [{"Prefix": "lake/order_date=2024-03-01/"},
+                                      {"Prefix": "lake/order_date=junk/"}]}
+
+    class S3:
+        def get_paginator(self, name: str) -> Paginator:
+            return Paginator()
+
+    assert lake_dates(S3(), "c") == [dt.date(2024, 3, 1), dt.date(2024, 3, 2)]
+
+
+def test_cli_reprocess_on_aws_starts_reprocess_mode(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import engine.cli as cli
+
+    started: list[dict[str, Any]] = []
+
+    class Sfn:
+        def start_execution(self, **kw: Any) -> dict[str, Any]:
+            started.append(kw)
+            return {"executionArn": "arn:aws:states:r:1:execution:b:x"}
+
+        def describe_execution(self, executionArn: str) -> dict[str, Any]:
+            return {"status": "FAILED", "error": "States.TaskFailed", "cause": "exit 4"}
+
+        def list_map_runs(self, executionArn: str) -> dict[str, Any]:
+            return {"mapRuns": []}
+
+    monkeypatch.setattr(cli, "_sfn_client", Sfn)
+    code = cli.main(["reprocess", "--state-machine-arn", "arn:sm", "--date-from", "2024-01-01",
+                     "--date-to", "2024-12-31", "--follow"])
+    assert code == 1
+    [kw] = started
+    assert kw["stateMachineArn"] == "arn:sm" and kw["name"].startswith("reprocess-")
+    assert json.loads(kw["input"]) == {"mode": "reprocess", "date_from": "2024-01-01",
+                                       "date_to": "2024-12-31"}
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(": FAILED; States.TaskFailed: exit 4"), last
+
+
 def test_patches_install_and_remove_cleanly_with_the_map_ones() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
 
