@@ -193,11 +193,35 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Recompute the KPIs of every date in the range from the"
                         " cleaned rows in DIR/lake, without re-reading any input file (for a"
                         " changed KPI definition).")
-    rp.add_argument("--out", required=True, metavar="DIR", help="a `process` output folder")
+    where = rp.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="DIR", help="a `process` output folder (local)")
+    where.add_argument("--state-machine-arn", metavar="ARN",
+                       help="on AWS: the stack's BackfillStateMachineArn (env "
+                       "ORDER_KPIS_BACKFILL_STATE_MACHINE); runs the reprocess task there")
     rp.add_argument("--date-from", required=True, type=_date, metavar="YYYY-MM-DD")
     rp.add_argument("--date-to", required=True, type=_date, metavar="YYYY-MM-DD")
+    rp.add_argument("--follow", action="store_true", help="with --state-machine-arn: wait")
     rp.add_argument("-q", "--quiet", action="store_true", help="do not print the KPI tables")
     rp.set_defaults(func=cmd_reprocess)
+
+    bf = sub.add_parser("backfill", help="run every file under an S3 prefix through the workflow",
+                        description="Start the backfill workflow: a Step Functions Distributed"
+                        " Map lists s3://BUCKET/PREFIX and runs the per-file workflow for each"
+                        " object, MAX-CONCURRENCY at a time. Exit 0 when started (with --follow:"
+                        " when it succeeded), 1 when it failed.")
+    bf.add_argument("uri", metavar="s3://BUCKET/PREFIX",
+                    help="the input bucket's input/... or backfill/... prefix")
+    bf.add_argument("--state-machine-arn", metavar="ARN",
+                    help="the stack's BackfillStateMachineArn (env"
+                    " ORDER_KPIS_BACKFILL_STATE_MACHINE)")
+    bf.add_argument("--max-concurrency", type=int, metavar="N",
+                    help="files processed at once (default: the stack's BackfillMaxConcurrency)")
+    bf.add_argument("--tolerated-failure-percentage", type=float, metavar="P",
+                    help="share of files that may fail before the backfill fails (default: the"
+                    " stack's BackfillToleratedFailurePercentage)")
+    bf.add_argument("--follow", action="store_true",
+                    help="wait and show progress (one final line when stderr is not a terminal)")
+    bf.set_defaults(func=cmd_backfill)
 
     b = sub.add_parser("bench", add_help=False, help="benchmark this engine against peers"
                        " (order-kpis bench --help)")
@@ -217,7 +241,61 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD: {text!r}") from None
 
 
+def _sfn_client() -> Any:
+    import boto3
+
+    return boto3.session.Session().client("stepfunctions")
+
+
+def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
+                  sfn: Any = None) -> int:
+    from engine.backfill import Progress, execution_name, start
+    from engine.backfill import follow as follow_execution
+
+    sfn = _sfn_client() if sfn is None else sfn
+    name = execution_name(kind)
+    execution = start(sfn, arn, payload, name)
+    print(f"{kind} started: {execution}", file=sys.stderr)
+    if not follow:
+        print(execution)
+        return EXIT_OK
+    tty, files = _progress(), payload.get("mode") == "files"
+
+    def show(p: Progress) -> None:
+        if tty:
+            print(f"\r\x1b[K[{name}] {p.line(files=files)}", end="", file=sys.stderr,
+                  flush=True)
+
+    final = follow_execution(sfn, execution, on_progress=show)
+    if tty:
+        print(file=sys.stderr)
+    print(f"{kind} {name}: {final.line(files=files)}", file=sys.stderr)
+    return EXIT_OK if final.status == "SUCCEEDED" else EXIT_INVALID
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from engine.backfill import files_input, parse_s3_uri
+    from engine.config import backfill_state_machine
+
+    arn = backfill_state_machine(args.state_machine_arn)
+    bucket, prefix = parse_s3_uri(args.uri)
+    payload = files_input(bucket, prefix, max_concurrency=args.max_concurrency,
+                          tolerated_failure_percentage=args.tolerated_failure_percentage)
+    return _run_workflow("backfill", arn, payload, follow=args.follow)
+
+
 def cmd_reprocess(args: argparse.Namespace) -> int:
+    if args.out is None:
+        from engine.backfill import reprocess_input
+        from engine.config import backfill_state_machine
+
+        payload = reprocess_input(args.date_from, args.date_to)
+        try:
+            arn = backfill_state_machine(args.state_machine_arn)
+        except UsageError:
+            raise UsageError("reprocess needs --out DIR (a local lake) or --state-machine-arn ARN"
+                             " (the lake on AWS)") from None
+        return _run_workflow("reprocess", arn, payload, follow=args.follow)
     from engine.pipeline import reprocess_dates
     from engine.render import table_text
 

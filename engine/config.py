@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,9 +60,77 @@ class Settings:
         )
 
 
+BACKFILL_ENV = "ORDER_KPIS_BACKFILL_STATE_MACHINE"
+
+
+def backfill_state_machine(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
+    """Return the backfill state machine's ARN; raise ``UsageError`` when none is configured."""
+    from engine.errors import UsageError
+
+    e = os.environ if env is None else env
+    arn = explicit or e.get(BACKFILL_ENV)
+    if not arn:
+        raise UsageError(
+            "no backfill state machine: pass --state-machine-arn",
+            hint=f"The stack's output BackfillStateMachineArn; or set {BACKFILL_ENV}.")
+    return arn
+
+
 def categories_source(explicit: str | None, env: Mapping[str, str] | None = None) -> str | None:
     """Return the products file naming the allowed categories, if one is configured."""
     if explicit:
         return explicit
     e = os.environ if env is None else env
     return e.get(CATEGORIES_ENV) or None
+
+
+@dataclass(frozen=True)
+class ReprocessSettings:
+    """What the reprocess container needs to recompute a date range from the S3 lake."""
+
+    cleaned_bucket: str
+    """Bucket holding ``lake/`` (``S3_CLEANED_BUCKET``)."""
+    order_table: str
+    """DynamoDB table of daily KPIs (``ORDER_KPI_TABLE``)."""
+    category_table: str
+    """DynamoDB table of category KPIs (``CATEGORY_KPI_TABLE``)."""
+    state_table: str
+    """DynamoDB table with the per-date fences and the lake sequence (``STATE_TABLE``)."""
+    date_from: dt.date
+    """First date to recompute, inclusive (``REPROCESS_DATE_FROM``, YYYY-MM-DD)."""
+    date_to: dt.date
+    """Last date to recompute, inclusive (``REPROCESS_DATE_TO``, YYYY-MM-DD)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReprocessSettings:
+        """Return settings from ``env`` (default ``os.environ``); raise ``ConfigError``."""
+        e = os.environ if env is None else env
+        names = {
+            "cleaned_bucket": "S3_CLEANED_BUCKET",
+            "order_table": "ORDER_KPI_TABLE",
+            "category_table": "CATEGORY_KPI_TABLE",
+            "state_table": "STATE_TABLE",
+            "date_from": "REPROCESS_DATE_FROM",
+            "date_to": "REPROCESS_DATE_TO",
+        }
+        missing = [v for v in names.values() if not e.get(v)]
+        if missing:
+            raise ConfigError("missing environment variable(s): " + ", ".join(missing))
+        dates = {}
+        for field_name in ("date_from", "date_to"):
+            try:
+                dates[field_name] = dt.date.fromisoformat(e[names[field_name]])
+            except ValueError:
+                raise ConfigError(
+                    f"{names[field_name]}={e[names[field_name]]!r} is not a date (YYYY-MM-DD)"
+                ) from None
+        if dates["date_from"] > dates["date_to"]:
+            raise ConfigError(f"REPROCESS_DATE_FROM {dates['date_from']} is after"
+                              f" REPROCESS_DATE_TO {dates['date_to']}")
+        return cls(
+            cleaned_bucket=e[names["cleaned_bucket"]],
+            order_table=e[names["order_table"]],
+            category_table=e[names["category_table"]],
+            state_table=e[names["state_table"]],
+            **dates,
+        )

@@ -69,7 +69,7 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     app = root / "app"  # the image's WORKDIR; the scripts go where the Dockerfile puts them
     (app / "containers").mkdir(parents=True)
-    for script in ("validator.py", "transformer.py"):
+    for script in ("validator.py", "transformer.py", "reprocess.py"):
         shutil.copy(REPO / "containers" / script, app / "containers" / script)
     print(f"image install step: {time.perf_counter() - t0:.1f} s")
     return root
@@ -139,9 +139,11 @@ def test_template_commands_match_where_the_dockerfile_puts_the_scripts() -> None
         if r["Type"] == "AWS::ECS::TaskDefinition"
         for c in r["Properties"]["ContainerDefinitions"]
     )
-    assert commands == [("python", "containers/transformer.py"),
+    assert commands == [("python", "containers/reprocess.py"),
+                        ("python", "containers/transformer.py"),
                         ("python", "containers/validator.py")]
     dockerfile = (REPO / "containers" / "Dockerfile").read_text()
     assert "WORKDIR /app" in dockerfile
     assert "containers/validator.py containers/transformer.py ./containers/" in dockerfile
+    assert "containers/reprocess.py ./containers/" in dockerfile
     assert "ENTRYPOINT" not in dockerfile  # the task definition's command is the whole command

@@ -80,6 +80,8 @@ def remove_all() -> None:
             else:
                 setattr(owner, name, old)
         _RUNNER.clear()
+        _MAP_RESULTS.clear()
+        _MAP_RUNS.clear()
 
 
 def installed() -> list[str]:
@@ -601,6 +603,244 @@ def task_logs() -> dict[str, Path]:
     return dict(_RUNNER.logs)
 
 
+# -- (g) the backfill: Distributed Map over S3 and startExecution.sync:2 ----------------------
+
+_MAP = "moto.stepfunctions.parser.asl.component.state.exec.state_map."
+_MAP_RESULTS: dict[str, list[dict[str, Any]]] = {}
+_MAP_RUNS: dict[str, Any] = {}
+
+
+def install_sfn_casing() -> None:
+    """Convert the ``states:startExecution`` integration's parameters to boto3's casing, and back.
+
+    Gap (moto 5.2.5): as for ECS (``install_ecs_casing``), ``StateMachineArn``/``Input``/``Name``
+    reach boto3 unchanged (``States.Runtime``, KeyError ``StateMachineArn``) and the ``.sync:2``
+    poller reads ``ExecutionArn`` from a response that has ``executionArn``. moto's own
+    normalisation (``Input`` as JSON text) runs first.
+    """
+    cls = _mod(_SERVICES + "state_task_service_sfn").StateTaskServiceSfn
+    params_original: Any = cls._normalise_parameters
+    response_original: Any = cls._normalise_response
+
+    def _normalise_parameters(self: Any, parameters: dict[str, Any],
+                              boto_service_name: str | None = None,
+                              service_action_name: str | None = None) -> None:
+        params_original(self, parameters, boto_service_name, service_action_name)
+        op = _operation_model(self._get_boto_service_name(boto_service_name),
+                              self._get_boto_service_action(service_action_name))
+        if op.input_shape is not None:
+            self._to_boto_request(parameters, op.input_shape)
+
+    def _normalise_response(self: Any, response: Any, boto_service_name: str | None = None,
+                            service_action_name: str | None = None) -> None:
+        response_original(self, response, boto_service_name, service_action_name)
+        op = _operation_model(self._get_boto_service_name(boto_service_name),
+                              self._get_boto_service_action(service_action_name))
+        if op.output_shape is not None:
+            self._from_boto_response(response, op.output_shape)
+        for k, v in list(response.items()):
+            if isinstance(v, dt.datetime):  # StartDate/StopDate: AWS gives text
+                response[k] = v.isoformat()
+
+    _patch(cls, "_normalise_parameters", _normalise_parameters)
+    _patch(cls, "_normalise_response", _normalise_response)
+
+
+def s3_listing_items(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """Return every object under ``prefix`` as AWS's ``s3:listObjectsV2`` ItemReader gives it.
+
+    AWS pages through the whole listing and gives each object as ``Key``, ``Etag`` (quoted, as
+    S3 has it), ``LastModified`` (epoch seconds), ``Size``, ``StorageClass``.
+    """
+    items: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            modified = o.get("LastModified")
+            items.append({
+                "Etag": str(o.get("ETag", "")),
+                "Key": str(o["Key"]),
+                "LastModified": int(modified.timestamp()) if isinstance(modified, dt.datetime)
+                else modified,
+                "Size": int(o.get("Size", 0)),
+                "StorageClass": str(o.get("StorageClass", "STANDARD")),
+            })
+    return items
+
+
+def install_item_reader_s3_listing() -> None:
+    """Make the Distributed Map's ``s3:listObjectsV2`` ItemReader read the whole listing.
+
+    Gaps (moto 5.2.5): one ``ListObjectsV2`` call only (the first 1,000 keys); an empty prefix
+    fails with KeyError ``Contents``; items carry boto3's ``ETag`` and a datetime where AWS
+    gives ``Etag`` and epoch seconds (``s3_listing_items``).
+    """
+    cls = _mod(_MAP + "item_reader.eval.resource_eval_s3").ResourceEvalS3
+
+    def _handle_list_objects_v2(env: Any, resource_runtime_part: Any,
+                                state_credentials: Any) -> None:
+        s3 = cls._get_s3_client(resource_runtime_part=resource_runtime_part,
+                                state_credentials=state_credentials)
+        parameters = env.stack.pop()
+        env.stack.append(s3_listing_items(s3, str(parameters["Bucket"]),
+                                          str(parameters.get("Prefix", ""))))
+
+    _patch(cls, "_handle_list_objects_v2", staticmethod(_handle_list_objects_v2))
+
+
+def exceeds_tolerance(failed: int, total: int, *, percentage: float, count: int) -> bool:
+    """Return whether ``failed`` of ``total`` items breaks the map's tolerated failure threshold.
+
+    AWS: with neither threshold set any failure fails the map run; with one or both set, the run
+    fails when a set threshold is exceeded.
+    """
+    if failed <= 0:
+        return False
+    if percentage <= 0 and count <= 0:
+        return True
+    over_pct = percentage > 0 and failed * 100.0 / max(total, 1) > percentage
+    over_count = count > 0 and failed > count
+    if percentage > 0 and count > 0:
+        return over_pct or over_count
+    return over_pct if percentage > 0 else over_count
+
+
+def install_distributed_map_results_and_tolerance() -> None:
+    """Honour ``ToleratedFailurePercentage``/``Count`` and write the ResultWriter's result files.
+
+    Gaps (moto 5.2.5): a Distributed Map whose items fail still succeeds (its parser logs that
+    the tolerated-failure fields "have no effect"); the ResultWriter writes a manifest whose
+    ``ResultFiles`` are always empty and no result files. Here each item's outcome is recorded
+    by its map run; the writer puts ``SUCCEEDED_0.json`` / ``FAILED_0.json`` (AWS's names and
+    fields: ``Input``, ``Output`` or ``Error``/``Cause``, ``Status``) and lists them in
+    ``manifest.json``; after the results are written, a run beyond its threshold fails the state
+    with ``States.ExceedToleratedFailureThreshold`` (which a ``Catch`` can handle), as on AWS.
+    """
+    worker_cls = _mod(_MAP + "iteration.itemprocessor.distributed_item_processor_worker"
+                      ).DistributedItemProcessorWorker
+    program_state = _mod("moto.stepfunctions.parser.asl.eval.program_state")
+    eval_job: Any = worker_cls._eval_job
+
+    def _eval_job(self: Any, env: Any, job: Any) -> None:
+        eval_job(self, env, job)
+        state = env.program_state()
+        record: dict[str, Any] = {"Index": job.job_index,
+                                  "Input": json.dumps(job.job_input, default=str)}
+        if job.job_output is not None and not isinstance(state, program_state.ProgramError):
+            record.update(Status="SUCCEEDED", Output=json.dumps(job.job_output, default=str))
+        else:
+            error = getattr(state, "error", None) or {}
+            record.update(Status="FAILED", Error=str(error.get("error", "States.TaskFailed")),
+                          Cause=str(error.get("cause", "")))
+        with _lock:
+            _MAP_RESULTS.setdefault(self._map_run_record.map_run_arn, []).append(record)
+
+    writer_cls = _mod(_MAP + "result_writer.resource_eval.resource_eval_s3").ResourceEvalS3
+
+    def _handle_put_object(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+        parameters = env.stack.pop()
+        env.stack.pop()  # the items' outputs: the records above say more
+        s3 = writer_cls._get_s3_client(resource_runtime_part=resource_runtime_part,
+                                       state_credentials=state_credentials)
+        run = env.map_run_record_pool_manager.get_all()[-1]
+        bucket, prefix = str(parameters["Bucket"]), str(parameters.get("Prefix", ""))
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        base = f"{prefix}{run.map_run_arn.split(':')[-1]}/"
+        with _lock:
+            records = sorted(_MAP_RESULTS.pop(run.map_run_arn, []), key=lambda r: r["Index"])
+        files: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+        for status in ("SUCCEEDED", "FAILED"):
+            rows = [{k: v for k, v in r.items() if k != "Index"} for r in records
+                    if r["Status"] == status]
+            if rows:
+                body = json.dumps(rows, indent=2).encode()
+                s3.put_object(Bucket=bucket, Key=f"{base}{status}_0.json", Body=body)
+                files[status].append({"Key": f"{base}{status}_0.json", "Size": len(body)})
+        manifest = {"DestinationBucket": bucket, "MapRunArn": run.map_run_arn,
+                    "ResultFiles": files}
+        s3.put_object(Bucket=bucket, Key=f"{base}manifest.json",
+                      Body=json.dumps(manifest, indent=2).encode())
+        env.stack.append({"MapRunArn": run.map_run_arn, "ResultWriterDetails": {
+            "Bucket": bucket, "Key": f"{base}manifest.json"}})
+
+    map_cls = _mod(_MAP + "state_map").StateMap
+    eval_execution: Any = map_cls._eval_execution
+    errors = "moto.stepfunctions.parser.asl.component.common.error_name."
+    failure = _mod(errors + "failure_event")
+    states_error_name = _mod(errors + "states_error_name").StatesErrorName
+    error_type = _mod(errors + "states_error_name_type").StatesErrorNameType
+    api = _mod("moto.stepfunctions.parser.api")
+    event_details = _mod("moto.stepfunctions.parser.asl.eval.event.event_detail").EventDetails
+    distributed = _mod(_MAP + "iteration.distributed_iteration_component"
+                       ).DistributedIterationComponent
+
+    def _eval_execution(self: Any, env: Any) -> None:
+        eval_execution(self, env)
+        if not isinstance(self.iteration_component, distributed):
+            return
+        run = env.map_run_record_pool_manager.get_all()[-1]
+        counts = run.item_counter
+        failed = counts.failed.get() + counts.timed_out.get() + counts.aborted.get()
+        if not exceeds_tolerance(failed, counts.total.get(),
+                                 percentage=float(run.tolerated_failure_percentage or 0),
+                                 count=int(run.tolerated_failure_count or 0)):
+            return
+        run.set_stop(status=api.MapRunStatus.FAILED)
+        name = error_type.StatesExceedToleratedFailureThreshold
+        cause = (f"The specified tolerated failure threshold was exceeded: {failed} of "
+                 f"{counts.total.get()} items failed")
+        raise failure.FailureEventException(failure_event=failure.FailureEvent(
+            env=env, error_name=states_error_name(typ=name),
+            event_type=api.HistoryEventType.MapRunFailed,
+            event_details=event_details(mapRunFailedEventDetails=api.MapRunFailedEventDetails(
+                error=name.to_name(), cause=cause)),
+        ))
+
+    _patch(worker_cls, "_eval_job", _eval_job)
+    _patch(writer_cls, "_handle_put_object", staticmethod(_handle_put_object))
+    _patch(map_cls, "_eval_execution", _eval_execution)
+
+
+def install_map_run_api() -> None:
+    """Answer ``DescribeMapRun``/``ListMapRuns`` whatever other executions have finished.
+
+    Gap (moto 5.2.5): both look the map run up through every execution's live worker, and a
+    finished execution has none, so once any execution of the account has ended they fail with
+    HTTP 500 (AttributeError). Here map runs are kept by ARN when they start (as AWS keeps them)
+    and answered from there.
+    """
+    worker_cls = _mod(_MAP + "iteration.itemprocessor.distributed_item_processor_worker"
+                      ).DistributedItemProcessorWorker
+    init: Any = worker_cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        run = self._map_run_record
+        with _lock:
+            _MAP_RUNS[str(run.map_run_arn)] = run
+
+    backend = _mod("moto.stepfunctions.parser.models").StepFunctionsParserBackend
+    describe: Any = backend.describe_map_run
+    listing: Any = backend.list_map_runs
+
+    def describe_map_run(self: Any, map_run_arn: str) -> dict[str, Any]:
+        run = _MAP_RUNS.get(map_run_arn)
+        return dict(run.describe()) if run is not None else dict(describe(self, map_run_arn))
+
+    def list_map_runs(self: Any, execution_arn: str) -> dict[str, Any]:
+        runs = [r for r in list(_MAP_RUNS.values()) if r.execution_arn == execution_arn]
+        if runs:
+            return {"mapRuns": [r.list_item() for r in runs]}
+        try:
+            return dict(listing(self, execution_arn))
+        except AttributeError:  # finished before any item ran: no map run to list
+            return {"mapRuns": []}
+
+    _patch(worker_cls, "__init__", __init__)
+    _patch(backend, "describe_map_run", describe_map_run)
+    _patch(backend, "list_map_runs", list_map_runs)
+
+
 def install_all(runner: TaskRunner) -> None:
     """Check moto's version and install every runtime patch (idempotent: removes old ones)."""
     check_moto_version()
@@ -612,6 +852,10 @@ def install_all(runner: TaskRunner) -> None:
     install_aws_sdk_s3_copy_source()
     install_aws_sdk_timestamps()
     install_context_start_time_text()
+    install_sfn_casing()
+    install_item_reader_s3_listing()
+    install_distributed_map_results_and_tolerance()
+    install_map_run_api()
 
 
 ADAPTATIONS: dict[str, Callable[..., Any]] = {
@@ -625,4 +869,9 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
     "aws-sdk:s3 CopySource encoded once": install_aws_sdk_s3_copy_source,
     "aws-sdk timestamps as text": install_aws_sdk_timestamps,
     "$$.Execution.StartTime as text": install_context_start_time_text,
+    "states:startExecution(.sync:2) casing": install_sfn_casing,
+    "Distributed Map S3 ItemReader (all pages, AWS item shape)": install_item_reader_s3_listing,
+    "Distributed Map tolerated failures and ResultWriter files":
+        install_distributed_map_results_and_tolerance,
+    "DescribeMapRun/ListMapRuns after other executions ended": install_map_run_api,
 }
