@@ -343,6 +343,8 @@ def transform_object(settings: Settings, clients: Clients | None = None) -> int:
             "status": "DONE",
             "rows": ing.rows,
             "dates": [d.isoformat() for d in ing.dates],
+            # The same, as one string for people: the workflow's notification quotes it.
+            "dates_text": ", ".join(d.isoformat() for d in ing.dates) or "(none)",
             "affected_dates": [d.isoformat() for d in ing.affected],
             "seq": ing.seq,
             "duration_ms": round((time.perf_counter() - start) * 1000),

@@ -257,6 +257,7 @@ def test_success_message_arrives_on_the_subscribed_queue(ran: dict[str, Any]) ->
     assert any(f.endswith("/input/valid+order.csv") for f in files)
     ok = next(m["Message"] for m in ran["success"] if "orders_2025-07-07" in m["Message"])
     assert "rows: 5" in ok and "archived to: processed/input/orders_2025-07-07.csv" in ok
+    assert "dates: 2025-07-06, 2025-07-07" in ok
 
 
 @pytest.mark.integration
