@@ -365,6 +365,10 @@ def task_problems(asl: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: no catch-all")
         for retry in state.get("Retry", []):
             never = {"States.ALL", "States.TaskFailed", "States.Timeout"}
+            if name == "RunTransformer":
+                # The transformer never sees bad data (the validator did) and converges when
+                # run again, so a failed task (exit 4: S3 or DynamoDB unavailable) is retried.
+                never = never - {"States.TaskFailed"}
             problems += [f"{name}: retries {e}" for e in retry["ErrorEquals"] if e in never]
             if retry.get("JitterStrategy") != "FULL" or "MaxDelaySeconds" not in retry:
                 problems.append(f"{name}: retry without capped full jitter")
