@@ -117,15 +117,26 @@ def _one_file(
     on_invalid: Policy,
     max_ratio: float,
 ) -> FileOutcome:
-    res = validate_file(path, categories=categories, display_name=str(path))
+    staged = lake.stage(path.name)
+    try:
+        res = validate_file(path, categories=categories, display_name=str(path),
+                            on_rows=staged.write)
+    except BaseException:
+        staged.discard()
+        raise
     report = res.report
     name = str(path)
+    if not res.streamed or report.status != "valid":
+        staged.discard()
     if report.status == "empty":
         log.info("%s: header only, no orders; no KPI changes", path)
         return FileOutcome(name, "empty", report)
     if report.status == "valid":
-        assert res.cleaned is not None
-        ing = lake.add_source(path.name, res.cleaned)
+        if res.streamed:
+            ing = lake.add_staged(staged)
+        else:  # found valid on the exact path after all (a 64-bit hash collision)
+            assert res.cleaned is not None
+            ing = lake.add_source(path.name, res.cleaned)
         return FileOutcome(name, "accepted", report, ing)
     ratio = report.invalid_rows / report.rows if report.rows else 1.0
     quarantine = (

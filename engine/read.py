@@ -226,10 +226,13 @@ def _polars_read(source: str | bytes, names: tuple[str, ...], *, ragged: bool) -
     )
 
 
-def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrders:
-    """Read an order CSV as text columns; raise ``InputFileError`` for structural problems."""
-    path = str(path)
-    name = display_name or path
+def open_header(
+    path: str, name: str
+) -> tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Return the file's size, header, extra columns and the column names Polars should use.
+
+    Raises ``InputFileError`` for an unreadable file or a header that cannot serve the contract.
+    """
     try:
         size = Path(path).stat().st_size
         with open(path, "rb") as f:
@@ -240,6 +243,56 @@ def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrde
     extras = check_header(name, header)
     # Polars names columns positionally; an empty or repeated extra name must stay unique.
     names = tuple(h if h else f"__unnamed_{i}" for i, h in enumerate(header))
+    return size, header, extras, names
+
+
+def scan_text(path: str, names: tuple[str, ...]) -> pl.LazyFrame:
+    """Return a lazy read of the file with every column as text, as ``read_orders`` reads it."""
+    return pl.scan_csv(
+        path,
+        has_header=True,
+        new_columns=list(names),
+        infer_schema=False,
+        empty_string_is_null=False,
+        quote_char='"',
+        encoding="utf8",
+        raise_if_empty=False,
+    )
+
+
+def strip_columns(frame: pl.DataFrame, names: tuple[str, ...], offset: int = 0) -> pl.DataFrame:
+    """Return ``__row`` (from ``offset``), the contract's columns stripped, then the extras."""
+    return frame.select(
+        pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(ROW),
+        *[pl.col(c).str.strip_chars() for c in ORDER_COLUMNS],
+        *[pl.col(n) for n in names if n not in ORDER_COLUMNS],
+    )
+
+
+def has_nul(frame: pl.DataFrame) -> bool:
+    """Return whether any text field holds a NUL byte."""
+    cols = [c for c, t in frame.schema.items() if t == pl.String]
+    if not cols:
+        return False
+    return bool(frame.select(
+        pl.any_horizontal([pl.col(c).str.contains("\x00", literal=True).any() for c in cols])
+    ).item())
+
+
+def has_nul_byte(path: str) -> bool:
+    """Return whether the file holds a NUL byte anywhere (a fast scan of the raw bytes)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            if b"\x00" in chunk:
+                return True
+    return False
+
+
+def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrders:
+    """Read an order CSV as text columns; raise ``InputFileError`` for structural problems."""
+    path = str(path)
+    name = display_name or path
+    size, header, extras, names = open_header(path, name)
     ragged = False
     try:
         frame = _polars_read(path, names, ragged=False)
@@ -251,11 +304,7 @@ def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrde
     warnings: list[str] = []
     if extras:
         warnings.append("extra columns ignored: " + ", ".join(e or "(unnamed)" for e in extras))
-    frame = frame.select(
-        pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW),
-        *[pl.col(c).str.strip_chars() for c in ORDER_COLUMNS],
-        *[pl.col(n) for n in names if n not in ORDER_COLUMNS],
-    )
+    frame = strip_columns(frame, names)
     return RawOrders(
         path=name,
         frame=frame,
@@ -269,10 +318,7 @@ def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrde
 
 def _check_no_nul(path: str, name: str, frame: pl.DataFrame) -> None:
     """Raise for NUL bytes past the first ``HEAD_BYTES`` (the head was checked already)."""
-    has_nul = pl.any_horizontal(
-        [pl.col(c).str.contains("\x00", literal=True).any() for c in frame.columns]
-    )
-    if not frame.select(has_nul).item():
+    if not has_nul(frame):
         return
     offset, line = 0, 1
     with open(path, "rb") as f:
