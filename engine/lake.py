@@ -80,10 +80,13 @@ class LocalLake:
             return default
         return json.loads(p.read_text(encoding="utf-8"))
 
-    def _next_seq(self) -> int:
+    def _peek_seq(self) -> int:
         state = self._read_json("_state.json", {"next_seq": 1})
         assert isinstance(state, dict)
-        seq = int(state["next_seq"])
+        return int(state["next_seq"])
+
+    def _next_seq(self) -> int:
+        seq = self._peek_seq()
         write_text_atomic(self.root / "_state.json", json.dumps({"next_seq": seq + 1}) + "\n")
         return seq
 
@@ -146,12 +149,16 @@ class LocalLake:
         folder = self.root / "_staging" / source_id(source)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        return StagedSource(source, folder, self._next_seq())
+        # The sequence number is only taken (written) when the source enters the lake, so a
+        # rejected file leaves the lake's state untouched; the lock keeps it free till then.
+        return StagedSource(source, folder, self._peek_seq())
 
     def add_staged(self, staged: StagedSource, *, sha256: str | None = None) -> Ingested:
         """Move a staged source into the lake (one rename per date), replacing what it had."""
         staged.close()
         affected = self._begin_replace(staged.source, staged.dates)
+        if self._next_seq() != staged.seq:
+            raise RuntimeError("the lake's sequence moved while a source was staged (no lock?)")
         for day in sorted(staged.dates):
             target = self._object(day, staged.source)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -197,6 +204,29 @@ class LocalLake:
             if any(p.glob("*.parquet")):
                 out.append(dt.date.fromisoformat(p.name.split("=", 1)[1]))
         return sorted(out)
+
+    def objects(self, day: dt.date) -> list[Path]:
+        """Return the Parquet objects (one per source) stored for ``day``."""
+        return sorted(self._partition(day).glob("*.parquet"))
+
+    def date_groups(self, dates: Iterable[dt.date], max_rows: int) -> list[list[dt.date]]:
+        """Return ``dates`` in order, grouped so a group holds about ``max_rows`` rows at most.
+
+        Row counts come from the Parquet footers; a single date larger than ``max_rows`` is a
+        group of its own.
+        """
+        import pyarrow.parquet as pq
+
+        groups: list[list[dt.date]] = []
+        size = 0
+        for day in sorted(set(dates)):
+            n = sum(pq.ParquetFile(f).metadata.num_rows for f in self.objects(day))
+            if not groups or size + n > max_rows:
+                groups.append([])
+                size = 0
+            groups[-1].append(day)
+            size += n
+        return groups
 
     def scan(self, dates: Iterable[dt.date]) -> pl.LazyFrame:
         """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated)."""
@@ -267,6 +297,8 @@ class StagedSource:
                 writer.close()
         self._writers.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.folder.parent.rmdir()  # ``_staging`` goes when nothing else is staged
 
 
 def _allow_open_files(n: int) -> None:
