@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,18 +247,58 @@ def open_header(
     return size, header, extras, names
 
 
-def scan_text(path: str, names: tuple[str, ...]) -> pl.LazyFrame:
-    """Return a lazy read of the file with every column as text, as ``read_orders`` reads it."""
-    return pl.scan_csv(
-        path,
-        has_header=True,
-        new_columns=list(names),
-        infer_schema=False,
+def text_batches(
+    path: str, names: tuple[str, ...], *, batch_bytes: int
+) -> Iterator[pl.DataFrame]:
+    """Yield the file's records as text frames of about ``batch_bytes`` of CSV each, in order.
+
+    Each frame is what ``read_orders`` would have read for those records: Polars parses every
+    piece, the first with the header. A piece ends only at a line end with an even number of
+    quote characters before it, so a quoted field that spans lines is never cut. Memory
+    follows ``batch_bytes``: the file is read in blocks, never whole. Raises what Polars raises
+    for a piece it refuses.
+    """
+    carry = b""
+    first = True
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(batch_bytes)
+            data = carry + block
+            cut = len(data) if not block else _last_record_end(data)
+            if cut <= 0 and block:
+                carry = data  # no whole record yet: read on
+                continue
+            piece, carry = data[:cut], data[cut:]
+            if piece or first:
+                yield _read_piece(piece, names, header=first)
+                first = False
+            if not block:
+                return
+
+
+def _read_piece(piece: bytes, names: tuple[str, ...], *, header: bool) -> pl.DataFrame:
+    if header:
+        return _polars_read(piece, names, ragged=False)
+    return pl.read_csv(
+        piece,
+        has_header=False,
+        schema={n: pl.String() for n in names},
         empty_string_is_null=False,
         quote_char='"',
         encoding="utf8",
         raise_if_empty=False,
     )
+
+
+def _last_record_end(data: bytes) -> int:
+    """Return the index just past the last LF outside quotes in ``data``, or 0 if none."""
+    cut = data.rfind(b"\n")
+    quotes = data.count(b'"', 0, cut) if cut >= 0 else 0
+    while cut >= 0 and quotes % 2:
+        prev = data.rfind(b"\n", 0, cut)
+        quotes -= data.count(b'"', prev + 1, cut) if prev >= 0 else quotes
+        cut = prev
+    return cut + 1
 
 
 def strip_columns(frame: pl.DataFrame, names: tuple[str, ...], offset: int = 0) -> pl.DataFrame:

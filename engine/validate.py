@@ -33,8 +33,8 @@ from engine.read import (
     oversized_fields,
     oversized_lines,
     read_orders,
-    scan_text,
     strip_columns,
+    text_batches,
 )
 from engine.schema import (
     LAKE_SCHEMA,
@@ -55,8 +55,9 @@ Status = Literal["valid", "invalid", "empty"]
 MAX_VALUE_CHARS = 200
 MAX_STORED_VALUE_CHARS = 1000  # reports keep this much of a value (a huge field is cut)
 ROW_WIDE = "(row)"  # the column shown in counts for a finding about a whole row
-# Records per batch: a batch of text plus its typed copy is ~0.3 GB at ~70 bytes a record.
-BATCH_ROWS = 1_000_000
+# CSV bytes per batch (~0.5M orders at ~70 bytes each). Measured peak working memory is about
+# 11x this (text, stripped copy, checks, typed copy, Parquet encoding): ~350 MB.
+BATCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -196,11 +197,11 @@ def validate_file(
     display_name: str | None = None,
     on_rows: Callable[[pl.DataFrame], None] | None = None,
     keep_rows: bool = True,
-    batch_rows: int = BATCH_ROWS,
+    batch_bytes: int = BATCH_BYTES,
 ) -> ValidationResult:
     """Validate one order CSV; never raises for bad data (the report says what is wrong).
 
-    The file is read in batches of ``batch_rows`` records, so memory follows the batch, not
+    The file is read in batches of about ``batch_bytes`` of CSV, so memory follows the batch, not
     the file. Each batch's valid typed rows go to ``on_rows`` when it is given (the result is
     then ``streamed``), else into ``cleaned`` when ``keep_rows``. The first sign of a bad file
     (a finding, a duplicate id, Polars refusing the bytes) switches to the whole-file path
@@ -210,7 +211,7 @@ def validate_file(
     name = display_name or str(path)
     try:
         streamed = _validate_batches(
-            str(path), name, categories, on_rows, keep_rows=keep_rows, batch_rows=batch_rows
+            str(path), name, categories, on_rows, keep_rows=keep_rows, batch_bytes=batch_bytes
         )
         if streamed is not None:
             return streamed
@@ -245,6 +246,8 @@ def _has_duplicates(hashes: list[pl.Series]) -> bool:
         return False
     allh = pl.concat(hashes, rechunk=True).sort()
     hashes.clear()
+    if len(allh) < 2:
+        return False
     return bool((allh.slice(1) == allh.slice(0, len(allh) - 1)).any())
 
 
@@ -255,7 +258,7 @@ def _validate_batches(
     on_rows: Callable[[pl.DataFrame], None] | None,
     *,
     keep_rows: bool,
-    batch_rows: int,
+    batch_bytes: int,
 ) -> ValidationResult | None:
     """Validate batch by batch; return None as soon as the file is not plainly valid.
 
@@ -280,7 +283,7 @@ def _validate_batches(
     kept: list[pl.DataFrame] = []
     dates: set[dt.date] = set()
     offset = n_blank = n_rows = 0
-    batches = scan_text(path, names).collect_batches(chunk_size=batch_rows, maintain_order=True)
+    batches = text_batches(path, names, batch_bytes=batch_bytes)
     try:
         for text in batches:
             frame = strip_columns(text, names, offset)
