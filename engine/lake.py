@@ -24,6 +24,7 @@ import re
 import resource
 import shutil
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -261,6 +262,8 @@ class StagedSource:
 
     Each ``write`` adds one row group to the file of every date the batch holds, so memory
     follows the batch and the lake objects are complete when the last batch is written.
+    Writing happens on a worker thread while the caller validates the next batch (Parquet
+    encoding is single-threaded and releases the GIL); at most one batch waits to be written.
     """
 
     def __init__(self, source: str, folder: Path, seq: int) -> None:
@@ -269,19 +272,26 @@ class StagedSource:
         self.seq = seq
         self.rows = 0
         self._writers: dict[dt.date, pq.ParquetWriter] = {}
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        self._writing: Future[None] | None = None
 
     @property
     def dates(self) -> set[dt.date]:
+        self._wait()
         return set(self._writers)
 
     def path(self, day: dt.date) -> Path:
         return self.folder / f"{day.isoformat()}.parquet"
 
     def write(self, rows: pl.DataFrame) -> None:
-        """Append typed rows (per ``LAKE_SCHEMA``) to their dates' files."""
+        """Queue typed rows (per ``LAKE_SCHEMA``) for their dates' files; raise what failed."""
+        self._wait()
+        self.rows += rows.height
+        self._writing = self._worker.submit(self._write_now, rows)
+
+    def _write_now(self, rows: pl.DataFrame) -> None:
         import pyarrow.parquet as pq
 
-        self.rows += rows.height
         for (day,), part in rows.partition_by("order_date", as_dict=True).items():
             assert isinstance(day, dt.date)
             table = _stamped(part, self.seq, self.source).to_arrow()
@@ -292,8 +302,15 @@ class StagedSource:
                 self._writers[day] = writer
             writer.write_table(table)
 
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
     def close(self) -> None:
         """Finish every date's file and flush it to disk."""
+        self._wait()
+        self._worker.shutdown()
         for day, writer in self._writers.items():
             writer.close()
             with open(self.path(day), "rb+") as f:
@@ -301,6 +318,9 @@ class StagedSource:
 
     def discard(self) -> None:
         """Close and delete whatever was staged."""
+        with contextlib.suppress(Exception):
+            self._wait()
+        self._worker.shutdown()
         for writer in self._writers.values():
             with contextlib.suppress(Exception):
                 writer.close()
