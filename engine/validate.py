@@ -251,6 +251,12 @@ def _has_duplicates(hashes: list[pl.Series]) -> bool:
     return bool((allh.slice(1) == allh.slice(0, len(allh) - 1)).any())
 
 
+def _exact_path(name: str, why: str) -> ValidationResult | None:
+    """Log why the streaming pass stops; return None, its answer for "use the exact path"."""
+    log.info("%s: %s; validating the whole file at once to name every finding", name, why)
+    return None
+
+
 def _validate_batches(
     path: str,
     name: str,
@@ -270,7 +276,7 @@ def _validate_batches(
 
     size, _, extras, names = open_header(path, name)
     if size > HEAD_BYTES and has_nul_byte(path):
-        return None  # the whole-file path names where
+        return _exact_path(name, "a NUL byte")
     model = order_model(categories)
     schema = _row_schema(model)
     unique_cols = _unique_columns(model)
@@ -298,14 +304,14 @@ def _validate_batches(
                 (too_big | (line_bytes + len(cols) - 1 > MAX_LINE_BYTES)).sum().alias("big"),
             ).row(0)
             if n_big:
-                return None
+                return _exact_path(name, "an oversized field or line")
             if n_blank_here:
                 frame = frame.filter(~blank)
                 n_blank += n_blank_here
             try:
                 schema.validate(frame, lazy=True)
             except pa.errors.SchemaErrors:
-                return None
+                return _exact_path(name, f"findings near record {offset}")
             n_rows += frame.height
             for c in unique_cols:
                 hashes[c].append(frame[c].hash())
@@ -316,11 +322,10 @@ def _validate_batches(
                 on_rows(typed)
             elif keep_rows:
                 kept.append(typed)
-    except (pl.exceptions.PolarsError, OSError) as e:
-        log.debug("streaming read stopped (%s); using the whole-file path", e)
-        return None  # the whole-file path finds the precise reason
+    except pl.exceptions.PolarsError as e:
+        return _exact_path(name, f"Polars refused a piece ({str(e).splitlines()[0][:200]})")
     if any(_has_duplicates(h) for h in hashes.values()):
-        return None
+        return _exact_path(name, "a repeated order_id hash")
     if n_blank:
         report.warnings.append(f"{n_blank} blank line(s) skipped")
     report.rows = report.valid_rows = n_rows
