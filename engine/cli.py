@@ -75,7 +75,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     reports: list[ValidationReport] = []
     for path in files:
         t0 = time.perf_counter()
-        rep = validate_file(path, categories=cats, display_name=str(path)).report
+        rep = validate_file(path, categories=cats, display_name=str(path), keep_rows=False).report
         if args.report_json and rep.sha256 is None:
             from engine.read import file_digest
 

@@ -19,15 +19,23 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import re
+import resource
+import shutil
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from engine.atomic import write_parquet_atomic, write_text_atomic
 from engine.schema import LAKE_SCHEMA
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +81,13 @@ class LocalLake:
             return default
         return json.loads(p.read_text(encoding="utf-8"))
 
-    def _next_seq(self) -> int:
+    def _peek_seq(self) -> int:
         state = self._read_json("_state.json", {"next_seq": 1})
         assert isinstance(state, dict)
-        seq = int(state["next_seq"])
+        return int(state["next_seq"])
+
+    def _next_seq(self) -> int:
+        seq = self._peek_seq()
         write_text_atomic(self.root / "_state.json", json.dumps({"next_seq": seq + 1}) + "\n")
         return seq
 
@@ -121,34 +132,70 @@ class LocalLake:
         A source seen before is replaced, including dates it no longer contains. Must be
         called under ``locked()``.
         """
-        sid = source_id(source)
-        old_dates = self.source_dates(source)
-        new_dates = set(rows["order_date"].unique().to_list()) if rows.height else set()
-        affected = old_dates | new_dates
-        self.mark_pending(affected)
+        by_date = rows.partition_by("order_date", as_dict=True) if rows.height else {}
+        new_dates = {day for (day,) in by_date}
+        affected = self._begin_replace(source, new_dates)
         seq = self._next_seq()
-        stamped = rows.select(list(LAKE_SCHEMA)).with_columns(
-            pl.lit(seq, pl.Int64).alias("_seq"), pl.lit(source).alias("_source")
-        )
-        for (day,), part in stamped.group_by("order_date"):
+        for (day,), part in by_date.items():
             assert isinstance(day, dt.date)
-            write_parquet_atomic(part, self._partition(day) / f"{sid}.parquet")
-        for day in old_dates - new_dates:
-            (self._partition(day) / f"{sid}.parquet").unlink(missing_ok=True)
+            write_parquet_atomic(_stamped(part, seq, source), self._object(day, source))
+        return self._end_replace(source, seq, new_dates, affected, rows.height, sha256)
+
+    def stage(self, source: str) -> StagedSource:
+        """Return a writer that collects ``source``'s rows, batch by batch, outside the lake.
+
+        Nothing is visible to readers until ``add_staged``; ``discard`` throws it away.
+        Must be used under ``locked()``.
+        """
+        folder = self.root / "_staging" / source_id(source)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        # The sequence number is only taken (written) when the source enters the lake, so a
+        # rejected file leaves the lake's state untouched; the lock keeps it free till then.
+        return StagedSource(source, folder, self._peek_seq())
+
+    def add_staged(self, staged: StagedSource, *, sha256: str | None = None) -> Ingested:
+        """Move a staged source into the lake (one rename per date), replacing what it had."""
+        staged.close()
+        affected = self._begin_replace(staged.source, staged.dates)
+        if self._next_seq() != staged.seq:
+            raise RuntimeError("the lake's sequence moved while a source was staged (no lock?)")
+        for day in sorted(staged.dates):
+            target = self._object(day, staged.source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged.path(day), target)
+        ing = self._end_replace(staged.source, staged.seq, staged.dates, affected, staged.rows,
+                                sha256)
+        staged.discard()
+        return ing
+
+    def _object(self, day: dt.date, source: str) -> Path:
+        return self._partition(day) / f"{source_id(source)}.parquet"
+
+    def _begin_replace(self, source: str, new_dates: set[dt.date]) -> set[dt.date]:
+        affected = self.source_dates(source) | new_dates
+        self.mark_pending(affected)  # before the lake changes: a crash is repaired next run
+        return affected
+
+    def _end_replace(
+        self, source: str, seq: int, new_dates: set[dt.date], affected: set[dt.date],
+        n_rows: int, sha256: str | None,
+    ) -> Ingested:
+        sid = source_id(source)
+        for day in affected - new_dates:
+            self._object(day, source).unlink(missing_ok=True)
         manifest = {
             "source": source,
             "source_id": sid,
             "seq": seq,
-            "rows": rows.height,
+            "rows": n_rows,
             "sha256": sha256,
             "dates": sorted(d.isoformat() for d in new_dates),
             "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         write_text_atomic(self._manifest_path(sid), json.dumps(manifest, indent=2) + "\n")
-        log.info("lake: %s -> %d rows, %d dates (seq %d)", source, rows.height,
-                 len(new_dates), seq)
-        return Ingested(source, seq, rows.height, tuple(sorted(new_dates)),
-                        tuple(sorted(affected)))
+        log.info("lake: %s -> %d rows, %d dates (seq %d)", source, n_rows, len(new_dates), seq)
+        return Ingested(source, seq, n_rows, tuple(sorted(new_dates)), tuple(sorted(affected)))
 
     # -- reads -----------------------------------------------------------------------
     def dates(self) -> list[dt.date]:
@@ -158,6 +205,29 @@ class LocalLake:
             if any(p.glob("*.parquet")):
                 out.append(dt.date.fromisoformat(p.name.split("=", 1)[1]))
         return sorted(out)
+
+    def objects(self, day: dt.date) -> list[Path]:
+        """Return the Parquet objects (one per source) stored for ``day``."""
+        return sorted(self._partition(day).glob("*.parquet"))
+
+    def date_groups(self, dates: Iterable[dt.date], max_rows: int) -> list[list[dt.date]]:
+        """Return ``dates`` in order, grouped so a group holds about ``max_rows`` rows at most.
+
+        Row counts come from the Parquet footers; a single date larger than ``max_rows`` is a
+        group of its own.
+        """
+        import pyarrow.parquet as pq
+
+        groups: list[list[dt.date]] = []
+        size = 0
+        for day in sorted(set(dates)):
+            n = sum(pq.ParquetFile(f).metadata.num_rows for f in self.objects(day))
+            if not groups or size + n > max_rows:
+                groups.append([])
+                size = 0
+            groups[-1].append(day)
+            size += n
+        return groups
 
     def scan(self, dates: Iterable[dt.date]) -> pl.LazyFrame:
         """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated)."""
@@ -169,3 +239,100 @@ class LocalLake:
                 schema={**LAKE_SCHEMA, "_seq": pl.Int64(), "_source": pl.String()}
             ).lazy()
         return pl.scan_parquet(files, hive_partitioning=False)
+
+
+
+# Dictionaries only where values repeat, statistics only where a reader filters: this halves
+# the cost of writing the lake (ids are near-unique, so a dictionary there is pure overhead).
+_WRITER_OPTIONS: dict[str, object] = {
+    "compression": "zstd",
+    "use_dictionary": ["category", "returned", "_source"],
+    "write_statistics": ["order_date", "_seq"],
+}
+
+
+def _stamped(rows: pl.DataFrame, seq: int, source: str) -> pl.DataFrame:
+    return rows.select(list(LAKE_SCHEMA)).with_columns(
+        pl.lit(seq, pl.Int64).alias("_seq"), pl.lit(source).alias("_source")
+    )
+
+
+class StagedSource:
+    """A source's typed rows on their way into the lake: one open Parquet file per date.
+
+    Each ``write`` adds one row group to the file of every date the batch holds, so memory
+    follows the batch and the lake objects are complete when the last batch is written.
+    Writing happens on a worker thread while the caller validates the next batch (Parquet
+    encoding is single-threaded and releases the GIL); at most one batch waits to be written.
+    """
+
+    def __init__(self, source: str, folder: Path, seq: int) -> None:
+        self.source = source
+        self.folder = folder
+        self.seq = seq
+        self.rows = 0
+        self._writers: dict[dt.date, pq.ParquetWriter] = {}
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        self._writing: Future[None] | None = None
+
+    @property
+    def dates(self) -> set[dt.date]:
+        self._wait()
+        return set(self._writers)
+
+    def path(self, day: dt.date) -> Path:
+        return self.folder / f"{day.isoformat()}.parquet"
+
+    def write(self, rows: pl.DataFrame) -> None:
+        """Queue typed rows (per ``LAKE_SCHEMA``) for their dates' files; raise what failed."""
+        self._wait()
+        self.rows += rows.height
+        self._writing = self._worker.submit(self._write_now, rows)
+
+    def _write_now(self, rows: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        for (day,), part in rows.partition_by("order_date", as_dict=True).items():
+            assert isinstance(day, dt.date)
+            table = _stamped(part, self.seq, self.source).to_arrow()
+            writer = self._writers.get(day)
+            if writer is None:
+                _allow_open_files(len(self._writers) + 64)
+                writer = pq.ParquetWriter(self.path(day), table.schema, **_WRITER_OPTIONS)
+                self._writers[day] = writer
+            writer.write_table(table)
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def close(self) -> None:
+        """Finish every date's file and flush it to disk."""
+        self._wait()
+        self._worker.shutdown()
+        for day, writer in self._writers.items():
+            writer.close()
+            with open(self.path(day), "rb+") as f:
+                os.fsync(f.fileno())
+
+    def discard(self) -> None:
+        """Close and delete whatever was staged."""
+        with contextlib.suppress(Exception):
+            self._wait()
+        self._worker.shutdown()
+        for writer in self._writers.values():
+            with contextlib.suppress(Exception):
+                writer.close()
+        self._writers.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.folder.parent.rmdir()  # ``_staging`` goes when nothing else is staged
+
+
+def _allow_open_files(n: int) -> None:
+    """Raise the soft limit on open files to ``n`` if the hard limit allows it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n:
+        want = n if hard == resource.RLIM_INFINITY else min(n, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))

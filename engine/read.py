@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,10 +227,13 @@ def _polars_read(source: str | bytes, names: tuple[str, ...], *, ragged: bool) -
     )
 
 
-def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrders:
-    """Read an order CSV as text columns; raise ``InputFileError`` for structural problems."""
-    path = str(path)
-    name = display_name or path
+def open_header(
+    path: str, name: str
+) -> tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Return the file's size, header, extra columns and the column names Polars should use.
+
+    Raises ``InputFileError`` for an unreadable file or a header that cannot serve the contract.
+    """
     try:
         size = Path(path).stat().st_size
         with open(path, "rb") as f:
@@ -240,6 +244,96 @@ def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrde
     extras = check_header(name, header)
     # Polars names columns positionally; an empty or repeated extra name must stay unique.
     names = tuple(h if h else f"__unnamed_{i}" for i, h in enumerate(header))
+    return size, header, extras, names
+
+
+def text_batches(
+    path: str, names: tuple[str, ...], *, batch_bytes: int
+) -> Iterator[pl.DataFrame]:
+    """Yield the file's records as text frames of about ``batch_bytes`` of CSV each, in order.
+
+    Each frame is what ``read_orders`` would have read for those records: Polars parses every
+    piece, the first with the header. A piece ends only at a line end with an even number of
+    quote characters before it, so a quoted field that spans lines is never cut. Memory
+    follows ``batch_bytes``: the file is read in blocks, never whole. Raises what Polars raises
+    for a piece it refuses.
+    """
+    carry = b""
+    first = True
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(batch_bytes)
+            data = carry + block
+            cut = len(data) if not block else _last_record_end(data)
+            if cut <= 0 and block:
+                carry = data  # no whole record yet: read on
+                continue
+            piece, carry = data[:cut], data[cut:]
+            if piece or first:
+                yield _read_piece(piece, names, header=first)
+                first = False
+            if not block:
+                return
+
+
+def _read_piece(piece: bytes, names: tuple[str, ...], *, header: bool) -> pl.DataFrame:
+    if header:
+        return _polars_read(piece, names, ragged=False)
+    return pl.read_csv(
+        piece,
+        has_header=False,
+        schema={n: pl.String() for n in names},
+        empty_string_is_null=False,
+        quote_char='"',
+        encoding="utf8",
+        raise_if_empty=False,
+    )
+
+
+def _last_record_end(data: bytes) -> int:
+    """Return the index just past the last LF outside quotes in ``data``, or 0 if none."""
+    cut = data.rfind(b"\n")
+    quotes = data.count(b'"', 0, cut) if cut >= 0 else 0
+    while cut >= 0 and quotes % 2:
+        prev = data.rfind(b"\n", 0, cut)
+        quotes -= data.count(b'"', prev + 1, cut) if prev >= 0 else quotes
+        cut = prev
+    return cut + 1
+
+
+def strip_columns(frame: pl.DataFrame, names: tuple[str, ...], offset: int = 0) -> pl.DataFrame:
+    """Return ``__row`` (from ``offset``), the contract's columns stripped, then the extras."""
+    return frame.select(
+        pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).alias(ROW),
+        *[pl.col(c).str.strip_chars() for c in ORDER_COLUMNS],
+        *[pl.col(n) for n in names if n not in ORDER_COLUMNS],
+    )
+
+
+def has_nul(frame: pl.DataFrame) -> bool:
+    """Return whether any text field holds a NUL byte."""
+    cols = [c for c, t in frame.schema.items() if t == pl.String]
+    if not cols:
+        return False
+    return bool(frame.select(
+        pl.any_horizontal([pl.col(c).str.contains("\x00", literal=True).any() for c in cols])
+    ).item())
+
+
+def has_nul_byte(path: str) -> bool:
+    """Return whether the file holds a NUL byte anywhere (a fast scan of the raw bytes)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            if b"\x00" in chunk:
+                return True
+    return False
+
+
+def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrders:
+    """Read an order CSV as text columns; raise ``InputFileError`` for structural problems."""
+    path = str(path)
+    name = display_name or path
+    size, header, extras, names = open_header(path, name)
     ragged = False
     try:
         frame = _polars_read(path, names, ragged=False)
@@ -251,11 +345,7 @@ def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrde
     warnings: list[str] = []
     if extras:
         warnings.append("extra columns ignored: " + ", ".join(e or "(unnamed)" for e in extras))
-    frame = frame.select(
-        pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW),
-        *[pl.col(c).str.strip_chars() for c in ORDER_COLUMNS],
-        *[pl.col(n) for n in names if n not in ORDER_COLUMNS],
-    )
+    frame = strip_columns(frame, names)
     return RawOrders(
         path=name,
         frame=frame,
@@ -269,10 +359,7 @@ def read_orders(path: str | Path, *, display_name: str | None = None) -> RawOrde
 
 def _check_no_nul(path: str, name: str, frame: pl.DataFrame) -> None:
     """Raise for NUL bytes past the first ``HEAD_BYTES`` (the head was checked already)."""
-    has_nul = pl.any_horizontal(
-        [pl.col(c).str.contains("\x00", literal=True).any() for c in frame.columns]
-    )
-    if not frame.select(has_nul).item():
+    if not has_nul(frame):
         return
     offset, line = 0, 1
     with open(path, "rb") as f:

@@ -264,6 +264,7 @@ def test_smoke_run_writes_json_and_markdown_with_every_contender(tmp_path: Path)
     names = [c["name"] for c in data["contenders"]]
     assert names == [
         "engine_process",
+        "engine_validate",
         "engine_kpis",
         "engine_kpis_streaming",
         "duckdb_sql",
@@ -278,7 +279,8 @@ def test_smoke_run_writes_json_and_markdown_with_every_contender(tmp_path: Path)
         assert c["status"] in ("ok", "skipped"), c
         if c["status"] == "ok":
             assert c["median_s"] > 0 and c["peak_rss_mb"] > 0 and c["ratio_to_floor"] > 0
-            assert c["answers_match"] is (c["name"] != "polars_floor" or None)
+            writes_kpis = c["name"] not in ("polars_floor", "engine_validate")
+            assert c["answers_match"] is (writes_kpis or None)
     for peer in ("duckdb_sql", "pandas_groupby", "python_loop", "polars_floor"):
         assert next(c for c in data["contenders"] if c["name"] == peer)["status"] == "ok"
     md = (tmp_path / "res" / "latest.md").read_text()

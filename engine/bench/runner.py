@@ -81,6 +81,12 @@ CONTENDERS: tuple[Contender, ...] = (
         ("-c", _CLI, "process", "{csv}", "--out", "{out}"),
     ),
     Contender(
+        "engine_validate",
+        "order-kpis validate CSV: read and validate in batches; no lake, no KPIs",
+        ("-c", _CLI, "validate", "{csv}"),
+        writes_kpis=False,
+    ),
+    Contender(
         "engine_kpis",
         "engine.read.scan_orders_typed + engine.kpis, collect_all in-memory (no validation)",
         ("-m", _PEERS + "engine_kpis", "--polars-engine", "in-memory", "{csv}", "{out}"),

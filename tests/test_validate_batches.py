@@ -1,0 +1,151 @@
+"""Batched validation gives the same report, rows and KPIs as reading the whole file at once.
+
+``validate_file`` reads a file in pieces of about ``batch_bytes``; tiny pieces here put
+duplicates, bad values, blank lines and multi-line quoted fields on different batches. The
+reference is the whole-file path (``read_orders`` + ``validate_raw``) that batching replaced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine.errors import InputFileError
+from engine.lake import LocalLake
+from engine.pipeline import process_paths
+from engine.read import read_orders
+from engine.validate import validate_file, validate_raw
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = "order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+FIXTURES = sorted((ROOT / "fixtures").glob("*.csv")) + sorted((ROOT / "fixtures/bad").glob("*.csv"))
+
+
+def _row(i: int, *, order_id: str | None = None, qty: str = "2", day: int = 6) -> str:
+    oid = order_id or f"ORD{i}"
+    return f"{oid},CUST{i % 7},2025-07-{day:02d},Books,P{i % 3},{qty},19.99,false\n"
+
+
+def _whole_file(path: Path) -> dict[str, object]:
+    res = validate_raw(read_orders(path), path)
+    return res.report.to_dict()
+
+
+def _write(tmp_path: Path, text: str, name: str = "orders.csv") -> Path:
+    p = tmp_path / name
+    p.write_bytes(text.encode())
+    return p
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+@pytest.mark.parametrize("batch_bytes", [1, 2, 1000])
+def test_every_fixture_gets_the_same_report_in_any_batch_size(path: Path, batch_bytes: int) -> None:
+    try:  # the whole-file path, where it does not raise for the file's structure
+        ref = validate_raw(read_orders(path, display_name=str(path)), path)
+    except InputFileError:
+        ref = validate_file(path, batch_bytes=10**9)
+    got = validate_file(path, batch_bytes=batch_bytes)
+    assert got.report.to_dict() == ref.report.to_dict()
+    if ref.cleaned is not None:
+        assert got.cleaned is not None and got.cleaned.equals(ref.cleaned)
+
+
+def test_valid_multi_batch_file_matches_the_whole_file_path(tmp_path: Path) -> None:
+    text = HEADER + "".join(_row(i, day=1 + i % 5) for i in range(23))
+    text += '\n  ORD99 ,"CUST\n9",2025-07-02,Books,P1,1,5,TRUE\n\n'  # blank lines, a CR-less LF
+    path = _write(tmp_path, text)
+    got = validate_file(path, batch_bytes=4)
+    assert got.report.status == "valid" and got.report.rows == 24
+    assert got.report.to_dict() == _whole_file(path)
+    ref = validate_raw(read_orders(path), path).cleaned
+    assert got.cleaned is not None and ref is not None and got.cleaned.equals(ref)
+
+
+def test_rows_go_to_on_rows_batch_by_batch_when_the_file_is_valid(tmp_path: Path) -> None:
+    path = _write(tmp_path, HEADER + "".join(_row(i) for i in range(10)))
+    seen: list[int] = []
+    res = validate_file(path, on_rows=lambda df: seen.append(df.height), batch_bytes=150)
+    assert res.streamed and res.cleaned is None
+    assert sum(seen) == 10 and len([n for n in seen if n]) >= 4
+
+
+def test_duplicate_ids_in_different_batches_name_every_line(tmp_path: Path) -> None:
+    rows = [_row(i) for i in range(12)]
+    rows[1] = _row(1, order_id="DUP")
+    rows[10] = _row(10, order_id="DUP")
+    path = _write(tmp_path, HEADER + "".join(rows))
+    got = validate_file(path, batch_bytes=3)
+    assert not got.streamed and got.report.status == "invalid"
+    unique = [f for f in got.report.findings if f.rule == "unique"]
+    assert [f.line for f in unique] == [3, 12]
+    assert all("lines 3, 12" in f.message for f in unique)
+    assert got.report.to_dict() == _whole_file(path)
+
+
+def test_a_bad_value_in_a_late_batch_is_reported_at_its_line(tmp_path: Path) -> None:
+    rows = [_row(i) for i in range(9)]
+    rows[0] = 'ORD0,"CUST\n0",2025-07-06,Books,P0,2,19.99,false\n'  # one record, two lines
+    rows[8] = _row(8, qty="-3")
+    path = _write(tmp_path, HEADER + "".join(rows))
+    got = validate_file(path, batch_bytes=2)
+    [f] = got.report.findings
+    assert (f.line, f.column, f.value) == (11, "quantity", "-3")
+    assert got.report.to_dict() == _whole_file(path)
+
+
+def test_a_structural_error_in_a_late_batch_gets_its_precise_message(tmp_path: Path) -> None:
+    rows = [_row(i) for i in range(9)]
+    rows[7] = 'ORD7,CU"ST,2025-07-06,Books,P0,2,19.99,false\n'
+    path = _write(tmp_path, HEADER + "".join(rows))
+    got = validate_file(path, batch_bytes=2)
+    assert got.report.structural is not None
+    assert got.report.structural.line == 9 and got.report.structural.rule == "quote"
+
+
+@pytest.mark.parametrize("policy", ["reject", "quarantine-rows"])
+def test_process_in_tiny_batches_gives_the_same_lake_and_kpis(
+    tmp_path: Path, policy: str
+) -> None:
+    good = _write(tmp_path, HEADER + "".join(_row(i, day=1 + i % 4) for i in range(30)), "a.csv")
+    resent = HEADER + "".join(_row(i, day=2, qty="5") for i in range(0, 30, 3))
+    bad = _write(tmp_path, resent + _row(99, qty="x") + "".join(_row(i) for i in range(100, 200)),
+                 "b.csv")
+    outs = []
+    for batch_bytes in (3, 10**6):
+        out = tmp_path / f"out{batch_bytes}"
+        res = process_paths([good, bad], out, on_invalid=policy,  # type: ignore[arg-type]
+                            max_invalid_ratio=0.05, batch_bytes=batch_bytes)
+        outs.append(out)
+        assert [f.outcome for f in res.files] == [
+            "accepted", "quarantined" if policy == "quarantine-rows" else "rejected"
+        ]
+        assert not (out / "lake" / "_staging").exists()
+    for name in ("category_kpis.csv", "daily_kpis.csv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    lakes = [LocalLake(o / "lake") for o in outs]
+    assert lakes[0].dates() == lakes[1].dates()
+    for day in lakes[0].dates():
+        a, b = (pl.read_parquet(lk.objects(day)).sort("order_id", "_seq") for lk in lakes)
+        assert a.equals(b)
+
+
+def test_kpis_in_date_groups_equal_kpis_in_one_go(tmp_path: Path) -> None:
+    text = HEADER + "".join(_row(i, day=1 + i % 9) for i in range(60))
+    path = _write(tmp_path, text)
+    resend = _write(tmp_path, HEADER + _row(3, day=4, qty="7"), "resend.csv")
+    outs = []
+    for max_rows in (1, 10**9):
+        out = tmp_path / f"o{max_rows}"
+        process_paths([path, resend], out)
+        lake = LocalLake(out / "lake")
+        lake.mark_pending(lake.dates())
+        from engine.pipeline import refresh_tables
+
+        with lake.locked():
+            cat, day = refresh_tables(lake, out, max_rows=max_rows)
+        outs.append((cat, day))
+        assert lake.date_groups(lake.dates(), max_rows)[0][0] == dt.date(2025, 7, 1)
+    assert outs[0][0].equals(outs[1][0]) and outs[0][1].equals(outs[1][1])
