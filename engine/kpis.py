@@ -9,23 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
-CATEGORY_COLUMNS: tuple[str, ...] = (
-    "category",
-    "order_date",
-    "daily_revenue",
-    "avg_order_value",
-    "avg_return_rate",
-    "orders",
-    "returned_orders",
-)
-DAILY_COLUMNS: tuple[str, ...] = (
-    "order_date",
-    "total_orders",
-    "total_revenue",
-    "total_items_sold",
-    "return_rate",
-    "unique_customers",
-)
+from engine.columns import CATEGORY_COLUMNS, DAILY_COLUMNS
+
 MONEY = pl.Decimal(38, 2)
 RATE = pl.Decimal(38, 4)
 _E4 = 10_000  # prices and revenues are held in ten-thousandths

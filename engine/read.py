@@ -18,8 +18,9 @@ from pathlib import Path
 
 import polars as pl
 
+from engine.columns import ORDER_COLUMNS
 from engine.errors import InputFileError
-from engine.schema import LAKE_SCHEMA, ORDER_COLUMNS
+from engine.schema import LAKE_SCHEMA
 
 log = logging.getLogger(__name__)
 

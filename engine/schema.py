@@ -14,17 +14,7 @@ from functools import cache
 import pandera.polars as pa
 import polars as pl
 
-ORDER_COLUMNS: tuple[str, ...] = (
-    "order_id",
-    "customer_id",
-    "order_date",
-    "category",
-    "product_id",
-    "quantity",
-    "unit_price",
-    "returned",
-)
-DEFAULT_CATEGORIES: tuple[str, ...] = ("Electronics", "Books", "Clothing")
+from engine.columns import DEFAULT_CATEGORIES
 
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 INTEGER_PATTERN = r"^[0-9]+$"

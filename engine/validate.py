@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from engine.columns import ORDER_COLUMNS
 from engine.errors import InputFileError
 from engine.read import (
     HEAD_BYTES,
@@ -38,7 +39,6 @@ from engine.read import (
 )
 from engine.schema import (
     LAKE_SCHEMA,
-    ORDER_COLUMNS,
     RULE_IDS,
     RULE_MESSAGES,
     OrderModel,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.cli import main
-from engine.schema import DEFAULT_CATEGORIES, ORDER_COLUMNS
+from engine.columns import DEFAULT_CATEGORIES, ORDER_COLUMNS
 from tests import oracle
 
 DATES = ["2025-07-05", "2025-07-06", "2025-07-07", "2024-02-29"]

@@ -18,20 +18,12 @@ from typing import BinaryIO
 
 import polars as pl
 
+from engine.columns import DEFAULT_CATEGORIES, ORDER_COLUMNS
+
 logger = logging.getLogger(__name__)
 
-COLUMNS: tuple[str, ...] = (
-    "order_id",
-    "customer_id",
-    "order_date",
-    "category",
-    "product_id",
-    "quantity",
-    "unit_price",
-    "returned",
-)
-DEFAULT_CATEGORIES: tuple[str, ...] = ("Electronics", "Books", "Clothing")
-"""The categories the validator accepts by default: files built from these are valid."""
+COLUMNS = ORDER_COLUMNS
+
 ALL_CATEGORIES: tuple[str, ...] = (
     "Electronics",
     "Books",

@@ -13,24 +13,10 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from pathlib import Path
 
 from engine.bench.peers import UNAVAILABLE
+from engine.columns import CATEGORY_COLUMNS, DAILY_COLUMNS
 
-CATEGORY_HEADER: tuple[str, ...] = (
-    "category",
-    "order_date",
-    "daily_revenue",
-    "avg_order_value",
-    "avg_return_rate",
-    "orders",
-    "returned_orders",
-)
-DAILY_HEADER: tuple[str, ...] = (
-    "order_date",
-    "total_orders",
-    "total_revenue",
-    "total_items_sold",
-    "return_rate",
-    "unique_customers",
-)
+CATEGORY_HEADER = CATEGORY_COLUMNS
+DAILY_HEADER = DAILY_COLUMNS
 CATEGORY_FILE = "category_kpis.csv"
 DAILY_FILE = "daily_kpis.csv"
 
