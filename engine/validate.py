@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,8 @@ ROW_WIDE = "(row)"  # the column shown in counts for a finding about a whole row
 # CSV bytes per piece (~0.5M orders at ~70 bytes each). Each extra MB of piece cost ~8 MB of
 # peak RSS when measured (text, stripped copy, checks, typed copy, the piece being written).
 BATCH_BYTES = 32 * 1024 * 1024
+# The most 64-bit id hashes checked for uniqueness at once; the rest wait in bucket files.
+HASH_BUCKET_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,8 @@ def validate_file(
     on_rows: Callable[[pl.DataFrame], None] | None = None,
     keep_rows: bool = True,
     batch_bytes: int = BATCH_BYTES,
+    spill_dir: Path | None = None,
+    bucket_bytes: int = HASH_BUCKET_BYTES,
 ) -> ValidationResult:
     """Validate one order CSV; never raises for bad data (the report says what is wrong).
 
@@ -207,12 +212,16 @@ def validate_file(
     (a finding, a duplicate id, Polars refusing the bytes) switches to the whole-file path
     (``read_orders`` + ``validate_raw``), which names every finding at its line and returns
     the valid rows in ``cleaned``: whatever ``on_rows`` got by then must be thrown away.
+    The id hashes that check uniqueness across batches wait in a temporary folder under
+    ``spill_dir`` (the system's temporary folder when None), deleted before this returns.
     """
     name = display_name or str(path)
     try:
-        streamed = _validate_batches(
-            str(path), name, categories, on_rows, keep_rows=keep_rows, batch_bytes=batch_bytes
-        )
+        with tempfile.TemporaryDirectory(prefix="ids-", dir=spill_dir) as spill:
+            streamed = _validate_batches(
+                str(path), name, categories, on_rows, keep_rows=keep_rows,
+                batch_bytes=batch_bytes, spill=Path(spill), bucket_bytes=bucket_bytes,
+            )
         if streamed is not None:
             return streamed
         raw = read_orders(path, display_name=name)
@@ -240,16 +249,40 @@ def _unique_columns(model: type[OrderModel]) -> tuple[str, ...]:
     return tuple(n for n, c in model.to_schema().columns.items() if c.unique)
 
 
-def _has_duplicates(hashes: list[pl.Series]) -> bool:
-    """Return whether two rows share a hash (a collision only sends the file to the exact path)."""
-    if not hashes:
+class _HashBuckets:
+    """64-bit hashes of one column, spilled piece by piece to bucket files by their top bits.
+
+    A valid row takes at least 18 bytes of CSV (its date alone takes 10), so a file of
+    ``file_bytes`` holds at most ``file_bytes / 2`` bytes of hashes: that fixes the number of
+    buckets (a power of two, at least 2) that keeps each one under ``bucket_bytes``.
+    """
+
+    def __init__(self, folder: Path, file_bytes: int, bucket_bytes: int) -> None:
+        folder.mkdir()
+        self.folder = folder
+        bits = max(1, (-(-file_bytes // 2 // bucket_bytes) - 1).bit_length())
+        self.divisor = 1 << (64 - bits)  # hash // divisor = its top ``bits`` bits
+
+    def add(self, hashes: pl.Series) -> None:
+        """Append each hash to its bucket's file (raw native uint64 values)."""
+        frame = pl.DataFrame({"h": hashes}).with_columns(b=pl.col("h") // self.divisor)
+        for (bucket,), part in frame.partition_by("b", as_dict=True).items():
+            arr = part["h"].to_arrow()
+            with open(self.folder / f"{bucket}.u64", "ab") as f:
+                f.write(arr.buffers()[1].slice(arr.offset * 8, len(arr) * 8))
+
+    def has_duplicates(self) -> bool:
+        """Return whether two rows share a hash (a collision only leads to the exact path)."""
+        import pyarrow as pa
+
+        for p in self.folder.glob("*.u64"):
+            data = pa.py_buffer(p.read_bytes())
+            allh = pl.Series(pa.Array.from_buffers(pa.uint64(), len(data) // 8, [None, data]))
+            del data
+            allh = allh.sort()
+            if (allh.slice(1) == allh.slice(0, len(allh) - 1)).any():
+                return True
         return False
-    allh = pl.concat(hashes, rechunk=True)
-    hashes.clear()  # before sorting: the pieces, the whole and the sorted copy would be 24 B/row
-    allh = allh.sort()
-    if len(allh) < 2:
-        return False
-    return bool((allh.slice(1) == allh.slice(0, len(allh) - 1)).any())
 
 
 def _exact_path(name: str, why: str) -> ValidationResult | None:
@@ -266,12 +299,15 @@ def _validate_batches(
     *,
     keep_rows: bool,
     batch_bytes: int,
+    spill: Path,
+    bucket_bytes: int,
 ) -> ValidationResult | None:
     """Validate batch by batch; return None as soon as the file is not plainly valid.
 
     File-wide rules the model states per column (``unique``) are run here across batches:
-    each batch keeps only a 64-bit hash per value; equal hashes send the file to the exact
-    path, which compares the text itself.
+    each batch spills a 64-bit hash per value to bucket files under ``spill``; the buckets are
+    checked one by one at the end, and equal hashes send the file to the exact path, which
+    compares the text itself.
     """
     import pandera.polars as pa
 
@@ -286,7 +322,7 @@ def _validate_batches(
         warnings=["extra columns ignored: " + ", ".join(e or "(unnamed)" for e in extras)]
         if extras else [],
     )
-    hashes: dict[str, list[pl.Series]] = {c: [] for c in unique_cols}
+    hashes = {c: _HashBuckets(spill / c, size, bucket_bytes) for c in unique_cols}
     kept: list[pl.DataFrame] = []
     dates: set[dt.date] = set()
     offset = n_blank = n_rows = 0
@@ -315,7 +351,7 @@ def _validate_batches(
                 return _exact_path(name, f"findings near record {offset}")
             n_rows += frame.height
             for c in unique_cols:
-                hashes[c].append(frame[c].hash())
+                hashes[c].add(frame[c].hash())
             typed = frame.select(typed_columns())
             del frame
             dates.update(typed["order_date"].unique().to_list())
@@ -325,7 +361,7 @@ def _validate_batches(
                 kept.append(typed)
     except pl.exceptions.PolarsError as e:
         return _exact_path(name, f"Polars refused a piece ({str(e).splitlines()[0][:200]})")
-    if any(_has_duplicates(h) for h in hashes.values()):
+    if any(h.has_duplicates() for h in hashes.values()):
         return _exact_path(name, "a repeated order_id hash")
     if n_blank:
         report.warnings.append(f"{n_blank} blank line(s) skipped")

@@ -149,3 +149,73 @@ def test_kpis_in_date_groups_equal_kpis_in_one_go(tmp_path: Path) -> None:
         outs.append((cat, day))
         assert lake.date_groups(lake.dates(), max_rows)[0][0] == dt.date(2025, 7, 1)
     assert outs[0][0].equals(outs[1][0]) and outs[0][1].equals(outs[1][1])
+
+
+def _spy_buckets(monkeypatch: pytest.MonkeyPatch) -> list[list[Path]]:
+    """Record the bucket files each uniqueness check finds on disk."""
+    from engine import validate
+
+    seen: list[list[Path]] = []
+    check = validate._HashBuckets.has_duplicates
+
+    def spy(self: validate._HashBuckets) -> bool:
+        seen.append(sorted(self.folder.glob("*.u64")))
+        return check(self)
+
+    monkeypatch.setattr(validate._HashBuckets, "has_duplicates", spy)
+    return seen
+
+
+def test_duplicates_in_different_pieces_of_one_bucket_of_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [_row(i) for i in range(40)]
+    rows[2] = _row(2, order_id="DUP")
+    rows[37] = _row(37, order_id="DUP")
+    path = _write(tmp_path, HEADER + "".join(rows))
+    seen = _spy_buckets(monkeypatch)
+    # one record a piece; 1.9 KB of CSV with 64-byte buckets: 16 buckets
+    got = validate_file(path, batch_bytes=3, bucket_bytes=64)
+    assert len(seen) == 1 and len(seen[0]) > 8
+    assert not got.streamed and got.report.status == "invalid"
+    assert [f.line for f in got.report.findings if f.rule == "unique"] == [4, 39]
+    assert got.report.to_dict() == _whole_file(path)
+    valid = _write(tmp_path, HEADER + "".join(_row(i) for i in range(40)), "valid.csv")
+    ok = validate_file(valid, batch_bytes=3, bucket_bytes=64)
+    assert ok.report.status == "valid" and ok.report.rows == 40
+
+
+def test_spilled_hashes_are_removed_after_success_and_rejection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _spy_buckets(monkeypatch)
+    good = _write(tmp_path, HEADER + "".join(_row(i) for i in range(20)), "good.csv")
+    dup = _write(tmp_path, HEADER + "".join(_row(i % 15) for i in range(20)), "dup.csv")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    for path, status in ((good, "valid"), (dup, "invalid")):
+        res = validate_file(path, batch_bytes=3, spill_dir=spill, bucket_bytes=64)
+        assert res.report.status == status
+        assert seen[-1] and all(p.is_relative_to(spill) for p in seen[-1])
+        assert list(spill.iterdir()) == []
+
+    def boom(df: pl.DataFrame) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        validate_file(good, batch_bytes=3, spill_dir=spill, on_rows=boom)
+    assert list(spill.iterdir()) == []
+
+    # process: the hashes live in the source's staging folder, gone before it enters the lake
+    add_staged = LocalLake.add_staged
+
+    def check_staged(self: LocalLake, staged: object, **kw: object) -> object:
+        assert not list(staged.folder.glob("ids-*"))  # type: ignore[attr-defined]
+        return add_staged(self, staged, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalLake, "add_staged", check_staged)
+    seen.clear()
+    res = process_paths([good, dup], tmp_path / "out", batch_bytes=3)
+    assert [f.outcome for f in res.files] == ["accepted", "rejected"]
+    assert len(seen) == 2 and all("_staging" in str(p) for files in seen for p in files)
+    assert not (tmp_path / "out" / "lake" / "_staging").exists()
