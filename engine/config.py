@@ -46,18 +46,23 @@ class Settings:
             "category_table": "CATEGORY_KPI_TABLE",
             "state_table": "STATE_TABLE",
         }
-        missing = [v for v in names.values() if not e.get(v)]
-        if missing:
-            raise ConfigError(
-                "missing environment variable" + ("s" if len(missing) > 1 else "") + ": "
-                + ", ".join(missing)
-            )
-        values = {k: e[v] for k, v in names.items()}
+        values = _required(e, names)
         return cls(
             input_key=unquote_plus(values["raw_input_key"]),
             categories_uri=e.get("CATEGORIES_S3_URI") or None,
             **values,
         )
+
+
+def _required(env: Mapping[str, str], names: Mapping[str, str]) -> dict[str, str]:
+    """Return {field: value} for every variable in ``names``; raise naming all that are missing."""
+    missing = [v for v in names.values() if not env.get(v)]
+    if missing:
+        raise ConfigError(
+            "missing environment variable" + ("s" if len(missing) > 1 else "") + ": "
+            + ", ".join(missing)
+        )
+    return {k: env[v] for k, v in names.items()}
 
 
 BACKFILL_ENV = "ORDER_KPIS_BACKFILL_STATE_MACHINE"
@@ -113,13 +118,11 @@ class ReprocessSettings:
             "date_from": "REPROCESS_DATE_FROM",
             "date_to": "REPROCESS_DATE_TO",
         }
-        missing = [v for v in names.values() if not e.get(v)]
-        if missing:
-            raise ConfigError("missing environment variable(s): " + ", ".join(missing))
+        values = _required(e, names)
         dates = {}
         for field_name in ("date_from", "date_to"):
             try:
-                dates[field_name] = dt.date.fromisoformat(e[names[field_name]])
+                dates[field_name] = dt.date.fromisoformat(values[field_name])
             except ValueError:
                 raise ConfigError(
                     f"{names[field_name]}={e[names[field_name]]!r} is not a date (YYYY-MM-DD)"
@@ -128,9 +131,9 @@ class ReprocessSettings:
             raise ConfigError(f"REPROCESS_DATE_FROM {dates['date_from']} is after"
                               f" REPROCESS_DATE_TO {dates['date_to']}")
         return cls(
-            cleaned_bucket=e[names["cleaned_bucket"]],
-            order_table=e[names["order_table"]],
-            category_table=e[names["category_table"]],
-            state_table=e[names["state_table"]],
+            cleaned_bucket=values["cleaned_bucket"],
+            order_table=values["order_table"],
+            category_table=values["category_table"],
+            state_table=values["state_table"],
             **dates,
         )

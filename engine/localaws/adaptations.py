@@ -289,11 +289,28 @@ def install_ecs_casing() -> None:
         state_task_service_ecs as ecs_mod,
     )
 
-    cls = ecs_mod.StateTaskServiceEcs
+    _install_boto_casing(ecs_mod.StateTaskServiceEcs, keep_moto_normalising=False)
+
+
+def _install_boto_casing(
+    cls: Any,
+    *,
+    keep_moto_normalising: bool,
+    fix_response: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Make a service integration convert parameters to boto3's casing and responses back.
+
+    Uses moto's own converters (``_to_boto_request``/``_from_boto_response``) with botocore's
+    shapes; ``keep_moto_normalising`` runs moto's own normalisation first.
+    """
+    params_original: Any = cls._normalise_parameters
+    response_original: Any = cls._normalise_response
 
     def _normalise_parameters(self: Any, parameters: dict[str, Any],
                               boto_service_name: str | None = None,
                               service_action_name: str | None = None) -> None:
+        if keep_moto_normalising:
+            params_original(self, parameters, boto_service_name, service_action_name)
         op = _operation_model(self._get_boto_service_name(boto_service_name),
                               self._get_boto_service_action(service_action_name))
         if op.input_shape is not None:
@@ -301,10 +318,14 @@ def install_ecs_casing() -> None:
 
     def _normalise_response(self: Any, response: Any, boto_service_name: str | None = None,
                             service_action_name: str | None = None) -> None:
+        if keep_moto_normalising:
+            response_original(self, response, boto_service_name, service_action_name)
         op = _operation_model(self._get_boto_service_name(boto_service_name),
                               self._get_boto_service_action(service_action_name))
         if op.output_shape is not None:
             self._from_boto_response(response, op.output_shape)
+        if fix_response is not None:
+            fix_response(response)
 
     _patch(cls, "_normalise_parameters", _normalise_parameters)
     _patch(cls, "_normalise_response", _normalise_response)
@@ -618,32 +639,16 @@ def install_sfn_casing() -> None:
     poller reads ``ExecutionArn`` from a response that has ``executionArn``. moto's own
     normalisation (``Input`` as JSON text) runs first.
     """
-    cls = _mod(_SERVICES + "state_task_service_sfn").StateTaskServiceSfn
-    params_original: Any = cls._normalise_parameters
-    response_original: Any = cls._normalise_response
-
-    def _normalise_parameters(self: Any, parameters: dict[str, Any],
-                              boto_service_name: str | None = None,
-                              service_action_name: str | None = None) -> None:
-        params_original(self, parameters, boto_service_name, service_action_name)
-        op = _operation_model(self._get_boto_service_name(boto_service_name),
-                              self._get_boto_service_action(service_action_name))
-        if op.input_shape is not None:
-            self._to_boto_request(parameters, op.input_shape)
-
-    def _normalise_response(self: Any, response: Any, boto_service_name: str | None = None,
-                            service_action_name: str | None = None) -> None:
-        response_original(self, response, boto_service_name, service_action_name)
-        op = _operation_model(self._get_boto_service_name(boto_service_name),
-                              self._get_boto_service_action(service_action_name))
-        if op.output_shape is not None:
-            self._from_boto_response(response, op.output_shape)
+    def dates_as_text(response: dict[str, Any]) -> None:
         for k, v in list(response.items()):
             if isinstance(v, dt.datetime):  # StartDate/StopDate: AWS gives text
                 response[k] = v.isoformat()
 
-    _patch(cls, "_normalise_parameters", _normalise_parameters)
-    _patch(cls, "_normalise_response", _normalise_response)
+    _install_boto_casing(
+        _mod(_SERVICES + "state_task_service_sfn").StateTaskServiceSfn,
+        keep_moto_normalising=True,
+        fix_response=dates_as_text,
+    )
 
 
 def s3_listing_items(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
