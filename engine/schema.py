@@ -1,9 +1,9 @@
-"""What a valid order row is: the pandera-polars model, and nothing about how it is run.
+"""The pandera-polars model of an order row: the rules of ``engine/rules.py`` as checks.
 
-The model is declared over the text of each field (after surrounding whitespace is stripped),
-because the contract is about how values are *written* (``2025-07-06``, not ``2025/07/06``;
-at most 4 decimal places) and Polars' typed parsers are more lenient than that. ``validate.py``
-runs the model; ``typed_columns`` turns rows that passed into typed columns.
+The model is declared over the text of each field (after surrounding whitespace is stripped);
+each check wraps one rule of ``rules.ROW_RULES``, so pandera and the streaming validator judge
+with the same expressions. Pandera's part is the report: it names every failing row, column
+and value. ``validate.py`` runs the model; ``rules.typed_columns`` types rows that passed.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from functools import cache
 import pandera.polars as pa
 import polars as pl
 
+from engine import rules
 from engine.columns import DEFAULT_CATEGORIES
+from engine.rules import LAKE_SCHEMA, typed_columns
 
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-INTEGER_PATTERN = r"^[0-9]+$"
-DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]{1,4})?$"
-# Longer values cannot be a sane quantity or price and would overflow exact arithmetic.
-MAX_NUMBER_CHARS = 18
+__all__ = ["LAKE_SCHEMA", "RULE_IDS", "RULE_MESSAGES", "OrderModel", "order_model", "typed_columns"]
 
 # Rule name (as pandera reports it) -> what a business user reads.
 RULE_MESSAGES: dict[str, str] = {
@@ -45,14 +43,14 @@ RULE_IDS: dict[str, str] = {
 }
 
 
-def _text(data: pa.PolarsData) -> pl.Expr:
-    return pl.col(data.key)
+def _columns(rule: str) -> tuple[str, ...]:
+    return rules.ROW_RULES[rule][1]
 
 
 class OrderModel(pa.DataFrameModel):
     """One order row, as text. ``returned`` is any letter case of true/false."""
 
-    order_id: str = pa.Field(unique=True)
+    order_id: str = pa.Field(unique=True)  # rules.UNIQUE_COLUMNS
     customer_id: str
     order_date: str
     category: str
@@ -61,49 +59,33 @@ class OrderModel(pa.DataFrameModel):
     unit_price: str
     returned: str
 
-    @pa.check("order_id", "customer_id", "product_id", "category", name="not_empty")
+    @pa.check(*_columns("not_empty"), name="not_empty")
     def not_empty(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(_text(data).str.len_bytes() > 0)
+        return cls._run(rules.not_empty, data)
 
-    @pa.check("category", name="allowed_category")
+    @pa.check(*_columns("allowed_category"), name="allowed_category")
     def allowed_category(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        col = _text(data)
-        # An empty category is reported once, by not_empty.
-        return data.lazyframe.select(
-            col.is_in(list(cls.allowed_categories())) | (col.str.len_bytes() == 0)
-        )
+        return cls._run(rules.allowed_category, data)
 
-    @pa.check("order_date", name="calendar_date")
+    @pa.check(*_columns("calendar_date"), name="calendar_date")
     def calendar_date(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        col = _text(data)
-        return data.lazyframe.select(
-            col.str.contains(DATE_PATTERN)
-            & col.str.to_date("%Y-%m-%d", strict=False).is_not_null()
-        )
+        return cls._run(rules.calendar_date, data)
 
-    @pa.check("quantity", name="positive_integer")
+    @pa.check(*_columns("positive_integer"), name="positive_integer")
     def positive_integer(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        col = _text(data)
-        ok = (
-            col.str.contains(INTEGER_PATTERN)
-            & (col.str.len_bytes() <= MAX_NUMBER_CHARS)
-            & (col.str.to_integer(strict=False) > 0)
-        )
-        return data.lazyframe.select(ok.fill_null(False))
+        return cls._run(rules.positive_integer, data)
 
-    @pa.check("unit_price", name="positive_decimal")
+    @pa.check(*_columns("positive_decimal"), name="positive_decimal")
     def positive_decimal(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        col = _text(data)
-        ok = (
-            col.str.contains(DECIMAL_PATTERN)
-            & (col.str.len_bytes() <= MAX_NUMBER_CHARS)
-            & (col.str.to_decimal(scale=4) > 0)
-        )
-        return data.lazyframe.select(ok.fill_null(False))
+        return cls._run(rules.positive_decimal, data)
 
-    @pa.check("returned", name="true_or_false")
+    @pa.check(*_columns("true_or_false"), name="true_or_false")
     def true_or_false(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(_text(data).str.to_lowercase().is_in(["true", "false"]))
+        return cls._run(rules.true_or_false, data)
+
+    @classmethod
+    def _run(cls, rule: rules.Rule, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(rule(pl.col(data.key), cls.allowed_categories()))
 
     @classmethod
     def allowed_categories(cls) -> tuple[str, ...]:
@@ -133,29 +115,3 @@ def order_model(categories: Iterable[str] | None = None) -> type[OrderModel]:
     if cats == tuple(sorted(DEFAULT_CATEGORIES)):
         return OrderModel
     return _model_for(cats)
-
-
-def typed_columns() -> list[pl.Expr]:
-    """Return expressions turning validated text columns into the lake's typed columns."""
-    return [
-        pl.col("order_id"),
-        pl.col("customer_id"),
-        pl.col("order_date").str.to_date("%Y-%m-%d"),
-        pl.col("category"),
-        pl.col("product_id"),
-        pl.col("quantity").str.to_integer().cast(pl.Int64),
-        pl.col("unit_price").str.to_decimal(scale=4).cast(pl.Decimal(38, 4)),
-        (pl.col("returned").str.to_lowercase() == "true").alias("returned"),
-    ]
-
-
-LAKE_SCHEMA: dict[str, pl.DataType] = {
-    "order_id": pl.String(),
-    "customer_id": pl.String(),
-    "order_date": pl.Date(),
-    "category": pl.String(),
-    "product_id": pl.String(),
-    "quantity": pl.Int64(),
-    "unit_price": pl.Decimal(38, 4),
-    "returned": pl.Boolean(),
-}

@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import queue
 import tempfile
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,16 +22,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
-from engine.columns import ORDER_COLUMNS
+from engine.columns import DEFAULT_CATEGORIES, ORDER_COLUMNS
 from engine.errors import InputFileError
 from engine.read import (
-    HEAD_BYTES,
     MAX_FIELD_BYTES,
     MAX_LINE_BYTES,
     ROW,
+    NulByteError,
     RawOrders,
     file_digest,
-    has_nul_byte,
     layout,
     open_header,
     oversized_fields,
@@ -38,17 +39,12 @@ from engine.read import (
     strip_columns,
     text_batches,
 )
-from engine.schema import (
-    LAKE_SCHEMA,
-    RULE_IDS,
-    RULE_MESSAGES,
-    OrderModel,
-    order_model,
-    typed_columns,
-)
+from engine.rules import BLANK, LAKE_SCHEMA, OK, UNIQUE_COLUMNS, checked_piece, typed_columns
 
 if TYPE_CHECKING:
     from pandera.api.polars.container import DataFrameSchema
+
+    from engine.schema import OrderModel
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +233,7 @@ def validate_file(
 
 @cache
 def _row_schema(model: type[OrderModel]) -> DataFrameSchema:
-    """Return the model's schema without its file-wide rules (``unique``), to run per batch."""
+    """Return the model's schema without its file-wide rules (``unique``), to run per piece."""
     schema = model.to_schema()
     for name, col in schema.columns.items():
         if col.unique:
@@ -245,8 +241,8 @@ def _row_schema(model: type[OrderModel]) -> DataFrameSchema:
     return schema
 
 
-def _unique_columns(model: type[OrderModel]) -> tuple[str, ...]:
-    return tuple(n for n, c in model.to_schema().columns.items() if c.unique)
+def _allowed(categories: Iterable[str] | None) -> tuple[str, ...]:
+    return DEFAULT_CATEGORIES if categories is None else tuple(sorted(set(categories)))
 
 
 class _HashBuckets:
@@ -302,65 +298,61 @@ def _validate_batches(
     spill: Path,
     bucket_bytes: int,
 ) -> ValidationResult | None:
-    """Validate batch by batch; return None as soon as the file is not plainly valid.
+    """Validate piece by piece; return None as soon as the file is not plainly valid.
 
-    File-wide rules the model states per column (``unique``) are run here across batches:
-    each batch spills a 64-bit hash per value to bucket files under ``spill``; the buckets are
-    checked one by one at the end, and equal hashes send the file to the exact path, which
-    compares the text itself.
+    Each piece is judged by ``rules.checked_piece`` in one select that also types it; only a
+    piece that does not plainly pass (a padded value, a blank line full of spaces, a finding)
+    is judged again by the pandera model, on its stripped text. File-wide rules
+    (``UNIQUE_COLUMNS``) are run here across pieces: each piece spills a 64-bit hash per value
+    to bucket files under ``spill``; the buckets are checked one by one at the end, and equal
+    hashes send the file to the exact path, which compares the text itself. Parsing the next
+    piece overlaps checking this one (``_read_ahead``).
     """
-    import pandera.polars as pa
-
     size, _, extras, names = open_header(path, name)
-    if size > HEAD_BYTES and has_nul_byte(path):
-        return _exact_path(name, "a NUL byte")
-    model = order_model(categories)
-    schema = _row_schema(model)
-    unique_cols = _unique_columns(model)
+    allowed = _allowed(categories)
+    judge = checked_piece(names, allowed, max_field_bytes=MAX_FIELD_BYTES,
+                          max_line_bytes=MAX_LINE_BYTES)
     report = ValidationReport(
         file=name, size_bytes=size, sha256=None, status="valid",
         warnings=["extra columns ignored: " + ", ".join(e or "(unnamed)" for e in extras)]
         if extras else [],
     )
-    hashes = {c: _HashBuckets(spill / c, size, bucket_bytes) for c in unique_cols}
+    hashes = {c: _HashBuckets(spill / c, size, bucket_bytes) for c in UNIQUE_COLUMNS}
     kept: list[pl.DataFrame] = []
     dates: set[dt.date] = set()
     offset = n_blank = n_rows = 0
-    batches = text_batches(path, names, batch_bytes=batch_bytes)
+    pieces = _read_ahead(text_batches(path, names, batch_bytes=batch_bytes, refuse_nul=True))
     try:
-        for text in batches:
-            frame = strip_columns(text, names, offset)
-            offset += text.height
-            del text
-            cols = [c for c in frame.columns if c != ROW]
-            blank = pl.all_horizontal([pl.col(c).str.len_bytes() == 0 for c in cols])
-            too_big = pl.any_horizontal([pl.col(c).str.len_bytes() > MAX_FIELD_BYTES for c in cols])
-            line_bytes = pl.sum_horizontal([pl.col(c).str.len_bytes() for c in cols])
-            n_blank_here, n_big = frame.select(
-                blank.sum().alias("blank"),
-                (too_big | (line_bytes + len(cols) - 1 > MAX_LINE_BYTES)).sum().alias("big"),
+        for text in pieces:
+            checked = text.select(judge)
+            n_blank_here, plain = checked.select(
+                pl.col(BLANK).sum(), (pl.col(OK) | pl.col(BLANK)).all()
             ).row(0)
-            if n_big:
-                return _exact_path(name, "an oversized field or line")
-            if n_blank_here:
-                frame = frame.filter(~blank)
-                n_blank += n_blank_here
-            try:
-                schema.validate(frame, lazy=True)
-            except pa.errors.SchemaErrors:
-                return _exact_path(name, f"findings near record {offset}")
-            n_rows += frame.height
-            for c in unique_cols:
-                hashes[c].add(frame[c].hash())
-            typed = frame.select(typed_columns())
-            del frame
+            if plain:
+                typed = checked.filter(~pl.col(BLANK)) if n_blank_here else checked
+                typed = typed.drop(OK, BLANK)
+            else:
+                judged = _judge_with_pandera(text, names, offset, allowed)
+                if judged is None:
+                    return _exact_path(name, f"findings near record {offset + text.height}")
+                typed, n_blank_here = judged
+            offset += text.height
+            del text, checked
+            n_blank += n_blank_here
+            n_rows += typed.height
+            for c in UNIQUE_COLUMNS:
+                hashes[c].add(typed[c].hash())
             dates.update(typed["order_date"].unique().to_list())
             if on_rows is not None:
                 on_rows(typed)
             elif keep_rows:
                 kept.append(typed)
+    except NulByteError:
+        return _exact_path(name, "a NUL byte")
     except pl.exceptions.PolarsError as e:
         return _exact_path(name, f"Polars refused a piece ({str(e).splitlines()[0][:200]})")
+    finally:
+        pieces.close()
     if any(h.has_duplicates() for h in hashes.values()):
         return _exact_path(name, "a repeated order_id hash")
     if n_blank:
@@ -374,6 +366,84 @@ def _validate_batches(
             pl.concat(kept) if kept else pl.DataFrame(schema=LAKE_SCHEMA)
         )
     return result
+
+
+def _judge_with_pandera(
+    text: pl.DataFrame, names: tuple[str, ...], offset: int, allowed: tuple[str, ...]
+) -> tuple[pl.DataFrame, int] | None:
+    """Judge a piece the slow, exact way; return its typed rows and blank lines, or None.
+
+    None means the piece has findings (or an oversized field or line): only the whole-file
+    path can name them at their lines.
+    """
+    import pandera.polars as pa
+
+    from engine.schema import order_model
+
+    frame = strip_columns(text, names, offset)
+    cols = [c for c in frame.columns if c != ROW]
+    blank = pl.all_horizontal([pl.col(c).str.len_bytes() == 0 for c in cols])
+    too_big = pl.any_horizontal([pl.col(c).str.len_bytes() > MAX_FIELD_BYTES for c in cols])
+    line_bytes = pl.sum_horizontal([pl.col(c).str.len_bytes() for c in cols])
+    n_blank, n_big = frame.select(
+        blank.sum().alias("blank"),
+        (too_big | (line_bytes + len(cols) - 1 > MAX_LINE_BYTES)).sum().alias("big"),
+    ).row(0)
+    if n_big:
+        return None
+    if n_blank:
+        frame = frame.filter(~blank)
+    try:
+        _row_schema(order_model(allowed)).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors:
+        return None
+    return frame.select(typed_columns()), n_blank
+
+
+def _read_ahead(items: Iterator[pl.DataFrame]) -> Generator[pl.DataFrame, None, None]:
+    """Yield ``items``, each produced on a worker thread while the previous one is used.
+
+    Parsing a piece (Polars, GIL released) then overlaps judging and staging the one before.
+    At most one piece waits. Exceptions reach the consumer in order; closing the generator
+    stops the worker.
+    """
+    slot: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    end = object()
+
+    def offer(item: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((True, item)):
+                    return
+            offer((True, end))
+        except BaseException as e:  # handed to the consumer, raised there
+            offer((False, e))
+
+    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = slot.get()
+            if not ok:
+                assert isinstance(item, BaseException)
+                raise item
+            if item is end:
+                return
+            assert isinstance(item, pl.DataFrame)
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def validate_raw(
@@ -395,6 +465,8 @@ def validate_raw(
         frame = frame.filter(~blank)
         report.warnings.append(f"{n_blank} blank line(s) skipped")
     report.rows = frame.height
+
+    from engine.schema import order_model
 
     model = order_model(categories)
     failures: pl.DataFrame | None = None
@@ -444,6 +516,8 @@ def _findings(
 
     Returns the findings and, for every failing record, its first line in the file.
     """
+    from engine.schema import RULE_IDS, RULE_MESSAGES
+
     if failures is not None:
         broken = failures.filter(pl.col("index").is_null())
         if broken.height:

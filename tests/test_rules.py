@@ -1,0 +1,147 @@
+"""The fused verdict (``rules.checked_piece``) and the pandera model judge rows the same way.
+
+Pandera is the reference here: the streaming validator trusts the fused verdict only when it
+says "valid", so a row it passes must pass pandera (after stripping) with the same typed
+values; and plainly written valid rows must pass it, or valid files would pay for pandera.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandera.polars as pa
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import rules
+from engine.columns import DEFAULT_CATEGORIES, ORDER_COLUMNS
+from engine.read import MAX_FIELD_BYTES, MAX_LINE_BYTES, ROW, strip_columns
+from engine.schema import OrderModel, order_model
+from engine.validate import _row_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = (*ORDER_COLUMNS, "note")
+
+# Values near each rule's edges, padded or not; every column draws from its own list.
+PAD = st.sampled_from(["", "", "", " ", "\t", "  "])
+VALUES: dict[str, list[str]] = {
+    "order_id": ["ORD1", "", "ORD 2", "é", '"q"'],
+    "customer_id": ["C1", "", "C 9"],
+    "order_date": ["2025-07-06", "2024-02-29", "2025-02-29", "2025-7-6", "2025/07/06",
+                   "20250706", "+2025-07-06", "2025-07-06T00:00", "",
+                   "\uff12\uff10\uff12\uff15-01-01"],
+    "category": [*DEFAULT_CATEGORIES, "books", "Toys", "", "Books "],
+    "product_id": ["P1", "", "SKU-9"],
+    "quantity": ["1", "7", "0", "-1", "+3", "1.0", "01", "9" * 18, "9" * 19, "1e3", "",
+                 "٣"],
+    "unit_price": ["19.99", "0.0001", "0", "0.00001", "1.", ".5", "-1", "1,5", "1e3",
+                   "9" * 18, "99999999999999.99", "1" * 19, "", "12.3400", "٣.5"],
+    "returned": ["true", "false", "TRUE", "False", "tRuE", "yes", "1", "", "t rue"],
+    "note": ["", "x"],
+}
+
+
+@st.composite
+def text_rows(draw: st.DrawFn) -> pl.DataFrame:
+    n = draw(st.integers(1, 6))
+    data = {
+        c: [draw(PAD) + draw(st.sampled_from(VALUES[c])) + draw(PAD) for _ in range(n)]
+        for c in NAMES
+    }
+    return pl.DataFrame(data, schema={c: pl.String for c in NAMES})
+
+
+def _verdicts(text: pl.DataFrame) -> tuple[pl.DataFrame, list[bool]]:
+    judged = text.select(rules.checked_piece(
+        NAMES, DEFAULT_CATEGORIES, max_field_bytes=MAX_FIELD_BYTES, max_line_bytes=MAX_LINE_BYTES,
+    ))
+    return judged, judged[rules.OK].to_list()
+
+
+def _pandera_passes(row: pl.DataFrame) -> bool:
+    try:
+        _row_schema(OrderModel).validate(strip_columns(row, NAMES).drop(ROW), lazy=True)
+    except pa.errors.SchemaErrors:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=text_rows())
+def test_fused_verdict_agrees_with_pandera_row_by_row(text: pl.DataFrame) -> None:
+    judged, ok = _verdicts(text)
+    for i in range(text.height):
+        row = text.slice(i, 1)
+        passes = _pandera_passes(row)
+        if ok[i]:
+            assert passes, f"fused verdict passed a row pandera rejects: {row.to_dicts()}"
+            want = strip_columns(row, NAMES).select(rules.typed_columns())
+            got = judged.slice(i, 1).select(list(rules.LAKE_SCHEMA))
+            assert got.equals(want), (got.to_dicts(), want.to_dicts())
+        elif passes:
+            # Allowed only when stripping changed a self-trimming field: that piece is judged
+            # again by pandera, on its stripped text.
+            padded = [c for c in ORDER_COLUMNS if row[c][0] != row[c][0].strip()]
+            assert padded, f"fused verdict rejected a plainly valid row: {row.to_dicts()}"
+
+
+def test_plain_valid_rows_pass_the_fused_verdict() -> None:
+    text = pl.read_csv(ROOT / "fixtures/orders_2025-07-07.csv", infer_schema=False)
+    text = text.with_columns(pl.lit("").alias("note"))
+    _, ok = _verdicts(text)
+    assert text.height > 0 and all(ok)
+
+
+def test_oversized_fields_and_nulls_fail_the_verdict() -> None:
+    row = {c: VALUES[c][0] for c in NAMES}
+    big = pl.DataFrame([{**row, "note": "x" * (MAX_FIELD_BYTES + 1)}])
+    missing = pl.DataFrame([{**row, "returned": None}], schema={c: pl.String for c in NAMES})
+    assert _verdicts(pl.DataFrame([row]))[1] == [True]
+    assert _verdicts(big)[1] == [False]
+    assert _verdicts(missing)[1] == [False]
+
+
+def test_the_model_checks_exactly_the_rules() -> None:
+    schema = OrderModel.to_schema()
+    declared = {
+        (name, check.name) for name, col in schema.columns.items() for check in col.checks
+    }
+    stated = {(c, rule) for rule, (_, cols) in rules.ROW_RULES.items() for c in cols}
+    assert declared == stated
+    assert tuple(n for n, c in schema.columns.items() if c.unique) == rules.UNIQUE_COLUMNS
+    assert set(schema.columns) == set(ORDER_COLUMNS)
+    assert all(not c.nullable for c in schema.columns.values())
+
+
+def test_custom_categories_reach_both_runners() -> None:
+    row = pl.DataFrame([{**{c: VALUES[c][0] for c in NAMES}, "category": "Toys"}])
+    judged = row.select(rules.checked_piece(
+        NAMES, ("Toys",), max_field_bytes=MAX_FIELD_BYTES, max_line_bytes=MAX_LINE_BYTES,
+    ))
+    assert judged[rules.OK].to_list() == [True]
+    _row_schema(order_model(["Toys"])).validate(strip_columns(row, NAMES).drop(ROW))
+    with pytest.raises(pa.errors.SchemaError):
+        _row_schema(OrderModel).validate(strip_columns(row, NAMES).drop(ROW))
+
+
+def _imports_pandera(*args: str) -> bool:
+    code = (
+        "import sys\nfrom engine.cli import main\n"
+        f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
+        "print('pandera' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    return out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_a_valid_file_is_validated_without_importing_pandera(tmp_path: Path) -> None:
+    assert not _imports_pandera("validate", str(ROOT / "fixtures/valid_order.csv"))
+    assert not _imports_pandera("process", str(ROOT / "fixtures/valid_order.csv"),
+                                "--out", str(tmp_path / "out"))
+    # A file with findings is reported by the pandera model.
+    assert _imports_pandera("validate", str(ROOT / "fixtures/invalid_order.csv"))
