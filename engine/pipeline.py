@@ -149,11 +149,12 @@ def _one_file(
             ing = lake.add_source(path.name, res.cleaned)
         return FileOutcome(name, "accepted", report, ing)
     ratio = report.invalid_rows / report.rows if report.rows else 1.0
+    has_rows = res.cleaned is not None or res.replay is not None
     quarantine = (
         on_invalid == "quarantine-rows"
         and report.structural is None
         and ratio <= max_ratio
-        and res.cleaned is not None
+        and has_rows
     )
     if not quarantine:
         if on_invalid == "quarantine-rows" and report.structural is None:
@@ -163,10 +164,20 @@ def _one_file(
             )
         _reject(path, report, rejected_dir)
         return FileOutcome(name, "rejected", report)
-    assert res.cleaned is not None and res.rejected_rows is not None
+    assert res.rejected_rows is not None
     write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / f"{path.name}.rows.csv")
     report.write_json(rejected_dir / f"{path.name}.errors.json")
-    ing = lake.add_source(path.name, res.cleaned)
+    if res.cleaned is not None:  # the whole-file path kept them
+        ing = lake.add_source(path.name, res.cleaned)
+    else:  # a second streamed pass over the file stages the valid rows
+        assert res.replay is not None
+        staged = lake.stage(path.name)
+        try:
+            res.replay(staged.write)
+        except BaseException:
+            staged.discard()
+            raise
+        ing = lake.add_staged(staged)
     return FileOutcome(name, "quarantined", report, ing)
 
 

@@ -28,16 +28,19 @@ from engine.read import (
     MAX_FIELD_BYTES,
     MAX_LINE_BYTES,
     ROW,
+    Layout,
     NulByteError,
+    Piece,
     RawOrders,
     file_digest,
     layout,
+    newlines_before,
     open_header,
     oversized_fields,
     oversized_lines,
     read_orders,
     strip_columns,
-    text_batches,
+    text_pieces,
 )
 from engine.rules import BLANK, LAKE_SCHEMA, OK, UNIQUE_COLUMNS, checked_piece, typed_columns
 
@@ -154,13 +157,16 @@ class ValidationResult:
     """A report, the typed rows that passed, and the text rows that failed (with reasons).
 
     Rows that passed are in ``cleaned``, unless they were handed batch by batch to the
-    ``on_rows`` callback of ``validate_file`` (then ``streamed`` is True).
+    ``on_rows`` callback of ``validate_file`` (then ``streamed`` is True). For an invalid file
+    whose rows were not kept, ``replay`` hands its valid rows, piece by piece, to a callback:
+    a second pass over the file, in the same bounded memory as the first.
     """
 
     report: ValidationReport
     cleaned: pl.DataFrame | None = None
     rejected_rows: pl.DataFrame | None = None
     streamed: bool = False
+    replay: Callable[[Callable[[pl.DataFrame], None]], None] | None = None
 
 
 def _show(value: str | None) -> str:
@@ -202,13 +208,16 @@ def validate_file(
 ) -> ValidationResult:
     """Validate one order CSV; never raises for bad data (the report says what is wrong).
 
-    The file is read in batches of about ``batch_bytes`` of CSV, so memory follows the batch, not
-    the file. Each batch's valid typed rows go to ``on_rows`` when it is given (the result is
-    then ``streamed``), else into ``cleaned`` when ``keep_rows``. The first sign of a bad file
-    (a finding, a duplicate id, Polars refusing the bytes) switches to the whole-file path
-    (``read_orders`` + ``validate_raw``), which names every finding at its line and returns
-    the valid rows in ``cleaned``: whatever ``on_rows`` got by then must be thrown away.
-    The id hashes that check uniqueness across batches wait in a temporary folder under
+    The file is read in pieces of about ``batch_bytes`` of CSV, so memory follows the piece
+    (and the number of bad rows), not the file. While the file is valid so far, each piece's
+    typed rows go to ``on_rows`` when it is given (the result is then ``streamed``), else into
+    ``cleaned`` when ``keep_rows``. From the first finding on, the file is invalid: whatever
+    ``on_rows`` got must be thrown away, and the rest of the file is only read for findings,
+    each named at its line. The valid rows of an invalid file are then in ``cleaned`` (when
+    ``keep_rows`` and no ``on_rows``) or handed out by ``replay``. Only a file Polars
+    refuses (ragged rows, stray quotes, bad bytes) or one holding a NUL byte takes the
+    whole-file path (``read_orders`` + ``validate_raw``), which holds the file in memory.
+    The id hashes that check uniqueness across pieces wait in a temporary folder under
     ``spill_dir`` (the system's temporary folder when None), deleted before this returns.
     """
     name = display_name or str(path)
@@ -267,24 +276,61 @@ class _HashBuckets:
             with open(self.folder / f"{bucket}.u64", "ab") as f:
                 f.write(arr.buffers()[1].slice(arr.offset * 8, len(arr) * 8))
 
-    def has_duplicates(self) -> bool:
-        """Return whether two rows share a hash (a collision only leads to the exact path)."""
+    def duplicates(self) -> pl.Series:
+        """Return the hashes found more than once (a collision only costs a closer look)."""
         import pyarrow as pa
 
-        for p in self.folder.glob("*.u64"):
+        found = []
+        for p in sorted(self.folder.glob("*.u64")):
             data = pa.py_buffer(p.read_bytes())
             allh = pl.Series(pa.Array.from_buffers(pa.uint64(), len(data) // 8, [None, data]))
             del data
             allh = allh.sort()
-            if (allh.slice(1) == allh.slice(0, len(allh) - 1)).any():
-                return True
-        return False
+            same = allh.slice(1) == allh.slice(0, len(allh) - 1)
+            if same.any():
+                found.append(allh.slice(1).filter(same).unique())
+        return pl.concat(found) if found else pl.Series("h", [], dtype=pl.UInt64)
 
 
 def _exact_path(name: str, why: str) -> ValidationResult | None:
     """Log why the streaming pass stops; return None, its answer for "use the exact path"."""
-    log.info("%s: %s; validating the whole file at once to name every finding", name, why)
+    log.info("%s: %s; validating the whole file at once", name, why)
     return None
+
+
+def _blank(cols: Iterable[str]) -> pl.Expr:
+    return pl.all_horizontal([pl.col(c).str.len_bytes() == 0 for c in cols if c != ROW])
+
+
+class _Lines:
+    """File line numbers of records in a piece, counting the file's LFs only when asked."""
+
+    def __init__(self, path: str, name: str, header: tuple[str, ...]) -> None:
+        self.path, self.name, self.header = path, name, header
+        self._at = self._lfs = 0  # LFs counted in the bytes before ``_at``
+
+    def layout(self, piece: Piece) -> Layout:
+        """Return the piece's records' first lines (in the file) and field counts."""
+        self._lfs = newlines_before(self.path, piece.offset, start=self._at, counted=self._lfs)
+        self._at = piece.offset
+        return layout(self.name, piece.data, len(self.header), header=piece.first,
+                      first_line=self._lfs + 1)
+
+
+@dataclass
+class _Invalid:
+    """What is wrong with a file so far: findings, and each bad row (``__row``) and line."""
+
+    findings: list[Finding] = field(default_factory=list)
+    rows: dict[int, int | None] = field(default_factory=dict)
+    text: list[pl.DataFrame] = field(default_factory=list)  # the bad rows, stripped text
+
+    def add(self, frame: pl.DataFrame, findings: list[Finding],
+            rows: dict[int, int | None]) -> None:
+        self.findings.extend(findings)
+        self.rows.update(rows)
+        keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
+        self.text.append(frame.filter(pl.col(ROW).is_in(keys)))
 
 
 def _validate_batches(
@@ -298,17 +344,17 @@ def _validate_batches(
     spill: Path,
     bucket_bytes: int,
 ) -> ValidationResult | None:
-    """Validate piece by piece; return None as soon as the file is not plainly valid.
+    """Validate piece by piece; return None when only the whole-file path can say what is wrong.
 
     Each piece is judged by ``rules.checked_piece`` in one select that also types it; only a
     piece that does not plainly pass (a padded value, a blank line full of spaces, a finding)
-    is judged again by the pandera model, on its stripped text. File-wide rules
-    (``UNIQUE_COLUMNS``) are run here across pieces: each piece spills a 64-bit hash per value
-    to bucket files under ``spill``; the buckets are checked one by one at the end, and equal
-    hashes send the file to the exact path, which compares the text itself. Parsing the next
-    piece overlaps checking this one (``_read_ahead``).
+    is judged again by the pandera model, on its stripped text, and its findings are mapped
+    to lines from the piece's own bytes. File-wide rules (``UNIQUE_COLUMNS``) are run across
+    pieces: each piece spills a 64-bit hash per value to bucket files under ``spill``; at the
+    end the buckets are checked one by one, and only the rows whose hash repeats are read
+    again to compare their text. Parsing the next piece overlaps judging this one.
     """
-    size, _, extras, names = open_header(path, name)
+    size, header, extras, names = open_header(path, name)
     allowed = _allowed(categories)
     judge = checked_piece(names, allowed, max_field_bytes=MAX_FIELD_BYTES,
                           max_line_bytes=MAX_LINE_BYTES)
@@ -318,89 +364,195 @@ def _validate_batches(
         if extras else [],
     )
     hashes = {c: _HashBuckets(spill / c, size, bucket_bytes) for c in UNIQUE_COLUMNS}
+    lines = _Lines(path, name, header)
+    bad = _Invalid()
     kept: list[pl.DataFrame] = []
-    dates: set[dt.date] = set()
+    dates: Counter[dt.date] = Counter()
     offset = n_blank = n_rows = 0
-    pieces = _read_ahead(text_batches(path, names, batch_bytes=batch_bytes, refuse_nul=True))
+    pieces = _read_ahead(text_pieces(path, names, batch_bytes=batch_bytes, refuse_nul=True))
     try:
-        for text in pieces:
+        for piece in pieces:
+            text = piece.frame
             checked = text.select(judge)
             n_blank_here, plain = checked.select(
                 pl.col(BLANK).sum(), (pl.col(OK) | pl.col(BLANK)).all()
             ).row(0)
             if plain:
-                typed = checked.filter(~pl.col(BLANK)) if n_blank_here else checked
-                typed = typed.drop(OK, BLANK)
+                good = checked.filter(~pl.col(BLANK)) if n_blank_here else checked
+                good = ids = good.drop(OK, BLANK)
             else:
-                judged = _judge_with_pandera(text, names, offset, allowed)
-                if judged is None:
-                    return _exact_path(name, f"findings near record {offset + text.height}")
-                typed, n_blank_here = judged
+                good, ids, n_blank_here = _judge_piece(piece, names, offset, allowed, lines, bad)
             offset += text.height
             del text, checked
             n_blank += n_blank_here
-            n_rows += typed.height
+            n_rows += ids.height
             for c in UNIQUE_COLUMNS:
-                hashes[c].add(typed[c].hash())
-            dates.update(typed["order_date"].unique().to_list())
-            if on_rows is not None:
-                on_rows(typed)
+                hashes[c].add(ids[c].hash())
+            dates.update(dict(good["order_date"].value_counts().iter_rows()))
+            if bad.rows:
+                kept.clear()  # the file is invalid: valid rows come from ``replay`` now
+            elif on_rows is not None:
+                on_rows(good)
             elif keep_rows:
-                kept.append(typed)
+                kept.append(good)
     except NulByteError:
         return _exact_path(name, "a NUL byte")
     except pl.exceptions.PolarsError as e:
         return _exact_path(name, f"Polars refused a piece ({str(e).splitlines()[0][:200]})")
+    except InputFileError as e:  # a piece's bytes, walked for lines, are malformed after all
+        return _exact_path(name, e.message)
     finally:
         pieces.close()
-    if any(h.has_duplicates() for h in hashes.values()):
-        return _exact_path(name, "a repeated order_id hash")
+    dups = pl.concat([hashes[c].duplicates() for c in UNIQUE_COLUMNS])
+    if dups.len():
+        _find_duplicates(path, names, batch_bytes, dups, lines, bad, dates)
     if n_blank:
         report.warnings.append(f"{n_blank} blank line(s) skipped")
-    report.rows = report.valid_rows = n_rows
-    report.status = "valid" if n_rows else "empty"
-    report.dates = sorted(d.isoformat() for d in dates)
-    result = ValidationResult(report=report, streamed=on_rows is not None)
-    if on_rows is None and keep_rows:
-        result.cleaned = (
-            pl.concat(kept) if kept else pl.DataFrame(schema=LAKE_SCHEMA)
-        )
+    report.rows = n_rows
+    report.dates = sorted(d.isoformat() for d, n in dates.items() if n > 0)
+    if not bad.rows:
+        report.valid_rows = n_rows
+        report.status = "valid" if n_rows else "empty"
+        result = ValidationResult(report=report, streamed=on_rows is not None)
+        if on_rows is None and keep_rows:
+            result.cleaned = pl.concat(kept) if kept else pl.DataFrame(schema=LAKE_SCHEMA)
+        return result
+    report.findings = _sorted_findings(bad.findings)
+    report.invalid_rows = len(bad.rows)
+    report.valid_rows = n_rows - report.invalid_rows
+    report.status = "invalid"
+    report.sha256 = file_digest(path)[1]
+    text_rows = pl.concat(bad.text).unique(ROW, keep="first", maintain_order=True)
+    result = ValidationResult(
+        report=report, rejected_rows=_rejected_rows(text_rows, report.findings, bad.rows)
+    )
+    if report.valid_rows:
+        bad_rows = pl.Series(ROW, sorted(bad.rows), dtype=pl.Int64)
+        result.replay = lambda sink: _replay(path, names, batch_bytes, bad_rows, sink)
+        if on_rows is None and keep_rows:
+            parts: list[pl.DataFrame] = []
+            result.replay(parts.append)
+            result.cleaned = pl.concat(parts)
     return result
 
 
-def _judge_with_pandera(
-    text: pl.DataFrame, names: tuple[str, ...], offset: int, allowed: tuple[str, ...]
-) -> tuple[pl.DataFrame, int] | None:
-    """Judge a piece the slow, exact way; return its typed rows and blank lines, or None.
+def _judge_piece(
+    piece: Piece,
+    names: tuple[str, ...],
+    offset: int,
+    allowed: tuple[str, ...],
+    lines: _Lines,
+    bad: _Invalid,
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Judge a piece the exact way (pandera, on stripped text); record its findings in ``bad``.
 
-    None means the piece has findings (or an oversized field or line): only the whole-file
-    path can name them at their lines.
+    Returns the typed rows that passed, the stripped ids of every non-blank row (for the
+    file-wide ``unique`` rule), and the number of blank lines.
     """
     import pandera.polars as pa
 
     from engine.schema import order_model
 
-    frame = strip_columns(text, names, offset)
-    cols = [c for c in frame.columns if c != ROW]
-    blank = pl.all_horizontal([pl.col(c).str.len_bytes() == 0 for c in cols])
-    too_big = pl.any_horizontal([pl.col(c).str.len_bytes() > MAX_FIELD_BYTES for c in cols])
-    line_bytes = pl.sum_horizontal([pl.col(c).str.len_bytes() for c in cols])
-    n_blank, n_big = frame.select(
-        blank.sum().alias("blank"),
-        (too_big | (line_bytes + len(cols) - 1 > MAX_LINE_BYTES)).sum().alias("big"),
-    ).row(0)
-    if n_big:
-        return None
+    frame = strip_columns(piece.frame, names, offset)
+    blank = _blank(frame.columns)
+    n_blank = frame.select(blank.sum()).item()
     if n_blank:
         frame = frame.filter(~blank)
+    failures: pl.DataFrame | None = None
     try:
         _row_schema(order_model(allowed)).validate(frame, lazy=True)
-    except pa.errors.SchemaErrors:
-        return None
-    return frame.select(typed_columns()), n_blank
+    except pa.errors.SchemaErrors as e:
+        failures = e.failure_cases
+    big, long_lines = oversized_fields(frame), oversized_lines(frame)
+    ids = frame.select(UNIQUE_COLUMNS)
+    if failures is None and big.height == 0 and long_lines.height == 0:
+        return frame.select(typed_columns()), ids, n_blank
+    lay = lines.layout(piece)
+    findings, rows = _findings(
+        frame, failures, big, long_lines, header=lines.header,
+        line_of=lambda row: _at(lay.start_lines, row - offset),
+        field_counts=lay.field_counts, first_row=offset,
+    )
+    bad.add(frame, findings, rows)
+    keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
+    good = frame.filter(~pl.col(ROW).is_in(keys)).select(typed_columns())
+    return good, ids, n_blank
 
 
-def _read_ahead(items: Iterator[pl.DataFrame]) -> Generator[pl.DataFrame, None, None]:
+def _at(starts: list[int], i: int) -> int | None:
+    return starts[i] if 0 <= i < len(starts) else None
+
+
+def _find_duplicates(
+    path: str,
+    names: tuple[str, ...],
+    batch_bytes: int,
+    dups: pl.Series,
+    lines: _Lines,
+    bad: _Invalid,
+    dates: Counter[dt.date],
+) -> None:
+    """Read the file again for the rows whose id hash repeats; record true duplicates.
+
+    Equal hashes of different ids (a collision) are not findings. A duplicate that passed
+    every other rule leaves the valid rows: its date is counted out of ``dates``.
+    """
+    from engine.schema import RULE_IDS, RULE_MESSAGES
+
+    lines = _Lines(path, lines.name, lines.header)  # counts from the start again
+    wanted = dups.implode()
+    found: list[pl.DataFrame] = []
+    offset = 0
+    for piece in text_pieces(path, names, batch_bytes=batch_bytes):
+        frame = strip_columns(piece.frame, names, offset)
+        offset += frame.height
+        frame = frame.filter(~_blank(frame.columns))
+        hit = frame.filter(pl.col("order_id").hash().is_in(wanted))
+        if hit.height:
+            lay = lines.layout(piece)
+            start = offset - piece.frame.height
+            line = [_at(lay.start_lines, row - start) for row in hit[ROW]]
+            found.append(hit.with_columns(pl.Series("__line", line, dtype=pl.Int64)))
+    if not found:
+        return
+    rows = pl.concat(found)
+    rows = rows.filter(pl.col("order_id").count().over("order_id") > 1)
+    ragged = {f.line for f in bad.findings if f.rule == "field_count"}
+    findings: list[Finding] = []
+    new_rows: dict[int, int | None] = {}
+    for row, value, line, day in rows.select(ROW, "order_id", "__line", "order_date").iter_rows():
+        if line in ragged:
+            continue  # the field count already explains the row
+        if row not in bad.rows:
+            dates[dt.date.fromisoformat(day)] -= 1
+        new_rows[row] = line
+        findings.append(Finding(
+            line=line, column="order_id", rule=RULE_IDS["field_uniqueness"],
+            value=_clip(value), message=RULE_MESSAGES["field_uniqueness"],
+        ))
+    if new_rows:
+        bad.add(rows.drop("__line"), findings, new_rows)
+
+
+def _replay(
+    path: str,
+    names: tuple[str, ...],
+    batch_bytes: int,
+    bad_rows: pl.Series,
+    sink: Callable[[pl.DataFrame], None],
+) -> None:
+    """Hand the typed valid rows of an invalid file to ``sink``, piece by piece."""
+    skip = bad_rows.implode()
+    offset = 0
+    for piece in text_pieces(path, names, batch_bytes=batch_bytes):
+        frame = strip_columns(piece.frame, names, offset)
+        offset += frame.height
+        good = frame.filter(~_blank(frame.columns) & ~pl.col(ROW).is_in(skip))
+        if good.height:
+            sink(good.select(typed_columns()))
+
+
+def _read_ahead(items: Iterator[Piece]) -> Generator[Piece, None, None]:
     """Yield ``items``, each produced on a worker thread while the previous one is used.
 
     Parsing a piece (Polars, GIL released) then overlaps judging and staging the one before.
@@ -439,7 +591,7 @@ def _read_ahead(items: Iterator[pl.DataFrame]) -> Generator[pl.DataFrame, None, 
                 raise item
             if item is end:
                 return
-            assert isinstance(item, pl.DataFrame)
+            assert isinstance(item, Piece)
             yield item
     finally:
         stop.set()
@@ -474,13 +626,19 @@ def validate_raw(
         model.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as e:
         failures = e.failure_cases
-    big = oversized_fields(raw)
-    long_lines = oversized_lines(raw)
+    big = oversized_fields(raw.frame)
+    long_lines = oversized_lines(raw.frame)
 
     if failures is None and big.height == 0 and long_lines.height == 0 and not raw.ragged:
         return _accept(raw, frame, report)
 
-    findings, bad_rows = _findings(raw, frame, failures, big, long_lines, source)
+    lay = layout(raw.path, source.read_bytes(), len(raw.header))
+    findings, bad_rows = _findings(
+        frame, failures, big, long_lines, header=raw.header,
+        line_of=lambda row: _at(lay.start_lines, row),
+        field_counts=lay.field_counts,
+    )
+    findings = _sorted_findings(findings)
     report.findings = findings
     report.invalid_rows = len(bad_rows)
     report.valid_rows = report.rows - report.invalid_rows
@@ -505,16 +663,21 @@ def _accept(raw: RawOrders, frame: pl.DataFrame, report: ValidationReport) -> Va
 
 
 def _findings(
-    raw: RawOrders,
     frame: pl.DataFrame,
     failures: pl.DataFrame | None,
     big: pl.DataFrame,
     long_lines: pl.DataFrame,
-    source: Path,
+    *,
+    header: tuple[str, ...],
+    line_of: Callable[[int], int | None],
+    field_counts: list[int],
+    first_row: int = 0,
 ) -> tuple[list[Finding], dict[int, int | None]]:
     """Turn pandera's failure cases (row positions) into findings at file lines.
 
-    Returns the findings and, for every failing record, its first line in the file.
+    ``line_of`` gives a record's (``__row``) first line; ``field_counts`` the number of fields
+    of each record from ``first_row`` on. Returns the findings, unsorted, and for every
+    failing record its first line.
     """
     from engine.schema import RULE_IDS, RULE_MESSAGES
 
@@ -523,21 +686,18 @@ def _findings(
         if broken.height:
             # A check that raised is a bug in the model, not bad data.
             raise RuntimeError(f"a validation check failed to run: {broken.to_dicts()[0]}")
-    lay = layout(raw.path, source.read_bytes(), len(raw.header))
-    n_fields = len(raw.header)
-
-    def line_of(row: int) -> int | None:
-        return lay.start_lines[row] if row < len(lay.start_lines) else None
-
+    n_fields = len(header)
     findings: list[Finding] = []
     bad: dict[int, int | None] = {}
     # A short row whose missing fields are all extra columns loses nothing the contract needs.
-    ragged = {
-        i: n
-        for i, n in enumerate(lay.field_counts)
-        if n not in (n_fields, 0)
-        and (n > n_fields or any(c in ORDER_COLUMNS for c in raw.header[n:]))
-    }
+    ragged = {}
+    if field_counts.count(n_fields) + field_counts.count(0) < len(field_counts):
+        ragged = {
+            first_row + i: n
+            for i, n in enumerate(field_counts)
+            if n not in (n_fields, 0)
+            and (n > n_fields or any(c in ORDER_COLUMNS for c in header[n:]))
+        }
     for i, n in ragged.items():
         bad[i] = line_of(i)
         findings.append(Finding(
@@ -571,10 +731,15 @@ def _findings(
             line=line_of(row), column=None, rule="line_size", value=f"{nbytes} bytes",
             message=f"the line is {nbytes} bytes, above the {MAX_LINE_BYTES}-byte limit",
         ))
+    return findings, bad
+
+
+def _sorted_findings(findings: list[Finding]) -> list[Finding]:
+    """Return the findings by line, then column order, then rule; duplicates name each line."""
+    findings = list(findings)
     _explain_duplicates(findings)
     order = {c: i for i, c in enumerate(ORDER_COLUMNS)}
-    findings.sort(key=lambda f: (f.line or 0, order.get(f.column or "", 99), f.rule))
-    return findings, bad
+    return sorted(findings, key=lambda f: (f.line or 0, order.get(f.column or "", 99), f.rule))
 
 
 def _explain_duplicates(findings: list[Finding]) -> None:

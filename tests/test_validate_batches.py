@@ -12,9 +12,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import InputFileError
-from engine.lake import LocalLake
+from engine.lake import LocalLake, StagedSource
 from engine.pipeline import process_paths
 from engine.read import read_orders
 from engine.validate import validate_file, validate_raw
@@ -156,13 +158,13 @@ def _spy_buckets(monkeypatch: pytest.MonkeyPatch) -> list[list[Path]]:
     from engine import validate
 
     seen: list[list[Path]] = []
-    check = validate._HashBuckets.has_duplicates
+    check = validate._HashBuckets.duplicates
 
-    def spy(self: validate._HashBuckets) -> bool:
+    def spy(self: validate._HashBuckets) -> pl.Series:
         seen.append(sorted(self.folder.glob("*.u64")))
         return check(self)
 
-    monkeypatch.setattr(validate._HashBuckets, "has_duplicates", spy)
+    monkeypatch.setattr(validate._HashBuckets, "duplicates", spy)
     return seen
 
 
@@ -219,3 +221,157 @@ def test_spilled_hashes_are_removed_after_success_and_rejection(
     assert [f.outcome for f in res.files] == ["accepted", "rejected"]
     assert len(seen) == 2 and all("_staging" in str(p) for files in seen for p in files)
     assert not (tmp_path / "out" / "lake" / "_staging").exists()
+
+
+def _no_whole_file_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import validate
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the whole-file path was taken")
+
+    monkeypatch.setattr(validate, "read_orders", refuse)
+
+
+def test_row_findings_are_named_piece_by_piece_without_reading_the_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [_row(i, day=1 + i % 3) for i in range(60)]
+    rows[5] = _row(5, qty="x")  # a bad value early
+    rows[20] = _row(20, order_id="DUP", qty="0")  # a duplicate that is also bad
+    rows[50] = _row(50, order_id="DUP")  # ... and its otherwise valid twin, pieces later
+    rows[33] = '  ORD33 ,"CUST\n33",2025-07-02,Books,P1, 3 ,5,TRUE\n'  # padded, multi-line
+    rows[40] = "\n"  # a blank line
+    path = _write(tmp_path, HEADER + "".join(rows))
+    ref = validate_raw(read_orders(path), path)
+    _no_whole_file_path(monkeypatch)
+    got = validate_file(path, batch_bytes=40)
+    assert got.report.to_dict() == ref.report.to_dict()
+    assert [(f.line, f.rule) for f in got.report.findings] == [
+        (7, "positive_integer"), (22, "unique"), (22, "positive_integer"), (53, "unique"),
+    ]
+    assert got.report.dates == ["2025-07-01", "2025-07-02", "2025-07-03"]
+    assert got.cleaned is not None and ref.cleaned is not None and got.cleaned.equals(ref.cleaned)
+    assert got.rejected_rows is not None and ref.rejected_rows is not None
+    assert got.rejected_rows.equals(ref.rejected_rows)
+    # With on_rows, nothing is kept; replay hands out the same valid rows, in pieces.
+    sent: list[pl.DataFrame] = []
+    streamed = validate_file(path, batch_bytes=40, on_rows=sent.append)
+    assert not streamed.streamed and streamed.cleaned is None and streamed.replay is not None
+    parts: list[pl.DataFrame] = []
+    streamed.replay(parts.append)
+    assert len(parts) > 1 and pl.concat(parts).equals(ref.cleaned)
+
+
+def test_a_hash_collision_is_not_a_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import validate
+
+    path = _write(tmp_path, HEADER + "".join(_row(i) for i in range(12)))
+    # Pretend the ids of two different rows hashed alike: both are read again, compared, kept.
+    alike = pl.Series(["ORD3", "ORD9"]).hash()
+    monkeypatch.setattr(validate._HashBuckets, "duplicates", lambda self: alike)
+    _no_whole_file_path(monkeypatch)
+    sent: list[int] = []
+    got = validate_file(path, batch_bytes=50, on_rows=lambda df: sent.append(df.height))
+    assert got.report.status == "valid" and got.streamed and sum(sent) == 12
+    assert got.report.findings == []
+
+
+def test_quarantine_stages_the_valid_rows_of_a_bad_file_in_a_second_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [_row(i, day=1 + i % 4) for i in range(200)]
+    rows[150] = _row(150, qty="-2")
+    path = _write(tmp_path, HEADER + "".join(rows))
+    writes: list[int] = []
+    stage_write = StagedSource.write
+
+    def count(self: StagedSource, df: pl.DataFrame) -> None:
+        writes.append(df.height)
+        stage_write(self, df)
+
+    monkeypatch.setattr(StagedSource, "write", count)
+    _no_whole_file_path(monkeypatch)
+    res = process_paths([path], tmp_path / "out", on_invalid="quarantine-rows",
+                        max_invalid_ratio=0.01, batch_bytes=500)
+    assert [f.outcome for f in res.files] == ["quarantined"]
+    lake = LocalLake(tmp_path / "out" / "lake")
+    stored = lake.scan(lake.dates()).collect()
+    assert stored.height == 199 and "ORD150" not in stored["order_id"].to_list()
+    # The first pass staged rows until the bad piece; the second staged all 199 again.
+    assert sum(writes) > 199 and len(writes) > 4
+    assert not (tmp_path / "out" / "lake" / "_staging").exists()
+    rejected = pl.read_csv(tmp_path / "out" / "rejected" / "orders.csv.rows.csv",
+                           infer_schema=False)
+    assert rejected["line"].to_list() == ["152"] and rejected["quantity"].to_list() == ["-2"]
+
+
+@pytest.mark.parametrize("text", [
+    "a,b\nc,d,e\n\n,\r\nx\ry,z\r\n\r\nlast,one",
+    "a,b\r\n\r\n",
+    "h\n\r",
+    "h\n1,2\n\r\n3\r",
+    "\ufeffh,i\n1\n",
+    "",
+    'h,i\n"a\nb",c\n\n"x,""y""\r\n",z\r\n1,"2\r3"\n"",\n"\n\n\n"',
+    '"q,1"\n"a",b\r\n\r"c"\r',
+])
+def test_the_line_by_line_layout_equals_the_csv_walk(text: str) -> None:
+    from engine.read import layout
+
+    data = text.encode()
+    for header in (True, False):
+        fast = layout("f", data, 2, header=header, first_line=7)
+        assert (fast.start_lines, fast.field_counts) == _csv_walk(
+            data, header=header, first_line=7
+        ), (text, header)
+
+
+def _csv_walk(data: bytes, *, header: bool, first_line: int) -> tuple[list[int], list[int]]:
+    """The csv module's view, as ``layout`` walks quoted bytes (lone CRs hidden)."""
+    import csv
+    import io
+    import re
+
+    text = data.decode("utf-8")
+    if header:
+        text = text.removeprefix("\ufeff")
+    text = re.sub("\r(?!\n)", "\x1f", text)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    starts, counts, prev = [], [], first_line - 1
+    for rec in reader:
+        starts.append(prev + 1)
+        counts.append(len(rec))
+        prev = first_line - 1 + reader.line_num
+    return (starts[1:], counts[1:]) if header else (starts, counts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.one_of(
+        st.just([]),
+        st.lists(st.text(st.sampled_from(list('ab ,"\r\n')), max_size=5), min_size=1,
+                 max_size=4),
+    ), max_size=8),
+    ends=st.sampled_from(["\n", "\r\n"]),
+    tail=st.sampled_from(["", "\n", "\r"]),
+)
+def test_the_line_by_line_layout_equals_the_csv_walk_on_written_csv(
+    rows: list[list[str]], ends: str, tail: str
+) -> None:
+    import csv
+    import io
+
+    from engine.read import layout
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=ends)
+    for row in rows:
+        writer.writerow(row)
+    data = (buf.getvalue() + tail).encode()
+    for header in (True, False):
+        fast = layout("f", data, 2, header=header, first_line=3)
+        assert (fast.start_lines, fast.field_counts) == _csv_walk(
+            data, header=header, first_line=3
+        )
