@@ -16,12 +16,12 @@ Objects in the cleaned bucket, for an input ``s3://<in>/<key>`` (``key`` decoded
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from engine.schema import LAKE_SCHEMA
 from engine.sinks.dynamodb import category_items, daily_items
 from engine.sinks.retry import error_code
 from engine.state import KpiTables, PublishResult, Ticket, file_pk, put_status, refresh_date
-from engine.validate import ValidationReport, validate_file
+from engine.validate import ValidationResult, validate_file
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +86,35 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _get_to_file(s3: Any, bucket: str, key: str, dest: Path) -> tuple[int, str]:
+@dataclass(frozen=True)
+class Fetched:
+    """What ``_get_to_file`` learnt about the object it copied to disk."""
+
+    size: int
+    etag: str
+    metadata: Mapping[str, str]
+
+
+def _get_to_file(
+    s3: Any, bucket: str, key: str, dest: Path, *, hint: str | None = None
+) -> Fetched:
+    """Copy an object to ``dest`` 1 MiB at a time; its metadata come from the same response.
+
+    One ``GetObject`` rather than ``download_file``: the managed download makes its own
+    ``HeadObject``, so metadata read beside it could belong to another version of the key.
+    """
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if error_code(exc) in ("NoSuchKey", "404"):
-            raise MissingObjectError(f"s3://{bucket}/{key}") from None
+            raise MissingObjectError(f"s3://{bucket}/{key}", hint=hint) from None
         raise
     size = 0
     with open(dest, "wb") as f:
         for chunk in obj["Body"].iter_chunks(1 << 20):
             f.write(chunk)
             size += len(chunk)
-    return size, str(obj.get("ETag", "")).strip('"')
+    return Fetched(size, str(obj.get("ETag", "")).strip('"'), dict(obj.get("Metadata", {})))
 
 
 def _load_categories(uri: str | None, s3: Any, tmp: Path) -> tuple[str, ...] | None:
@@ -131,10 +147,10 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="order-kpis-") as tmpdir:
         tmp = Path(tmpdir)
         local = tmp / "input.csv"
-        _size, etag = run_step(
+        fetched = run_step(
             "download",
             lambda: _get_to_file(s3, bucket, key, local),
-            lambda r: {"bytes": r[0]},
+            lambda r: {"bytes": r.size},
             source=uri,
         )
         cats = run_step(
@@ -142,13 +158,14 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             lambda: _load_categories(settings.categories_uri, s3, tmp),
             lambda r: {"categories": None if r is None else len(r)},
         )
-        result = run_step(
+        cleaned = tmp / "cleaned.parquet"
+        result, cleaned_rows = run_step(
             "validate",
-            lambda: validate_file(local, categories=cats, display_name=uri),
+            lambda: validate_to_parquet(local, cleaned, categories=cats, display_name=uri),
             lambda r: {
-                "status": r.report.status,
-                "rows": r.report.rows,
-                "invalid_rows": r.report.invalid_rows,
+                "status": r[0].report.status,
+                "rows": r[0].report.rows,
+                "invalid_rows": r[0].report.invalid_rows,
             },
         )
         report = result.report
@@ -159,7 +176,7 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             report.size_bytes, report.sha256 = file_digest(local)
         status: dict[str, Any] = {
             "decoded_key": key,
-            "etag": etag,
+            "etag": fetched.etag,
             "rows": report.rows,
             "invalid_rows": report.invalid_rows,
             "dates": list(report.dates),
@@ -178,14 +195,13 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             _status(settings, c, "status", status)
             return EXIT_REJECTED
 
-        cleaned = result.cleaned
-        if cleaned is None:
-            cleaned = pl.DataFrame(schema=LAKE_SCHEMA)
         ckey, report_key = cleaned_key(settings), f"reports/{key}.json"
+        metadata = {"sha256": report.sha256 or "", "rows": str(cleaned_rows)}
         run_step(
             "write_cleaned",
-            lambda: _put_cleaned(s3, out, ckey, cleaned, report),
-            lambda _: {"rows": cleaned.height},
+            # A managed (multipart above 8 MiB) upload reads the file from disk part by part.
+            lambda: s3.upload_file(str(cleaned), out, ckey, ExtraArgs={"Metadata": metadata}),
+            lambda _: {"rows": cleaned_rows},
             key=ckey,
         )
         run_step(
@@ -198,17 +214,67 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
         return EXIT_OK
 
 
-def _put_cleaned(
-    s3: Any, bucket: str, key: str, rows: pl.DataFrame, report: ValidationReport
-) -> None:
-    buf = io.BytesIO()
-    rows.select(list(LAKE_SCHEMA)).write_parquet(buf, statistics=True)
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=buf.getvalue(),
-        Metadata={"sha256": report.sha256 or "", "rows": str(rows.height)},
-    )
+class CleanedParquet:
+    """A local Parquet file of typed rows (``LAKE_SCHEMA``), appended to piece by piece.
+
+    Each ``write`` becomes a row group (pyarrow splits one of more than 1 Mi rows) and is not
+    kept, so memory follows one piece. The schema is fixed when the file is opened, so a file
+    that gets no rows is still a readable zero-row file with the lake's columns.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.rows = 0
+        self._writer = pq.ParquetWriter(
+            path,
+            pl.DataFrame(schema=LAKE_SCHEMA).to_arrow().schema,
+            compression="zstd",
+            write_statistics=True,
+        )
+
+    def write(self, rows: pl.DataFrame) -> None:
+        """Append ``rows`` as one row group."""
+        self._writer.write_table(rows.select(list(LAKE_SCHEMA)).to_arrow())
+        self.rows += rows.height
+
+    def close(self) -> None:
+        """Write the footer; the file is complete."""
+        self._writer.close()
+
+
+def validate_to_parquet(
+    local: Path,
+    dest: Path,
+    *,
+    categories: Iterable[str] | None,
+    display_name: str,
+) -> tuple[ValidationResult, int]:
+    """Validate ``local``; leave a valid file's typed rows in ``dest``; give the result and rows.
+
+    Rows are written as each piece passes (``validate_file``'s ``on_rows``), so neither the
+    file nor its rows are ever held whole. When the streaming pass gives up (a bad file, or a
+    valid one sent to the whole-file path by a hash collision) ``result.streamed`` is False
+    and what it wrote is thrown away: a valid file's rows are then rewritten from
+    ``result.cleaned``, a bad file leaves no ``dest``. The id-hash spill goes next to ``dest``.
+    """
+    with closing(CleanedParquet(dest)) as streamed:
+        result = validate_file(
+            local,
+            categories=categories,
+            display_name=display_name,
+            on_rows=streamed.write,
+            spill_dir=dest.parent,
+        )
+    if result.streamed:
+        return result, streamed.rows
+    if not result.report.ok:
+        dest.unlink()
+        return result, 0
+    with closing(CleanedParquet(dest)) as whole:
+        if result.cleaned is not None:
+            whole.write(result.cleaned)
+    return result, whole.rows
 
 
 def _status(settings: Settings, c: Clients, sk: str, attributes: Mapping[str, Any]) -> None:
@@ -224,21 +290,15 @@ def _status(settings: Settings, c: Clients, sk: str, attributes: Mapping[str, An
 # -- transformer -------------------------------------------------------------------------
 
 
-def read_cleaned(settings: Settings, s3: Any) -> tuple[pl.DataFrame, str | None]:
-    """Return the file's cleaned rows and the sha256 of the original file."""
-    bucket, key = settings.cleaned_bucket, cleaned_key(settings)
-    try:
-        obj = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404"):
-            raise MissingObjectError(
-                f"s3://{bucket}/{key}",
-                hint="The validator writes this object; run it (it must exit 0) first.",
-            ) from None
-        raise
-    rows = pl.read_parquet(io.BytesIO(obj["Body"].read()))
-    sha = obj.get("Metadata", {}).get("sha256") or None
-    return rows, sha
+def download_cleaned(settings: Settings, s3: Any, dest: Path) -> Fetched:
+    """Copy the file's cleaned rows to ``dest``; their metadata carry the original's sha256."""
+    return _get_to_file(
+        s3,
+        settings.cleaned_bucket,
+        cleaned_key(settings),
+        dest,
+        hint="The validator writes this object; run it (it must exit 0) first.",
+    )
 
 
 def date_snapshot(
@@ -315,19 +375,25 @@ def transform_object(settings: Settings, clients: Clients | None = None) -> int:
     tables = KpiTables(
         category=settings.category_table, daily=settings.order_table, state=settings.state_table
     )
-    rows, sha = run_step(
-        "read_cleaned", lambda: read_cleaned(settings, c.s3), lambda r: {"rows": r[0].height}
-    )
-    ing = run_step(
-        "lake_write",
-        lambda: lake.add_source(source, rows, sha256=sha),
-        lambda r: {
-            "seq": r.seq,
-            "rows": r.rows,
-            "dates": len(r.dates),
-            "affected": len(r.affected),
-        },
-    )
+    with tempfile.TemporaryDirectory(prefix="order-kpis-") as tmpdir:
+        local = Path(tmpdir) / "cleaned.parquet"
+        fetched = run_step(
+            "read_cleaned",
+            lambda: download_cleaned(settings, c.s3, local),
+            lambda r: {"bytes": r.size},
+        )
+        ing = run_step(
+            "lake_write",
+            lambda: lake.add_source_file(
+                source, local, sha256=fetched.metadata.get("sha256") or None
+            ),
+            lambda r: {
+                "seq": r.seq,
+                "rows": r.rows,
+                "dates": len(r.dates),
+                "affected": len(r.affected),
+            },
+        )
     add_metric("RowsProcessed", ing.rows)
     publish_dates(lake, ing.affected, tables, c.dynamodb)
     # Before mark_published: a rerun after a failed export still has every touched date.

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -173,8 +174,20 @@ def run_step(
     return result
 
 
+def _s3_refusal(exc: BaseException) -> BaseException:
+    """Return the S3 error an ``upload_file`` failure stands for, else ``exc`` itself.
+
+    boto3's managed upload raises ``S3UploadFailedError`` while handling the ``ClientError``
+    (``__context__``): a throttled upload must still exit 4 and a denied one 2, not 1 (a bug).
+    """
+    if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, ClientError):
+        exc = exc.__context__
+    return exc
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether running the same task again later may succeed."""
+    exc = _s3_refusal(exc)
     if isinstance(exc, OrderKpisError):
         return exc.transient
     if isinstance(exc, ClientError):
@@ -184,6 +197,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def exit_code_for(exc: BaseException) -> int:
     """Return the process exit code for an error that ended a task."""
+    exc = _s3_refusal(exc)
     if is_transient(exc):
         return EXIT_TRANSIENT
     if isinstance(exc, (OrderKpisError, ClientError, BotoCoreError)):

@@ -14,7 +14,8 @@ the last ``PutObject`` must not be the one whose lake read is older. A per-month
 ticket in the state table (``pk=month#YYYY-MM, sk=export``, ``ADD ticket 1``) orders them:
 
 1. take a ticket, *after* this task's dates are published, *before* reading the lake;
-2. read every date of the month from the lake and compute both KPI tables;
+2. read every date of the month from the lake (one date at a time) and compute both KPI
+   tables;
 3. write each object only if the object there now carries an older ticket (S3 user metadata
    ``export-ticket``), as a conditional ``PutObject`` (``If-Match`` the ETag just seen, or
    ``If-None-Match: *`` for a new object); a 412 means someone wrote in between: look again.
@@ -178,20 +179,36 @@ def _record(table: str, month: str, ticket: int, counts: tuple[int, int], client
         )
 
 
-def _read_month(lake: S3Lake, month: str, attempts: int = 4) -> pl.DataFrame:
-    # A whole month is read while other tasks may be replacing some of its objects; a scan
-    # that met an object mid-replacement fails, and reading again sees whole objects.
+def _read_date(lake: S3Lake, day: dt.date, attempts: int = 4) -> pl.DataFrame:
+    # A date is read while other tasks may be replacing some of its objects; a scan that met
+    # an object mid-replacement fails, and reading again sees whole objects.
     backoff = Backoff(max_attempts=attempts, base_delay=0.2, max_delay=2.0)
     for attempt in range(attempts):
         if attempt:
             backoff.wait(attempt - 1)
         try:
-            return lake.collect(month_dates(month), lambda lf: lf)
+            return lake.collect([day], lambda lf: lf)
         except LakeReadError:
             if attempt == attempts - 1:
                 raise
-            log.warning("reading %s from the lake failed; reading again", month)
+            log.warning("reading %s from the lake failed; reading again", day)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _month_kpis(lake: S3Lake, month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return the category and daily tables of ``month``, read from the lake date by date.
+
+    Every KPI is per date (``latest_orders`` keeps one row per order_date and order_id), so
+    the month's tables are its dates' tables stacked: memory follows the lake's largest date,
+    not its month (read whole, a month of 3M orders took the transformer from 0.55 to 1.4 GB).
+    """
+    cats, days = [], []
+    for day in month_dates(month):
+        latest = latest_orders(_read_date(lake, day).lazy())
+        cat, daily = pl.collect_all([category_kpis(latest), daily_kpis(latest)])
+        cats.append(cat)
+        days.append(daily)
+    return pl.concat(cats).sort("category", "order_date"), pl.concat(days).sort("order_date")
 
 
 def export_month(
@@ -208,9 +225,7 @@ def export_month(
     See the module docstring for why the result converges under concurrent tasks.
     """
     ticket = _take_ticket(state_table, month, dynamodb, _backoff(8, 0.05, 5.0, None, None))
-    latest = latest_orders(_read_month(lake, month).lazy())
-    cat = category_kpis(latest).collect()
-    daily = daily_kpis(latest).collect()
+    cat, daily = _month_kpis(lake, month)
     written: list[str] = []
     skipped: list[str] = []
     for f in partition_files(cat, daily, months=[month]):

@@ -20,17 +20,18 @@ task killed at any point, run again, recomputes every date it may have changed.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 from botocore.exceptions import ClientError
 
 from engine.errors import TransientError
-from engine.lake import Ingested, source_id
+from engine.lake import Ingested, StagedSource, source_id
 from engine.schema import LAKE_SCHEMA
 from engine.sinks.retry import Backoff, error_code, is_retryable
 
@@ -134,28 +135,39 @@ class S3Lake:
     def add_source(self, source: str, rows: pl.DataFrame, *, sha256: str | None = None) -> Ingested:
         """Put ``rows`` (typed, per ``LAKE_SCHEMA``) in the lake as the whole of ``source``.
 
-        A source seen before is replaced, including dates it no longer contains. The same
-        content (same ``sha256``) ingested again keeps its ``_seq``, so a redelivered event
-        rewrites identical objects. ``affected`` also holds the dates a killed earlier run
-        may have left unpublished.
+        The rows held in memory, for callers that have them; ``add_source_file`` does the work.
         """
+        with tempfile.TemporaryDirectory(prefix="lake-rows-") as tmp:
+            path = Path(tmp) / "rows.parquet"
+            rows.select(list(LAKE_SCHEMA)).write_parquet(path, statistics=True)
+            return self.add_source_file(source, path, sha256=sha256)
+
+    def add_source_file(
+        self, source: str, path: str | Path, *, sha256: str | None = None
+    ) -> Ingested:
+        """Put the rows of the local Parquet file ``path`` (per ``LAKE_SCHEMA``) in the lake.
+
+        They become the whole of ``source``: a source seen before is replaced, including dates
+        it no longer contains. The same content (same ``sha256`` and row count) ingested again
+        keeps its ``_seq``, so a redelivered event rewrites identical objects. ``affected``
+        also holds the dates a killed earlier run may have left unpublished.
+
+        The file is never loaded whole: its row groups are split by date into one local file
+        per date (next to ``path``), then each date is sorted and uploaded on its own, so
+        memory follows one row group, then one date's rows.
+        """
+        import pyarrow.parquet as pq
+
         sid = source_id(source)
         old = self.manifest(source) or {}
         old_dates = {dt.date.fromisoformat(d) for d in old.get("dates", [])}
         unpublished = {dt.date.fromisoformat(d) for d in old.get("unpublished", [])}
-        new_dates: set[dt.date] = set(rows["order_date"].unique().to_list())
-        same = sha256 is not None and old.get("sha256") == sha256 and old.get("rows") == rows.height
+        n_rows = pq.read_metadata(path).num_rows
+        same = sha256 is not None and old.get("sha256") == sha256 and old.get("rows") == n_rows
+        # Taken before any row is stamped with it (the per-date files carry it).
         seq = int(old["seq"]) if same else self.next_seq()
-        stamped = rows.select(list(LAKE_SCHEMA)).with_columns(
-            pl.lit(seq, pl.Int64).alias("_seq"), pl.lit(source).alias("_source")
-        )
-        for (day,), part in stamped.group_by("order_date"):
-            assert isinstance(day, dt.date)
-            buf = io.BytesIO()
-            part.sort("order_id").write_parquet(buf, statistics=True)
-            self.s3.put_object(
-                Bucket=self.bucket, Key=self.object_key(day, sid), Body=buf.getvalue()
-            )
+        with tempfile.TemporaryDirectory(prefix="lake-dates-", dir=Path(path).parent) as tmp:
+            new_dates = self._put_dates(source, Path(path), seq, Path(tmp))
         # unpublished may name dates whose objects a killed run never got to delete.
         for day in sorted((old_dates | unpublished) - new_dates):
             self.s3.delete_object(Bucket=self.bucket, Key=self.object_key(day, sid))
@@ -164,15 +176,45 @@ class S3Lake:
             "source": source,
             "source_id": sid,
             "seq": seq,
-            "rows": rows.height,
+            "rows": n_rows,
             "sha256": sha256,
             "dates": sorted(d.isoformat() for d in new_dates),
             "unpublished": sorted(d.isoformat() for d in affected),
             "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         self._put_manifest(sid, manifest)
-        log.info("lake: %s -> %d rows, %d dates (seq %d)", source, rows.height, len(new_dates), seq)
-        return Ingested(source, seq, rows.height, tuple(sorted(new_dates)), tuple(sorted(affected)))
+        log.info("lake: %s -> %d rows, %d dates (seq %d)", source, n_rows, len(new_dates), seq)
+        return Ingested(source, seq, n_rows, tuple(sorted(new_dates)), tuple(sorted(affected)))
+
+    def _put_dates(self, source: str, path: Path, seq: int, work: Path) -> set[dt.date]:
+        """Upload the rows of ``path`` as one object per date, stamped ``seq``; give the dates.
+
+        ``StagedSource`` (the local lake's splitter) appends each row group's rows to one file
+        per date under ``work``; each date's file is then sorted by ``order_id`` into the
+        object's file, uploaded from disk, and the next date follows.
+        """
+        import pyarrow.parquet as pq
+
+        sid = source_id(source)
+        # The local lake's layout; ``discard`` removes the folder and its then empty parent.
+        staging = work / "_staging" / sid
+        staging.mkdir(parents=True)
+        staged = StagedSource(source, staging, seq)
+        try:
+            with pq.ParquetFile(path) as cleaned:
+                for i in range(cleaned.num_row_groups):
+                    staged.write(pl.DataFrame(cleaned.read_row_group(i)))
+            staged.close()
+            dates = staged.dates
+            obj = work / "object.parquet"
+            for day in sorted(dates):
+                pl.scan_parquet(staged.path(day)).sort("order_id").sink_parquet(
+                    obj, statistics=True
+                )
+                self.s3.upload_file(str(obj), self.bucket, self.object_key(day, sid))
+        finally:
+            staged.discard()
+        return dates
 
     def mark_published(self, source: str, seq: int) -> bool:
         """Clear the source's ``unpublished`` dates if its manifest is still ingestion ``seq``.

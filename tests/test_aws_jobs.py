@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
+import io
+import tempfile
 import threading
 from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
 import engine.aws_jobs as jobs
 from engine.config import Settings
 from engine.containers_support import EXIT_CONFIG, EXIT_TRANSIENT, run_entrypoint
-from engine.lake import source_id
-from engine.s3lake import S3Lake
+from engine.lake import StagedSource, source_id
+from engine.s3lake import LAKE_COLUMNS, S3Lake
+from engine.schema import LAKE_SCHEMA
 from engine.state import file_pk
+from engine.validate import validate_file
 from tests.aws.stack import Stack, oracle, order_csv
 
 pytestmark = pytest.mark.integration
@@ -322,3 +331,216 @@ def test_missing_setting_exits_2(stack: Stack) -> None:
         "validator", lambda: jobs.validate_object(Settings.from_env(env)), configure=False
     )
     assert code == EXIT_CONFIG
+
+
+# -- streaming: pieces in, row groups out, one date at a time -------------------------------
+
+DAYS = ("2025-07-05", "2025-07-06", "2025-07-07")
+
+
+def many_rows(n: int, *, tag: str = "") -> list[tuple[Any, ...]]:
+    """``n`` orders over three dates, ids out of order (so sorting them changes something)."""
+    return [
+        (
+            f"ORD{(i * 7919) % 10007:05d}{tag}",
+            f"C{i % 11}",
+            DAYS[i % 3],
+            ("Books", "Electronics", "Clothing")[i % 3 != 1],
+            f"P{i % 13}",
+            1 + i % 4,
+            f"{1 + i % 50}.{i % 10000:04d}",
+            "TRUE" if i % 5 == 0 else "false",
+        )
+        for i in range(n)
+    ]
+
+
+def typed(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The rows as the lake types them, computed here without the engine."""
+    return [
+        {
+            "order_id": r[0],
+            "customer_id": r[1],
+            "order_date": dt.date.fromisoformat(r[2]),
+            "category": r[3],
+            "product_id": r[4],
+            "quantity": int(r[5]),
+            "unit_price": Decimal(r[6]),
+            "returned": r[7].lower() == "true",
+        }
+        for r in rows
+    ]
+
+
+def get(stack: Stack, key: str) -> tuple[bytes, dict[str, str]]:
+    """Return an object of the cleaned bucket and its user metadata."""
+    obj = stack.s3.get_object(Bucket=stack.cleaned_bucket, Key=key)
+    return obj["Body"].read(), obj["Metadata"]
+
+
+def small_pieces(monkeypatch: pytest.MonkeyPatch, batch_bytes: int = 2048) -> None:
+    """Make the validator job read its file in pieces of ``batch_bytes`` (32 MiB in service)."""
+    piecewise = functools.partial(validate_file, batch_bytes=batch_bytes)
+    monkeypatch.setattr(jobs, "validate_file", piecewise)
+
+
+def test_a_file_in_many_pieces_is_stored_piece_by_piece_then_date_by_date(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, rows = "big/orders.csv", many_rows(400)
+    text = order_csv(rows)
+    stack.upload(key, text)
+    small_pieces(monkeypatch)
+    # Every temporary file of both jobs (input, id hashes, cleaned rows, per-date files).
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    writes: list[int] = []
+    real_write = StagedSource.write
+
+    def counted_write(self: StagedSource, part: pl.DataFrame) -> None:
+        writes.append(part.height)
+        real_write(self, part)
+
+    monkeypatch.setattr(StagedSource, "write", counted_write)
+    assert run(stack, key) == (0, 0)
+    assert list(tmp_path.iterdir()) == []
+
+    source = f"{stack.input_bucket}/{key}"
+    sid = source_id(source)
+    data, meta = get(stack, f"cleaned/{sid}.parquet")
+    cleaned = pq.ParquetFile(io.BytesIO(data))
+    groups = cleaned.metadata.num_row_groups
+    assert groups >= 8  # one per piece: the validator never held the file's rows
+    assert meta == {"sha256": hashlib.sha256(text.encode()).hexdigest(), "rows": "400"}
+    whole = pl.read_parquet(data)
+    assert whole.schema == LAKE_SCHEMA
+    assert whole.to_dicts() == typed(rows)
+    # The transformer read it one row group at a time.
+    assert writes == [cleaned.metadata.row_group(i).num_rows for i in range(groups)]
+
+    manifest = S3Lake(
+        stack.cleaned_bucket, state_table=stack.state_table, s3=stack.s3, dynamodb=stack.dynamodb
+    ).manifest(source)
+    assert manifest is not None
+    assert (manifest["rows"], manifest["dates"]) == (400, list(DAYS))
+    for day in DAYS:
+        data, _ = get(stack, f"lake/order_date={day}/{sid}.parquet")
+        stats = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0).statistics
+        assert stats is not None and stats.has_min_max  # order_id, for readers that filter
+        want = sorted(
+            (r for r in typed(rows) if r["order_date"].isoformat() == day),
+            key=lambda r: str(r["order_id"]),
+        )
+        got = pl.read_parquet(data)
+        assert got.schema == LAKE_COLUMNS
+        assert got.to_dicts() == [{**r, "_seq": manifest["seq"], "_source": source} for r in want]
+    expect(stack, [(key, rows)])
+
+    # Redelivered: the same content keeps its seq, so the objects come back identical.
+    before = {k: get(stack, k)[0] for k in stack.object_keys("lake/order_date=")}
+    assert run(stack, key) == (0, 0)
+    again = S3Lake(
+        stack.cleaned_bucket, state_table=stack.state_table, s3=stack.s3, dynamodb=stack.dynamodb
+    ).manifest(source)
+    assert again is not None and again["seq"] == manifest["seq"]
+    for k, data in before.items():
+        assert pl.read_parquet(get(stack, k)[0]).equals(pl.read_parquet(data))
+    expect(stack, [(key, rows)])
+
+
+def test_a_changed_file_of_the_same_size_gets_a_new_seq(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "big/resent.csv"
+    small_pieces(monkeypatch)
+    lake = S3Lake(
+        stack.cleaned_bucket, state_table=stack.state_table, s3=stack.s3, dynamodb=stack.dynamodb
+    )
+    stack.upload(key, order_csv(many_rows(120)))
+    assert run(stack, key) == (0, 0)
+    first = lake.manifest(f"{stack.input_bucket}/{key}")
+    changed = [(*r[:5], r[5] + 1, *r[6:]) for r in many_rows(120)]  # same rows, new quantities
+    stack.upload(key, order_csv(changed))
+    assert run(stack, key) == (0, 0)
+    second = lake.manifest(f"{stack.input_bucket}/{key}")
+    assert first is not None and second is not None
+    assert second["rows"] == first["rows"] and second["seq"] > first["seq"]
+    expect(stack, [(key, changed)])
+
+
+def test_a_bad_row_in_the_last_piece_leaves_no_cleaned_object(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key = "big/bad at the end.csv"
+    rows = [*many_rows(300), ("ORDX", "C1", "2025-07-06", "Books", "P1", 0, "1.00", "false")]
+    stack.upload(key, order_csv(rows))
+    small_pieces(monkeypatch)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert run(stack, key) == (3, None)
+    assert stack.object_keys() == [f"rejected/{key}", f"rejected/{key}.errors.json"]
+    assert list(tmp_path.iterdir()) == []
+    # One level down: pieces were written before the bad one was met, and thrown away.
+    pieces: list[int] = []
+    real_write = jobs.CleanedParquet.write
+
+    def counted_write(self: jobs.CleanedParquet, part: pl.DataFrame) -> None:
+        pieces.append(part.height)
+        real_write(self, part)
+
+    monkeypatch.setattr(jobs.CleanedParquet, "write", counted_write)
+    local, dest = tmp_path / "orders.csv", tmp_path / "cleaned.parquet"
+    local.write_text(order_csv(rows))
+    result, n = jobs.validate_to_parquet(local, dest, categories=None, display_name=key)
+    assert result.report.invalid_rows == 1 and not result.streamed
+    assert len(pieces) >= 5 and n == 0 and not dest.exists()
+
+
+def test_a_hash_collision_takes_the_whole_file_path_and_stores_the_same_rows(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key, rows = "big/collision.csv", many_rows(200)
+    stack.upload(key, order_csv(rows))
+    small_pieces(monkeypatch)
+    # Two distinct ids with one 64-bit hash: the streaming pass cannot tell, the exact one can.
+    monkeypatch.setattr("engine.validate._HashBuckets.has_duplicates", lambda self: True)
+    settings = Settings.from_env(stack.env(key))
+    clients = jobs.Clients(stack.s3, stack.dynamodb)
+    with caplog.at_level("INFO", logger="engine.validate"):
+        assert jobs.validate_object(settings, clients) == 0
+    assert "a repeated order_id hash; validating the whole file at once" in caplog.text
+    data, meta = get(stack, jobs.cleaned_key(settings))
+    assert meta["rows"] == "200"
+    assert pl.read_parquet(data).to_dicts() == typed(rows)
+    assert jobs.transform_object(settings, clients) == 0
+    expect(stack, [(key, rows)])
+
+
+def test_a_header_only_file_stores_a_zero_row_object_with_the_lake_columns(
+    stack: Stack,
+) -> None:
+    key = "empty/orders.csv"
+    stack.upload(key, order_csv([]))
+    assert run(stack, key) == (0, 0)
+    settings = Settings.from_env(stack.env(key))
+    data, meta = get(stack, jobs.cleaned_key(settings))
+    assert meta["rows"] == "0"
+    frame = pl.read_parquet(data)
+    assert frame.height == 0 and frame.schema == LAKE_SCHEMA
+    manifest = S3Lake(
+        stack.cleaned_bucket, state_table=stack.state_table, s3=stack.s3, dynamodb=stack.dynamodb
+    ).manifest(f"{stack.input_bucket}/{key}")
+    assert manifest is not None and (manifest["rows"], manifest["dates"]) == (0, [])
+    assert stack.object_keys("lake/order_date=") == []
+    assert stack.items(stack.category_table) == [] and stack.items(stack.order_table) == []
+
+
+def test_a_cleaned_bucket_that_refuses_the_upload_exits_2_not_1(stack: Stack) -> None:
+    key = "orders/nowhere.csv"
+    stack.upload(key, order_csv(V1))
+    env = {**stack.env(key), "S3_CLEANED_BUCKET": f"{stack.cleaned_bucket}-missing"}
+    settings = Settings.from_env(env)
+    code = run_entrypoint(
+        "validator",
+        lambda: jobs.validate_object(settings, jobs.Clients(stack.s3, stack.dynamodb)),
+        configure=False,
+    )
+    assert code == EXIT_CONFIG  # NoSuchBucket, reported by upload_file as S3UploadFailedError

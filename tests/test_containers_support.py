@@ -6,15 +6,19 @@ import json
 from typing import Any
 
 import pytest
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import ClientError
 
 import engine.aws_jobs as jobs
 from engine.config import Settings
 from engine.containers_support import (
+    EXIT_CONFIG,
     EXIT_REJECTED,
     EXIT_TRANSIENT,
     METRICS_NAMESPACE,
     add_metric,
     emf_record,
+    exit_code_for,
     run_entrypoint,
 )
 from engine.errors import TransientError
@@ -104,3 +108,27 @@ def test_validator_reports_rows_and_a_rejected_file(
     assert (line["Job"], line["RowsProcessed"], line["RowsRejected"], line["FilesRejected"]) == (
         "validator", 2, 1, 1,
     )  # fmt: skip
+
+
+def upload_failure(code: str) -> S3UploadFailedError:
+    """The error boto3's ``upload_file`` raises for an S3 refusal (built the same way)."""
+    try:
+        try:
+            raise ClientError({"Error": {"Code": code, "Message": "no"}}, "PutObject")
+        except ClientError as e:
+            # No ``from``: boto3 leaves the ClientError as the implicit context.
+            raise S3UploadFailedError(f"Failed to upload x to b/k: {e}")  # noqa: B904
+    except S3UploadFailedError as wrapped:
+        return wrapped
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code"),
+    [
+        ("SlowDown", EXIT_TRANSIENT),
+        ("InternalError", EXIT_TRANSIENT),
+        ("AccessDenied", EXIT_CONFIG),
+    ],
+)
+def test_a_failed_managed_upload_exits_as_the_s3_error_it_wraps(code: str, exit_code: int) -> None:
+    assert exit_code_for(upload_failure(code)) == exit_code
