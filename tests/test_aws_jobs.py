@@ -494,19 +494,20 @@ def test_a_bad_row_in_the_last_piece_leaves_no_cleaned_object(
     assert len(pieces) >= 5 and n == 0 and not dest.exists()
 
 
-def test_a_hash_collision_takes_the_whole_file_path_and_stores_the_same_rows(
+def test_a_hash_collision_is_compared_as_text_and_the_file_still_streams(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     key, rows = "big/collision.csv", many_rows(200)
     stack.upload(key, order_csv(rows))
     small_pieces(monkeypatch)
-    # Two distinct ids with one 64-bit hash: the streaming pass cannot tell, the exact one can.
-    monkeypatch.setattr("engine.validate._HashBuckets.has_duplicates", lambda self: True)
+    # Two distinct ids with one 64-bit hash: both rows are read again and their text compared.
+    alike = pl.Series([rows[3][0], rows[150][0]]).hash()
+    monkeypatch.setattr("engine.validate._HashBuckets.duplicates", lambda self: alike)
     settings = Settings.from_env(stack.env(key))
     clients = jobs.Clients(stack.s3, stack.dynamodb)
     with caplog.at_level("INFO", logger="engine.validate"):
         assert jobs.validate_object(settings, clients) == 0
-    assert "a repeated order_id hash; validating the whole file at once" in caplog.text
+    assert "whole file" not in caplog.text
     data, meta = get(stack, jobs.cleaned_key(settings))
     assert meta["rows"] == "200"
     assert pl.read_parquet(data).to_dicts() == typed(rows)
