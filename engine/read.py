@@ -11,6 +11,8 @@ import csv
 import hashlib
 import io
 import logging
+import mmap
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -320,31 +322,37 @@ def text_pieces(
 
     Each frame is what ``read_orders`` would have read for those records: Polars parses every
     piece, the first with the header. A piece ends only at a line end with an even number of
-    quote characters before it, so a quoted field that spans lines is never cut. Memory
-    follows ``batch_bytes``: the file is read in blocks, never whole. Raises what Polars raises
-    for a piece it refuses, and ``NulByteError`` for a block holding a NUL byte when
-    ``refuse_nul`` (found as the blocks are read: no extra pass over the file).
+    quote characters before it, so a quoted field that spans lines is never cut. The file is
+    memory-mapped and each piece copied out once, so memory follows ``batch_bytes``. Raises
+    what Polars raises for a piece it refuses, and ``NulByteError`` for a NUL byte when
+    ``refuse_nul`` (looked for piece by piece: no extra pass over the file).
     """
-    carry = b""
-    first = True
-    offset = 0
     with open(path, "rb") as f:
-        while True:
-            block = f.read(batch_bytes)
-            if refuse_nul and b"\x00" in block:
-                raise NulByteError(path)
-            data = carry + block
-            cut = len(data) if not block else _last_record_end(data)
-            if cut <= 0 and block:
-                carry = data  # no whole record yet: read on
-                continue
-            piece, carry = data[:cut], data[cut:]
-            if piece or first:
-                yield Piece(_read_piece(piece, names, header=first), piece, offset, first)
-                offset += len(piece)
-                first = False
-            if not block:
-                return
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            yield Piece(_read_piece(b"", names, header=True), b"", 0, True)
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            start = 0
+            while start < size:
+                end = min(start + batch_bytes, size)
+                while end < size:
+                    cut = _last_record_end(mm, start, end)
+                    if cut > start:
+                        end = cut
+                        break
+                    end = min(end + batch_bytes, size)  # no whole record yet: read on
+                if refuse_nul and mm.find(b"\x00", start, end) >= 0:
+                    raise NulByteError(path)
+                piece = mm[start:end]
+                # The piece is copied out: drop its pages from this process's resident set
+                # (they stay in the page cache), or RSS would grow with the file.
+                done = end - end % mmap.PAGESIZE
+                if done > start - start % mmap.PAGESIZE:
+                    low = start - start % mmap.PAGESIZE
+                    mm.madvise(mmap.MADV_DONTNEED, low, done - low)
+                yield Piece(_read_piece(piece, names, header=start == 0), piece, start, start == 0)
+                start = end
 
 
 def newlines_before(path: str, offset: int, *, start: int = 0, counted: int = 0) -> int:
@@ -375,11 +383,20 @@ def _read_piece(piece: bytes, names: tuple[str, ...], *, header: bool) -> pl.Dat
     )
 
 
-def _last_record_end(data: bytes) -> int:
+def _last_record_end(data: bytes | mmap.mmap, start: int, end: int) -> int:
+    """Return the index just past the last LF outside quotes in ``data[start:end]``, or start."""
+    cut = data.rfind(b"\n", start, end)
+    if cut < 0:
+        return start
+    if data.find(b'"', start, cut) < 0:  # the common case, at memchr speed: nothing quoted
+        return cut + 1
+    region = data[start:end]
+    return start + _last_unquoted_lf(region)
+
+
+def _last_unquoted_lf(data: bytes) -> int:
     """Return the index just past the last LF outside quotes in ``data``, or 0 if none."""
     cut = data.rfind(b"\n")
-    if b'"' not in data:  # the common case, found at memchr speed: no quoted field to cut
-        return cut + 1
     quotes = data.count(b'"', 0, cut) if cut >= 0 else 0
     while cut >= 0 and quotes % 2:
         prev = data.rfind(b"\n", 0, cut)
