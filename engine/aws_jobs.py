@@ -35,9 +35,9 @@ from engine.errors import TerminalError
 from engine.kpis import category_kpis, daily_kpis, latest_orders
 from engine.lake import source_id
 from engine.read import file_digest
+from engine.rules import LAKE_SCHEMA
 from engine.s3export import MonthExport, export_month, months_of
 from engine.s3lake import LAKE_COLUMNS, S3Lake
-from engine.schema import LAKE_SCHEMA
 from engine.sinks.dynamodb import category_items, daily_items
 from engine.sinks.retry import error_code
 from engine.state import KpiTables, PublishResult, Ticket, file_pk, put_status, refresh_date

@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 
 from engine.errors import TransientError
 from engine.lake import Ingested, StagedSource, source_id
-from engine.schema import LAKE_SCHEMA
+from engine.rules import LAKE_SCHEMA
 from engine.sinks.retry import Backoff, error_code, is_retryable
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ import engine.aws_jobs as jobs
 from engine.config import Settings
 from engine.containers_support import EXIT_CONFIG, EXIT_TRANSIENT, run_entrypoint
 from engine.lake import StagedSource, source_id
+from engine.rules import LAKE_SCHEMA
 from engine.s3lake import LAKE_COLUMNS, S3Lake
-from engine.schema import LAKE_SCHEMA
 from engine.state import file_pk
 from engine.validate import validate_file
 from tests.aws.stack import Stack, oracle, order_csv

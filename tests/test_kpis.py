@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from engine.kpis import category_kpis, daily_kpis, div_half_even, latest_orders
-from engine.schema import LAKE_SCHEMA
+from engine.rules import LAKE_SCHEMA
 from tests import oracle
 
 

@@ -145,3 +145,13 @@ def test_a_valid_file_is_validated_without_importing_pandera(tmp_path: Path) -> 
                                 "--out", str(tmp_path / "out"))
     # A file with findings is reported by the pandera model.
     assert _imports_pandera("validate", str(ROOT / "fixtures/invalid_order.csv"))
+
+
+def test_the_container_jobs_start_without_pandera() -> None:
+    code = (
+        "import sys\nimport engine.aws_jobs, engine.aws_reprocess, engine.s3lake\n"
+        "print('pandera' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"

@@ -212,7 +212,7 @@ def test_eight_transformers_finishing_one_month_at_once_converge(stack: Stack) -
 def _typed(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     from decimal import Decimal
 
-    from engine.schema import LAKE_SCHEMA
+    from engine.rules import LAKE_SCHEMA
 
     cols = list(LAKE_SCHEMA)
     data: dict[str, list[Any]] = {c: [] for c in cols}
