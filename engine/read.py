@@ -310,9 +310,15 @@ class Piece:
     """Some whole records of a file: their text columns, and the bytes they were parsed from."""
 
     frame: pl.DataFrame
-    data: bytes  # the first piece starts with the (BOM and) header
-    offset: int  # where ``data`` starts in the file
+    offset: int  # where the piece's bytes start in the file
+    size: int  # how many bytes it has; the first piece starts with the (BOM and) header
     first: bool
+
+    def data(self, path: str) -> bytes:
+        """Return the piece's bytes, read again from the file (only pieces with findings)."""
+        with open(path, "rb") as f:
+            f.seek(self.offset)
+            return f.read(self.size)
 
 
 def text_pieces(
@@ -330,7 +336,7 @@ def text_pieces(
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
-            yield Piece(_read_piece(b"", names, header=True), b"", 0, True)
+            yield Piece(_read_piece(b"", names, header=True), 0, 0, True)
             return
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             start = 0
@@ -351,7 +357,9 @@ def text_pieces(
                 if done > start - start % mmap.PAGESIZE:
                     low = start - start % mmap.PAGESIZE
                     mm.madvise(mmap.MADV_DONTNEED, low, done - low)
-                yield Piece(_read_piece(piece, names, header=start == 0), piece, start, start == 0)
+                frame = _read_piece(piece, names, header=start == 0)
+                del piece
+                yield Piece(frame, start, end - start, start == 0)
                 start = end
 
 

@@ -313,7 +313,7 @@ class _Lines:
         """Return the piece's records' first lines (in the file) and field counts."""
         self._lfs = newlines_before(self.path, piece.offset, start=self._at, counted=self._lfs)
         self._at = piece.offset
-        return layout(self.name, piece.data, len(self.header), header=piece.first,
+        return layout(self.name, piece.data(self.path), len(self.header), header=piece.first,
                       first_line=self._lfs + 1)
 
 
