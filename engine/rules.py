@@ -55,28 +55,27 @@ def _integer(col: pl.Expr) -> pl.Expr:
     return col.str.to_integer(strict=False)
 
 
-def positive_integer(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
-    """Digits only, at most ``MAX_NUMBER_CHARS`` of them, above zero."""
-    ok = (
-        col.str.contains(INTEGER_PATTERN)
-        & (col.str.len_bytes() <= MAX_NUMBER_CHARS)
-        & (_integer(col) > 0)
-    )
-    return ok.fill_null(False)
-
-
 def _decimal(col: pl.Expr) -> pl.Expr:
     return col.str.to_decimal(scale=PRICE_SCALE)
 
 
-def positive_decimal(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
-    """Digits with at most 4 decimal places, at most ``MAX_NUMBER_CHARS`` long, above zero."""
+def _positive(col: pl.Expr, pattern: str, value: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
     ok = (
-        col.str.contains(DECIMAL_PATTERN)
+        col.str.contains(pattern)
         & (col.str.len_bytes() <= MAX_NUMBER_CHARS)
-        & (_decimal(col) > 0)
+        & (value(col) > 0)
     )
     return ok.fill_null(False)
+
+
+def positive_integer(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
+    """Digits only, at most ``MAX_NUMBER_CHARS`` of them, above zero."""
+    return _positive(col, INTEGER_PATTERN, _integer)
+
+
+def positive_decimal(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
+    """Digits with at most 4 decimal places, at most ``MAX_NUMBER_CHARS`` long, above zero."""
+    return _positive(col, DECIMAL_PATTERN, _decimal)
 
 
 def true_or_false(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
