@@ -1,8 +1,10 @@
-"""Run the order model over a file and report every finding by its line in the original file.
+"""Run the order rules over a file and report every finding by its line in the original file.
 
-``schema.py`` says what valid is; this module decides how to run it and how to tell people.
-Pandera's failure cases are the source of the findings; their row positions are mapped back
-to file lines (a quoted field spanning lines counted correctly) only when there are findings.
+``rules.py`` says what valid is (and ``schema.py`` wraps it as a pandera model); this module
+decides how to run them and how to tell people. A piece that plainly passes is judged by
+the rules fused in one select; pandera's failure cases are the source of the findings, and
+their row positions are mapped back to file lines (a quoted field spanning lines counted
+correctly) only when there are findings.
 """
 
 from __future__ import annotations
