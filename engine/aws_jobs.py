@@ -32,12 +32,11 @@ from botocore.exceptions import ClientError
 from engine.config import Settings
 from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
 from engine.errors import TerminalError
-from engine.kpis import category_kpis, daily_kpis, latest_orders
 from engine.lake import source_id
 from engine.read import file_digest
 from engine.rules import LAKE_SCHEMA
 from engine.s3export import MonthExport, export_month, months_of
-from engine.s3lake import LAKE_COLUMNS, S3Lake
+from engine.s3lake import S3Lake, date_kpis
 from engine.sinks.dynamodb import category_items, daily_items
 from engine.sinks.retry import error_code
 from engine.state import KpiTables, PublishResult, Ticket, file_pk, put_status, refresh_date
@@ -305,13 +304,7 @@ def date_snapshot(
     lake: S3Lake, day: dt.date, ticket: Ticket
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Return the KPI items of ``day`` recomputed from the lake (read after the ticket)."""
-    rows = lake.collect([day], lambda lf: lf)
-    if rows.height == 0:
-        rows = pl.DataFrame(schema=LAKE_COLUMNS)
-    latest = latest_orders(rows.lazy())
-    cat = category_kpis(latest).collect()
-    daily = daily_kpis(latest).collect()
-    sources = sorted(str(s) for s in rows["_source"].unique().to_list())
+    cat, daily, sources = date_kpis(lake, day)
     at = _now()
     cats = category_items(cat, source_files=sources, computed_at=at, ticket=ticket.ticket)
     days = daily_items(daily, source_files=sources, computed_at=at, ticket=ticket.ticket)

@@ -23,7 +23,7 @@ import datetime as dt
 import json
 import logging
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +153,8 @@ class S3Lake:
         also holds the dates a killed earlier run may have left unpublished.
 
         The file is never loaded whole: its row groups are split by date into one local file
-        per date (next to ``path``), then each date is sorted and uploaded on its own, so
-        memory follows one row group, then one date's rows.
+        per date (next to ``path``), and each date's file is uploaded as it is, so memory
+        follows one row group, whatever the file's or a date's size.
         """
         import pyarrow.parquet as pq
 
@@ -190,8 +190,8 @@ class S3Lake:
         """Upload the rows of ``path`` as one object per date, stamped ``seq``; give the dates.
 
         ``StagedSource`` (the local lake's splitter) appends each row group's rows to one file
-        per date under ``work``; each date's file is then sorted by ``order_id`` into the
-        object's file, uploaded from disk, and the next date follows.
+        per date under ``work``; each date's file is then uploaded from disk as the object,
+        rows in file order (the same file gives the same object).
         """
         import pyarrow.parquet as pq
 
@@ -206,12 +206,8 @@ class S3Lake:
                     staged.write(pl.DataFrame(cleaned.read_row_group(i)))
             staged.close()
             dates = staged.dates
-            obj = work / "object.parquet"
             for day in sorted(dates):
-                pl.scan_parquet(staged.path(day)).sort("order_id").sink_parquet(
-                    obj, statistics=True
-                )
-                self.s3.upload_file(str(obj), self.bucket, self.object_key(day, sid))
+                self.s3.upload_file(str(staged.path(day)), self.bucket, self.object_key(day, sid))
         finally:
             staged.discard()
         return dates
@@ -244,9 +240,12 @@ class S3Lake:
                 )
         return sorted(keys)
 
-    def scan(self, dates: Iterable[dt.date]) -> pl.LazyFrame:
-        """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated)."""
-        keys = self.objects(dates)
+    def scan(self, dates: Iterable[dt.date], *, keys: list[str] | None = None) -> pl.LazyFrame:
+        """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated).
+
+        ``keys``: the objects of ``dates`` as already listed (``objects``), not listed again.
+        """
+        keys = self.objects(dates) if keys is None else keys
         if not keys:
             return pl.DataFrame(schema=LAKE_COLUMNS).lazy()
         uris = [f"s3://{self.bucket}/{k}" for k in keys]
@@ -256,8 +255,44 @@ class S3Lake:
         self, dates: Iterable[dt.date], build: Callable[[pl.LazyFrame], pl.LazyFrame]
     ) -> pl.DataFrame:
         """Return ``build(scan(dates))`` collected; S3 read failures become ``LakeReadError``."""
+        return self.collect_all(dates, [build])[0]
+
+    def collect_all(
+        self,
+        dates: Iterable[dt.date],
+        builds: Sequence[Callable[[pl.LazyFrame], pl.LazyFrame]],
+        *,
+        keys: list[str] | None = None,
+    ) -> list[pl.DataFrame]:
+        """Return each ``build(scan(dates))``, collected together (the objects are read once,
+        only the columns the queries use); S3 read failures become ``LakeReadError``."""
         try:
-            return build(self.scan(dates)).collect()
+            scan = self.scan(dates, keys=keys)
+            # Streaming: memory follows the queries' groups, not the rows they read.
+            return pl.collect_all([build(scan) for build in builds], engine="streaming")
         except (pl.exceptions.ComputeError, OSError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise LakeReadError(self.bucket, first) from exc
+
+
+def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Return the category and daily KPI rows of ``day`` and the sources holding it.
+
+    The date's rows are never loaded whole: the KPI queries read only the columns they use,
+    in one pass over the objects, and ``latest_orders`` (a window over every order id) runs
+    only when more than one source holds the date; within one source ids are unique.
+    """
+    from engine.kpis import category_kpis, daily_kpis, latest_orders
+
+    keys = lake.objects([day])  # one object per source holding the date
+    shared = len(keys) > 1
+
+    def orders(lf: pl.LazyFrame) -> pl.LazyFrame:
+        return latest_orders(lf) if shared else lf
+
+    cat, daily, names = lake.collect_all([day], [
+        lambda lf: category_kpis(orders(lf)),
+        lambda lf: daily_kpis(orders(lf)),
+        lambda lf: lf.select(pl.col("_source").unique()),
+    ], keys=keys)
+    return cat, daily, sorted(str(s) for s in names["_source"].to_list())
