@@ -375,3 +375,37 @@ def test_the_line_by_line_layout_equals_the_csv_walk_on_written_csv(
         assert (fast.start_lines, fast.field_counts) == _csv_walk(
             data, header=header, first_line=3
         )
+
+
+def test_read_ahead_keeps_order_raises_in_order_and_stops_its_worker_when_closed() -> None:
+    import threading
+    from collections.abc import Iterator
+
+    from engine.read import Piece
+    from engine.validate import _read_ahead
+
+    made: list[int] = []
+
+    def pieces(fail_at: int | None = None) -> Iterator[Piece]:
+        for i in range(50):
+            if i == fail_at:
+                raise ValueError("bad block")
+            made.append(i)
+            yield Piece(pl.DataFrame({"i": [i]}), i, 1, i == 0)
+
+    def workers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "read-ahead"]
+
+    got = [p.frame["i"][0] for p in _read_ahead(pieces())]
+    assert got == list(range(50)) and not workers()
+
+    early = _read_ahead(pieces())
+    assert [next(early).offset, next(early).offset] == [0, 1]
+    early.close()
+    assert not workers() and len(made) <= 50 + 4  # at most one piece made ahead, one waiting
+
+    seen: list[int] = []
+    with pytest.raises(ValueError, match="bad block"):
+        for p in _read_ahead(pieces(fail_at=3)):
+            seen.append(p.offset)
+    assert seen == [0, 1, 2] and not workers()
