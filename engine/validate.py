@@ -609,9 +609,7 @@ def validate_raw(
     import pandera.polars as pa
 
     frame = raw.frame
-    blank = pl.all_horizontal(
-        [pl.col(c).str.len_bytes() == 0 for c in frame.columns if c != ROW]
-    )
+    blank = _blank(frame.columns)
     n_blank = frame.select(blank.sum()).item()
     report = ValidationReport(
         file=raw.path, size_bytes=raw.size_bytes, sha256=None, status="valid",
