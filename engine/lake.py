@@ -217,18 +217,24 @@ class LocalLake:
         Row counts come from the Parquet footers; a single date larger than ``max_rows`` is a
         group of its own.
         """
-        import pyarrow.parquet as pq
-
         groups: list[list[dt.date]] = []
         size = 0
         for day in sorted(set(dates)):
-            n = sum(pq.ParquetFile(f).metadata.num_rows for f in self.objects(day))
+            n = self.rows([day])
             if not groups or size + n > max_rows:
                 groups.append([])
                 size = 0
             groups[-1].append(day)
             size += n
         return groups
+
+    def rows(self, dates: Iterable[dt.date]) -> int:
+        """Return how many rows the lake holds for ``dates`` (all sources), from the footers."""
+        import pyarrow.parquet as pq
+
+        return sum(
+            pq.ParquetFile(f).metadata.num_rows for d in set(dates) for f in self.objects(d)
+        )
 
     def scan(self, dates: Iterable[dt.date]) -> pl.LazyFrame:
         """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated)."""

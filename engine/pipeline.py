@@ -22,7 +22,7 @@ from engine.kpis import (
     daily_kpis,
     empty_category_table,
     empty_daily_table,
-    latest_orders,
+    latest_orders_in_slices,
 )
 from engine.lake import Ingested, LocalLake
 from engine.read import file_digest
@@ -223,12 +223,13 @@ def refresh_tables(
         keep = ~pl.col("order_date").is_in(sorted(pending))
         cats, days = [old_cat.filter(keep)], [old_day.filter(keep)]
         for group in lake.date_groups(pending, max_rows):
-            rows = _orders(lake, group)
+            rows = _orders(lake, group, max_rows)
             # The streaming engine keeps per-group state, not the rows: a one-date file of
-            # 10M orders peaked at 2.3 GB in memory, 1.0 GB streaming (and ran faster).
-            new_cat, new_day = pl.collect_all(
-                [category_kpis(rows), daily_kpis(rows)], engine="streaming"
-            )
+            # 10M orders peaked at 2.3 GB in memory, 1.0 GB streaming (and ran faster). One
+            # table after the other reads the rows twice but holds one query's state at a
+            # time: 0.47 GB instead of 0.99 GB for that date, in the same time.
+            new_cat = category_kpis(rows).collect(engine="streaming")
+            new_day = daily_kpis(rows).collect(engine="streaming")
             cats.append(new_cat)
             days.append(new_day)
         category = pl.concat(cats).sort("category", "order_date")
@@ -239,19 +240,21 @@ def refresh_tables(
     return old_cat, old_day
 
 
-def _orders(lake: LocalLake, dates: Sequence[dt.date]) -> pl.LazyFrame:
+def _orders(lake: LocalLake, dates: Sequence[dt.date], max_rows: int) -> pl.LazyFrame:
     """Return the orders of ``dates``: ``latest_orders`` only where sources share a date.
 
     Within one source an order_id is unique (validation says so), so a date held by a single
-    source needs no de-duplication, the costliest step of the KPI query.
+    source needs no de-duplication, the costliest step of the KPI query. Shared dates of
+    more than ``max_rows`` rows are de-duplicated in slices of about ``max_rows`` rows, so
+    the window's memory does not grow with the date.
     """
     shared = [d for d in dates if len(lake.objects(d)) > 1]
     alone = [d for d in dates if d not in shared]
     if not shared:
         return lake.scan(alone)
-    if not alone:
-        return latest_orders(lake.scan(shared))
-    return pl.concat([lake.scan(alone), latest_orders(lake.scan(shared))])
+    slices = -(-lake.rows(shared) // max(max_rows, 1))
+    latest = latest_orders_in_slices(lake.scan(shared), slices)
+    return latest if not alone else pl.concat([lake.scan(alone), latest])
 
 
 def write_tables(category: pl.DataFrame, daily: pl.DataFrame, out: Path) -> None:

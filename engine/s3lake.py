@@ -279,20 +279,28 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
     """Return the category and daily KPI rows of ``day`` and the sources holding it.
 
     The date's rows are never loaded whole: the KPI queries read only the columns they use,
-    in one pass over the objects, and ``latest_orders`` (a window over every order id) runs
-    only when more than one source holds the date; within one source ids are unique.
+    streaming. ``latest_orders`` (a window over the order ids) runs only when more than one
+    source holds the date, since within one source ids are unique. A date of more than
+    ``SLICE_ROWS`` rows (counted from the objects' footers) is computed one query after the
+    other, so that one query's state is held at a time, and its ``latest_orders`` in slices
+    of about ``SLICE_ROWS`` rows; a smaller date is read once for all the queries.
     """
-    from engine.kpis import category_kpis, daily_kpis, latest_orders
+    from engine.kpis import SLICE_ROWS, category_kpis, daily_kpis, latest_orders_in_slices
 
     keys = lake.objects([day])  # one object per source holding the date
-    shared = len(keys) > 1
+    counted = lake.collect_all([day], [lambda lf: lf.select(pl.len())], keys=keys)[0]
+    slices = -(-int(counted.item()) // SLICE_ROWS) if len(keys) > 1 else 0
 
     def orders(lf: pl.LazyFrame) -> pl.LazyFrame:
-        return latest_orders(lf) if shared else lf
+        return latest_orders_in_slices(lf, slices) if slices else lf
 
-    cat, daily, names = lake.collect_all([day], [
+    builds: list[Callable[[pl.LazyFrame], pl.LazyFrame]] = [
         lambda lf: category_kpis(orders(lf)),
         lambda lf: daily_kpis(orders(lf)),
         lambda lf: lf.select(pl.col("_source").unique()),
-    ], keys=keys)
+    ]
+    if counted.item() <= SLICE_ROWS:
+        cat, daily, names = lake.collect_all([day], builds, keys=keys)
+    else:
+        cat, daily, names = (lake.collect_all([day], [b], keys=keys)[0] for b in builds)
     return cat, daily, sorted(str(s) for s in names["_source"].to_list())

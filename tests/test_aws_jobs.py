@@ -131,6 +131,32 @@ def test_corrected_reupload_drops_the_old_rows_and_dates(stack: Stack) -> None:
     assert not [k for k in stack.object_keys() if f"order_date={D2}" in k]
 
 
+def test_a_large_shared_date_is_deduplicated_in_slices_query_by_query(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.kpis
+
+    slices: list[int] = []
+    real = engine.kpis.latest_orders_in_slices
+
+    def spy(rows: pl.LazyFrame, n: int) -> pl.LazyFrame:
+        slices.append(n)
+        return real(rows, n)
+
+    monkeypatch.setattr(engine.kpis, "latest_orders_in_slices", spy)
+    # D1 holds 3 + 2 rows after v2 (3 slices of 2 rows), 3 + 2 + 3 after v3 (4 slices).
+    monkeypatch.setattr(engine.kpis, "SLICE_ROWS", 2)
+    v3 = [("ORD1", "C7", D1, "Books", "P1", 4, "5.55", "false"),
+          ("ORD9", "C2", D1, "Clothing", "P9", 1, "1.01", "true"),
+          ("ORD3", "C3", D1, "Books", "P3", 2, "0.0050", "true")]
+    files = [("shared/v1.csv", V1), ("shared/v2.csv", V2), ("shared/v3.csv", v3)]
+    for key, rows in files:
+        stack.upload(key, order_csv(rows))
+        assert run(stack, key) == (0, 0)
+    expect(stack, files)
+    assert set(slices) == {3, 4}
+
+
 def test_sixteen_files_of_one_date_at_once_each_twice_match_the_oracle(stack: Stack) -> None:
     files = []
     for i in range(16):
