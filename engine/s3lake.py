@@ -240,6 +240,21 @@ class S3Lake:
                 )
         return sorted(keys)
 
+    def download(self, keys: Sequence[str], folder: Path) -> list[Path]:
+        """Copy the objects ``keys`` into ``folder``; give their local paths, in order.
+
+        S3 read failures become ``LakeReadError``.
+        """
+        paths = []
+        for i, key in enumerate(keys):
+            path = folder / f"{i:05d}.parquet"
+            try:
+                self.s3.download_file(self.bucket, key, str(path))
+            except (ClientError, OSError) as exc:
+                raise LakeReadError(self.bucket, f"{key}: {exc}") from exc
+            paths.append(path)
+        return paths
+
     def scan(self, dates: Iterable[dt.date], *, keys: list[str] | None = None) -> pl.LazyFrame:
         """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated).
 
@@ -279,17 +294,19 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
     """Return the category and daily KPI rows of ``day`` and the sources holding it.
 
     The date's rows are never loaded whole: the KPI queries read only the columns they use,
-    streaming. ``latest_orders`` (a window over the order ids) runs only when more than one
-    source holds the date, since within one source ids are unique. A date of more than
-    ``SLICE_ROWS`` rows (counted from the objects' footers) is computed one query after the
-    other, so that one query's state is held at a time, and its ``latest_orders`` in slices
-    of about ``SLICE_ROWS`` rows; a smaller date is read once for all the queries.
+    streaming, and ``latest_orders`` (a window over the order ids) runs only when more than
+    one source holds the date, since within one source ids are unique. A date of up to
+    ``SLICE_ROWS`` rows (counted from the objects' footers) is read once for all the queries.
+    A larger one is computed one query after the other, so that one query's state is held at
+    a time; if it is shared, its objects are first copied to local disk and ``latest_orders``
+    runs in slices of about ``SLICE_ROWS`` rows, each reading the copy again.
     """
     from engine.kpis import SLICE_ROWS, category_kpis, daily_kpis, latest_orders_in_slices
 
     keys = lake.objects([day])  # one object per source holding the date
     counted = lake.collect_all([day], [lambda lf: lf.select(pl.len())], keys=keys)[0]
-    slices = -(-int(counted.item()) // SLICE_ROWS) if len(keys) > 1 else 0
+    rows = int(counted.item())
+    slices = -(-rows // SLICE_ROWS) if len(keys) > 1 else 0
 
     def orders(lf: pl.LazyFrame) -> pl.LazyFrame:
         return latest_orders_in_slices(lf, slices) if slices else lf
@@ -299,8 +316,15 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
         lambda lf: daily_kpis(orders(lf)),
         lambda lf: lf.select(pl.col("_source").unique()),
     ]
-    if counted.item() <= SLICE_ROWS:
+    if rows <= SLICE_ROWS:
         cat, daily, names = lake.collect_all([day], builds, keys=keys)
-    else:
+    elif slices <= 1:
         cat, daily, names = (lake.collect_all([day], [b], keys=keys)[0] for b in builds)
+    else:
+        # Each slice reads the date again: from local disk, not from S3 (measured on moto,
+        # 20M rows in 10 slices: 259 s reading S3 each time).
+        with tempfile.TemporaryDirectory(prefix="date-kpis-") as tmp:
+            local = lake.download(keys, Path(tmp))
+            scan = pl.scan_parquet(local, hive_partitioning=False)
+            cat, daily, names = (b(scan).collect(engine="streaming") for b in builds)
     return cat, daily, sorted(str(s) for s in names["_source"].to_list())

@@ -144,11 +144,15 @@ def test_a_large_shared_date_is_deduplicated_in_slices_query_by_query(
         return real(rows, n)
 
     monkeypatch.setattr(engine.kpis, "latest_orders_in_slices", spy)
-    # D1 holds 3 + 2 rows after v2 (3 slices of 2 rows), 3 + 2 + 3 after v3 (4 slices).
+    # D1 holds 3 + 2 rows after v2 (3 slices of 2 rows), 3 + 2 + 3 after v3 (4 slices), each
+    # read from a local copy of the date's objects.
     monkeypatch.setattr(engine.kpis, "SLICE_ROWS", 2)
     v3 = [("ORD1", "C7", D1, "Books", "P1", 4, "5.55", "false"),
           ("ORD9", "C2", D1, "Clothing", "P9", 1, "1.01", "true"),
-          ("ORD3", "C3", D1, "Books", "P3", 2, "0.0050", "true")]
+          ("ORD3", "C3", D1, "Books", "P3", 2, "0.0050", "true"),
+          # A date of one source above SLICE_ROWS: queried one after the other, no slices.
+          *[(f"NEW{i}", f"C{i}", "2025-07-08", "Electronics", "P5", i, "2.50", "false")
+            for i in (1, 2, 3)]]
     files = [("shared/v1.csv", V1), ("shared/v2.csv", V2), ("shared/v3.csv", v3)]
     for key, rows in files:
         stack.upload(key, order_csv(rows))
