@@ -74,12 +74,12 @@ def file_digest(path: str | Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _decode_or_raise(path: str, data: bytes, *, base_offset: int = 0) -> str:
+def _decode_or_raise(path: str, data: bytes, *, base_offset: int = 0, first_line: int = 1) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         offset = base_offset + e.start
-        line = data.count(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, e.start) + first_line
         bad = data[e.start : e.start + 4]
         raise InputFileError(
             path,
@@ -179,16 +179,20 @@ def check_header(path: str, header: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def layout(
-    path: str, data: bytes, n_columns: int, *, header: bool = True, first_line: int = 1
+    path: str, data: bytes, n_columns: int, *, header: bool = True, first_line: int = 1,
+    offset: int = 0,
 ) -> Layout:
     """Walk the raw bytes once and return each record's first line and field count.
 
     ``data`` is a whole file (``header``: it starts with the header, perhaps after a BOM), or
-    a piece of one cut at a record end whose first line is line ``first_line`` of the file.
-    Raises ``InputFileError`` for bytes that are not UTF-8 and for an unclosed quote.
+    a piece of one cut at a record end whose first line is line ``first_line`` of the file
+    and first byte is at ``offset``. Raises ``InputFileError`` for bytes that are not UTF-8
+    and for an unclosed quote, at the file's line and byte offset.
     """
     body = data[len(BOM) :] if header and data.startswith(BOM) else data
-    text = _decode_or_raise(path, body, base_offset=len(data) - len(body))
+    text = _decode_or_raise(
+        path, body, base_offset=offset + len(data) - len(body), first_line=first_line
+    )
     fast = _line_layout(body, first_line)
     if fast is not None:
         skip = 1 if header else 0  # the header's record
@@ -304,6 +308,19 @@ def open_header(
 class NulByteError(Exception):
     """A NUL byte in the file: it is binary, whatever Polars would make of it."""
 
+    def __init__(self, path: str, offset: int) -> None:
+        super().__init__(f"{path}: a NUL byte at byte offset {offset}")
+        self.offset = offset
+
+
+class PieceRefused(Exception):
+    """Polars refused to parse the piece of ``size`` bytes at ``offset`` (``first``: with the
+    header); ``reason`` is the first line of its error."""
+
+    def __init__(self, offset: int, size: int, first: bool, reason: str) -> None:
+        super().__init__(reason)
+        self.offset, self.size, self.first, self.reason = offset, size, first, reason
+
 
 @dataclass(frozen=True)
 class Piece:
@@ -330,7 +347,7 @@ def text_pieces(
     piece, the first with the header. A piece ends only at a line end with an even number of
     quote characters before it, so a quoted field that spans lines is never cut. The file is
     memory-mapped and each piece copied out once, so memory follows ``batch_bytes``. Raises
-    what Polars raises for a piece it refuses, and ``NulByteError`` for a NUL byte when
+    ``PieceRefused`` for a piece Polars refuses, and ``NulByteError`` for a NUL byte when
     ``refuse_nul`` (looked for piece by piece: no extra pass over the file).
     """
     with open(path, "rb") as f:
@@ -348,8 +365,8 @@ def text_pieces(
                         end = cut
                         break
                     end = min(end + batch_bytes, size)  # no whole record yet: read on
-                if refuse_nul and mm.find(b"\x00", start, end) >= 0:
-                    raise NulByteError(path)
+                if refuse_nul and (nul := mm.find(b"\x00", start, end)) >= 0:
+                    raise NulByteError(path, nul)
                 piece = mm[start:end]
                 # The piece is copied out: drop its pages from this process's resident set
                 # (they stay in the page cache), or RSS would grow with the file.
@@ -357,7 +374,11 @@ def text_pieces(
                 if done > start - start % mmap.PAGESIZE:
                     low = start - start % mmap.PAGESIZE
                     mm.madvise(mmap.MADV_DONTNEED, low, done - low)
-                frame = _read_piece(piece, names, header=start == 0)
+                try:
+                    frame = _read_piece(piece, names, header=start == 0)
+                except pl.exceptions.PolarsError as e:
+                    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    raise PieceRefused(start, end - start, start == 0, reason) from e
                 del piece
                 yield Piece(frame, start, end - start, start == 0)
                 start = end
@@ -464,20 +485,54 @@ def _check_no_nul(path: str, name: str, frame: pl.DataFrame) -> None:
     """Raise for NUL bytes past the first ``HEAD_BYTES`` (the head was checked already)."""
     if not has_nul(frame):
         return
-    offset, line = 0, 1
+    offset = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             i = chunk.find(b"\x00")
             if i >= 0:
-                line += chunk.count(b"\n", 0, i)
                 offset += i
                 break
-            line += chunk.count(b"\n")
             offset += len(chunk)
-    raise InputFileError(
+    raise nul_error(path, name, offset)
+
+
+def nul_error(path: str, name: str, offset: int) -> InputFileError:
+    """Return the error for the NUL byte at ``offset`` of the file, named at its line."""
+    return InputFileError(
         name,
         f"binary data, not a CSV text file (a NUL byte at byte offset {offset})",
-        line=line, byte_offset=offset, kind="binary",
+        line=newlines_before(path, offset) + 1, byte_offset=offset, kind="binary",
+    )
+
+
+def diagnose_piece(path: str, name: str, n_columns: int, refused: PieceRefused) -> None:
+    """Raise ``InputFileError`` for the structural problem of a piece Polars refused.
+
+    The same checks as the whole-file diagnosis (``_recover``), on the piece's bytes only,
+    named at the file's lines and offsets: bytes that are not UTF-8, an unclosed quote, a
+    quote inside a field. Returns when none is found (rows with too many fields: only the
+    whole-file path reports them, row by row).
+    """
+    with open(path, "rb") as f:
+        f.seek(refused.offset)
+        data = f.read(refused.size)
+    first_line = newlines_before(path, refused.offset) + 1
+    layout(name, data, n_columns, header=refused.first, first_line=first_line,
+           offset=refused.offset)  # raises for encoding and quoting problems
+    body = data[len(BOM) :] if refused.first and data.startswith(BOM) else data
+    text = body.decode("utf-8")  # layout() proved that it decodes
+    m = _STRAY_QUOTE.search(text)
+    if m is not None:
+        raise _stray_quote(name, m, text.count("\n", 0, m.start(1)) + first_line)
+
+
+def _stray_quote(name: str, m: re.Match[str], line: int) -> InputFileError:
+    field_text = m.group(1)
+    return InputFileError(
+        name,
+        f"a quote inside a field that does not start with one ({field_text!r})",
+        line=line, value=field_text, kind="quote",
+        hint='Quote the whole field and double the quote inside it: "ab""c".',
     )
 
 
@@ -489,14 +544,7 @@ def _recover(path: str, name: str, names: tuple[str, ...], err: Exception) -> pl
     text = body.decode("utf-8")  # layout() proved that it decodes
     m = _STRAY_QUOTE.search(text)
     if m is not None:
-        line = text.count("\n", 0, m.start(1)) + 1
-        field_text = m.group(1)
-        raise InputFileError(
-            name,
-            f"a quote inside a field that does not start with one ({field_text!r})",
-            line=line, value=field_text, kind="quote",
-            hint='Quote the whole field and double the quote inside it: "ab""c".',
-        )
+        raise _stray_quote(name, m, text.count("\n", 0, m.start(1)) + 1)
     if any(c > len(names) for c in lay.field_counts):
         # Rows with too many fields are reported row by row by validation (field_count).
         try:

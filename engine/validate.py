@@ -33,10 +33,13 @@ from engine.read import (
     Layout,
     NulByteError,
     Piece,
+    PieceRefused,
     RawOrders,
+    diagnose_piece,
     file_digest,
     layout,
     newlines_before,
+    nul_error,
     open_header,
     oversized_fields,
     oversized_lines,
@@ -399,8 +402,14 @@ def _validate_batches(
                 on_rows(good)
             elif keep_rows:
                 kept.append(good)
-    except NulByteError:
-        return _exact_path(name, "a NUL byte")
+    except NulByteError as e:
+        # Binary data: a file-level error, named at its line without reading the file whole.
+        raise nul_error(path, name, e.offset) from None
+    except PieceRefused as refused:
+        # The problem is in this piece's bytes (an encoding or quoting error is named there);
+        # rows with too many fields are reported row by row by the whole-file path only.
+        diagnose_piece(path, name, len(names), refused)
+        return _exact_path(name, f"Polars refused a piece ({refused.reason[:200]})")
     except pl.exceptions.PolarsError as e:
         return _exact_path(name, f"Polars refused a piece ({str(e).splitlines()[0][:200]})")
     except InputFileError as e:  # a piece's bytes, walked for lines, are malformed after all

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from engine.errors import InputFileError
 from engine.lake import LocalLake, StagedSource
 from engine.pipeline import process_paths
-from engine.read import read_orders
-from engine.validate import validate_file, validate_raw
+from engine.read import file_digest, read_orders
+from engine.validate import ValidationResult, _structural, validate_file, validate_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
@@ -42,13 +42,18 @@ def _write(tmp_path: Path, text: str, name: str = "orders.csv") -> Path:
     return p
 
 
+def _whole_file_result(path: Path) -> ValidationResult:
+    """What the whole-file path says: ``validate_raw``, or the structural error it raised."""
+    try:
+        return validate_raw(read_orders(path, display_name=str(path)), path)
+    except InputFileError as e:
+        return _structural(str(path), *file_digest(path), e)
+
+
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
 @pytest.mark.parametrize("batch_bytes", [1, 2, 1000])
 def test_every_fixture_gets_the_same_report_in_any_batch_size(path: Path, batch_bytes: int) -> None:
-    try:  # the whole-file path, where it does not raise for the file's structure
-        ref = validate_raw(read_orders(path, display_name=str(path)), path)
-    except InputFileError:
-        ref = validate_file(path, batch_bytes=10**9)
+    ref = _whole_file_result(path)
     got = validate_file(path, batch_bytes=batch_bytes)
     assert got.report.to_dict() == ref.report.to_dict()
     if ref.cleaned is not None:
@@ -260,6 +265,40 @@ def test_row_findings_are_named_piece_by_piece_without_reading_the_whole_file(
     parts: list[pl.DataFrame] = []
     streamed.replay(parts.append)
     assert len(parts) > 1 and pl.concat(parts).equals(ref.cleaned)
+
+
+@pytest.mark.parametrize(
+    ("bad", "rule"),
+    [
+        (b"ORD45,CUST\xe9,2025-07-06,Books,P0,2,19.99,false\n", "encoding"),  # Latin-1
+        (b'ORD45,CU"ST,2025-07-06,Books,P0,2,19.99,false\n', "quote"),
+        (b"ORD45,CUST\x00,2025-07-06,Books,P0,2,19.99,false\n", "binary"),
+        (b'ORD45,"CUST,2025-07-06,Books,P0,2,19.99,false\n', "quote"),  # never closed
+    ],
+)
+def test_a_structural_error_deep_in_a_file_is_named_from_its_piece_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: bytes, rule: str
+) -> None:
+    rows = [_row(i).encode() for i in range(60)]
+    rows[45] = bad
+    path = tmp_path / "orders.csv"
+    path.write_bytes(HEADER.encode() + b"".join(rows))
+    ref = _whole_file_result(path)
+    assert ref.report.structural is not None and ref.report.structural.rule == rule
+    _no_whole_file_path(monkeypatch)  # the file is never read whole
+    for batch_bytes in (1, 40, 300):
+        got = validate_file(path, batch_bytes=batch_bytes)
+        assert got.report.to_dict() == ref.report.to_dict()
+        assert got.report.structural is not None and got.report.structural.line == 47
+
+
+def test_rows_with_too_many_fields_still_take_the_whole_file_path(tmp_path: Path) -> None:
+    rows = [_row(i) for i in range(60)]
+    rows[45] = "ORD45,CUST1,2025-07-06,Books,P0,2,19.99,false,extra\n"
+    path = _write(tmp_path, HEADER + "".join(rows))
+    got = validate_file(path, batch_bytes=40)
+    assert got.report.to_dict() == _whole_file_result(path).report.to_dict()
+    assert [(f.line, f.rule) for f in got.report.findings] == [(47, "field_count")]
 
 
 def test_a_hash_collision_is_not_a_duplicate(
