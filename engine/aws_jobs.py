@@ -253,7 +253,7 @@ def validate_to_parquet(
 
     Rows are written as each piece passes (``validate_file``'s ``on_rows``), so neither the
     file nor its rows are ever held whole. When the streaming pass gives up (a bad file, or a
-    valid one sent to the whole-file path by a hash collision) ``result.streamed`` is False
+    valid one sent to the whole-file path by a piece Polars refused) ``result.streamed`` is False
     and what it wrote is thrown away: a valid file's rows are then rewritten from
     ``result.cleaned``, a bad file leaves no ``dest``. The id-hash spill goes next to ``dest``.
     """

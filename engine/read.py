@@ -313,6 +313,14 @@ class NulByteError(Exception):
         self.offset = offset
 
 
+class BrokenPiece(Exception):
+    """A piece's bytes are structurally broken; ``error`` names the problem in the file."""
+
+    def __init__(self, error: InputFileError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class PieceRefused(Exception):
     """Polars refused to parse the piece of ``size`` bytes at ``offset`` (``first``: with the
     header); ``reason`` is the first line of its error."""
@@ -330,6 +338,9 @@ class Piece:
     offset: int  # where the piece's bytes start in the file
     size: int  # how many bytes it has; the first piece starts with the (BOM and) header
     first: bool
+    # Polars refused the piece for rows with too many fields; it was read past them (each
+    # keeps its first fields), and validation must look at every record's field count.
+    ragged: bool = False
 
     def data(self, path: str) -> bytes:
         """Return the piece's bytes, read again from the file (only pieces with findings)."""
@@ -339,7 +350,8 @@ class Piece:
 
 
 def text_pieces(
-    path: str, names: tuple[str, ...], *, batch_bytes: int, refuse_nul: bool = False
+    path: str, names: tuple[str, ...], *, batch_bytes: int, refuse_nul: bool = False,
+    name: str | None = None,
 ) -> Iterator[Piece]:
     """Yield the file's records as pieces of about ``batch_bytes`` of CSV each, in order.
 
@@ -347,8 +359,11 @@ def text_pieces(
     piece, the first with the header. A piece ends only at a line end with an even number of
     quote characters before it, so a quoted field that spans lines is never cut. The file is
     memory-mapped and each piece copied out once, so memory follows ``batch_bytes``. Raises
-    ``PieceRefused`` for a piece Polars refuses, and ``NulByteError`` for a NUL byte when
-    ``refuse_nul`` (looked for piece by piece: no extra pass over the file).
+    ``NulByteError`` for a NUL byte when ``refuse_nul`` (looked for piece by piece: no extra
+    pass over the file). A piece Polars refuses is diagnosed on its own bytes
+    (``diagnose_piece``: ``BrokenPiece`` for bytes that are not UTF-8 or a quoting error,
+    named ``name``); if it only holds rows with too many fields, it is read past them and
+    yielded ``ragged``; else ``PieceRefused`` is raised.
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -374,13 +389,24 @@ def text_pieces(
                 if done > start - start % mmap.PAGESIZE:
                     low = start - start % mmap.PAGESIZE
                     mm.madvise(mmap.MADV_DONTNEED, low, done - low)
+                ragged = False
                 try:
                     frame = _read_piece(piece, names, header=start == 0)
                 except pl.exceptions.PolarsError as e:
                     reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                    raise PieceRefused(start, end - start, start == 0, reason) from e
+                    refused = PieceRefused(start, end - start, start == 0, reason)
+                    try:
+                        diagnose_piece(name or path, piece, len(names), refused,
+                                       first_line=newlines_before(path, start) + 1)
+                    except InputFileError as broken:
+                        raise BrokenPiece(broken) from None
+                    try:
+                        frame = _read_piece(piece, names, header=start == 0, ragged=True)
+                    except pl.exceptions.PolarsError:
+                        raise refused from e
+                    ragged = True
                 del piece
-                yield Piece(frame, start, end - start, start == 0)
+                yield Piece(frame, start, end - start, start == 0, ragged)
                 start = end
 
 
@@ -398,9 +424,11 @@ def newlines_before(path: str, offset: int, *, start: int = 0, counted: int = 0)
     return counted
 
 
-def _read_piece(piece: bytes, names: tuple[str, ...], *, header: bool) -> pl.DataFrame:
+def _read_piece(
+    piece: bytes, names: tuple[str, ...], *, header: bool, ragged: bool = False
+) -> pl.DataFrame:
     if header:
-        return _polars_read(piece, names, ragged=False)
+        return _polars_read(piece, names, ragged=ragged)
     return pl.read_csv(
         piece,
         has_header=False,
@@ -408,6 +436,10 @@ def _read_piece(piece: bytes, names: tuple[str, ...], *, header: bool) -> pl.Dat
         empty_string_is_null=False,
         quote_char='"',
         encoding="utf8",
+        truncate_ragged_lines=ragged,
+        # A piece's first record may be the one with too many fields: without a header,
+        # Polars takes its width for the file's unless told to drop what the schema lacks.
+        extra_columns="ignore" if ragged else None,
         raise_if_empty=False,
     )
 
@@ -505,18 +537,18 @@ def nul_error(path: str, name: str, offset: int) -> InputFileError:
     )
 
 
-def diagnose_piece(path: str, name: str, n_columns: int, refused: PieceRefused) -> None:
+def diagnose_piece(
+    name: str, data: bytes | mmap.mmap, n_columns: int, refused: PieceRefused, *, first_line: int
+) -> None:
     """Raise ``InputFileError`` for the structural problem of a piece Polars refused.
 
-    The same checks as the whole-file diagnosis (``_recover``), on the piece's bytes only,
-    named at the file's lines and offsets: bytes that are not UTF-8, an unclosed quote, a
-    quote inside a field. Returns when none is found (rows with too many fields: only the
-    whole-file path reports them, row by row).
+    The same checks as the whole-file diagnosis (``_recover``), on the piece's bytes
+    ``data`` only (its first line is line ``first_line`` of the file), named at the file's
+    lines and offsets: bytes that are not UTF-8, an unclosed quote, a quote inside a field.
+    Returns when none is found: the piece may hold rows with too many fields, which
+    validation reports row by row.
     """
-    with open(path, "rb") as f:
-        f.seek(refused.offset)
-        data = f.read(refused.size)
-    first_line = newlines_before(path, refused.offset) + 1
+    data = bytes(data)
     layout(name, data, n_columns, header=refused.first, first_line=first_line,
            offset=refused.offset)  # raises for encoding and quoting problems
     body = data[len(BOM) :] if refused.first and data.startswith(BOM) else data

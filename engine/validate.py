@@ -30,12 +30,12 @@ from engine.read import (
     MAX_FIELD_BYTES,
     MAX_LINE_BYTES,
     ROW,
+    BrokenPiece,
     Layout,
     NulByteError,
     Piece,
     PieceRefused,
     RawOrders,
-    diagnose_piece,
     file_digest,
     layout,
     newlines_before,
@@ -219,9 +219,11 @@ def validate_file(
     ``cleaned`` when ``keep_rows``. From the first finding on, the file is invalid: whatever
     ``on_rows`` got must be thrown away, and the rest of the file is only read for findings,
     each named at its line. The valid rows of an invalid file are then in ``cleaned`` (when
-    ``keep_rows`` and no ``on_rows``) or handed out by ``replay``. Only a file Polars
-    refuses (ragged rows, stray quotes, bad bytes) or one holding a NUL byte takes the
-    whole-file path (``read_orders`` + ``validate_raw``), which holds the file in memory.
+    ``keep_rows`` and no ``on_rows``) or handed out by ``replay``. A structural problem
+    (bytes that are not UTF-8, a quoting error, a NUL byte) is named from the piece that
+    holds it; rows with too many fields are reported row by row like bad values. Only a
+    piece Polars refuses for a reason its bytes do not show sends the file to the whole-file
+    path (``read_orders`` + ``validate_raw``), which holds the file in memory.
     The id hashes that check uniqueness across pieces wait in a temporary folder under
     ``spill_dir`` (the system's temporary folder when None), deleted before this returns.
     """
@@ -374,7 +376,9 @@ def _validate_batches(
     kept: list[pl.DataFrame] = []
     dates: Counter[dt.date] = Counter()
     offset = n_blank = n_rows = 0
-    pieces = _read_ahead(text_pieces(path, names, batch_bytes=batch_bytes, refuse_nul=True))
+    pieces = _read_ahead(
+        text_pieces(path, names, batch_bytes=batch_bytes, refuse_nul=True, name=name)
+    )
     try:
         for piece in pieces:
             text = piece.frame
@@ -384,7 +388,7 @@ def _validate_batches(
             n_blank_here, plain = checked.select(
                 pl.col(BLANK).sum(), (pl.col(OK) | pl.col(BLANK)).all()
             ).row(0)
-            if plain:
+            if plain and not piece.ragged:
                 good = checked.filter(~pl.col(BLANK)) if n_blank_here else checked
                 good = ids = good.drop(OK, BLANK)
             else:
@@ -405,10 +409,9 @@ def _validate_batches(
     except NulByteError as e:
         # Binary data: a file-level error, named at its line without reading the file whole.
         raise nul_error(path, name, e.offset) from None
-    except PieceRefused as refused:
-        # The problem is in this piece's bytes (an encoding or quoting error is named there);
-        # rows with too many fields are reported row by row by the whole-file path only.
-        diagnose_piece(path, name, len(names), refused)
+    except BrokenPiece as broken:  # named from the piece's own bytes
+        raise broken.error from None
+    except PieceRefused as refused:  # and its bytes do not say why: let the whole file
         return _exact_path(name, f"Polars refused a piece ({refused.reason[:200]})")
     except pl.exceptions.PolarsError as e:
         return _exact_path(name, f"Polars refused a piece ({str(e).splitlines()[0][:200]})")
@@ -478,7 +481,7 @@ def _judge_piece(
         failures = e.failure_cases
     big, long_lines = oversized_fields(frame), oversized_lines(frame)
     ids = frame.select(UNIQUE_COLUMNS)
-    if failures is None and big.height == 0 and long_lines.height == 0:
+    if failures is None and big.height == 0 and long_lines.height == 0 and not piece.ragged:
         return frame.select(typed_columns()), ids, n_blank
     lay = lines.layout(piece)
     findings, rows = _findings(

@@ -292,13 +292,30 @@ def test_a_structural_error_deep_in_a_file_is_named_from_its_piece_alone(
         assert got.report.structural is not None and got.report.structural.line == 47
 
 
-def test_rows_with_too_many_fields_still_take_the_whole_file_path(tmp_path: Path) -> None:
+def test_rows_with_too_many_fields_are_reported_piece_by_piece(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rows = [_row(i) for i in range(60)]
     rows[45] = "ORD45,CUST1,2025-07-06,Books,P0,2,19.99,false,extra\n"
+    rows[12] = "ORD12,CUST1,2025-07-06,Books,P0,x,19.99,false,,\n"  # and a bad value
+    rows[0] = "ORD0,CUST1,2025-07-06,Books,P0,1,1.00,false,1\n"  # in the header's piece
     path = _write(tmp_path, HEADER + "".join(rows))
-    got = validate_file(path, batch_bytes=40)
-    assert got.report.to_dict() == _whole_file_result(path).report.to_dict()
-    assert [(f.line, f.rule) for f in got.report.findings] == [(47, "field_count")]
+    ref = _whole_file_result(path)
+    _no_whole_file_path(monkeypatch)
+    for batch_bytes in (1, 40, 300, 10**9):
+        got = validate_file(path, batch_bytes=batch_bytes)
+        assert got.report.to_dict() == ref.report.to_dict()
+        assert got.cleaned is not None and ref.cleaned is not None
+        assert got.cleaned.equals(ref.cleaned)
+    assert [(f.line, f.rule) for f in ref.report.findings] == [
+        (2, "field_count"), (14, "field_count"), (47, "field_count")
+    ]
+    # The second pass (quarantine) reads the ragged pieces the same way.
+    streamed = validate_file(path, batch_bytes=40, on_rows=lambda rows: None)
+    assert streamed.replay is not None
+    parts: list[pl.DataFrame] = []
+    streamed.replay(parts.append)
+    assert ref.cleaned is not None and pl.concat(parts).equals(ref.cleaned)
 
 
 def test_a_hash_collision_is_not_a_duplicate(
