@@ -128,6 +128,10 @@ class LocalAws:
         self._server.start()
         try:
             self._wait_ready()
+            # moto keeps its accounts' state per process, not per server: what an earlier
+            # LocalAws of this process left (its stack, buckets, tables) would collide with
+            # this one's names. A new local stack starts from an empty account.
+            self._post("reset", None)
             adaptations.install_all(adaptations.TaskRunner(
                 endpoint=self.endpoint, region=REGION, root=self.root, log_dir=self.log_dir))
             self._configure_moto({"stepfunctions": {"execute_state_machine": True}})
@@ -171,8 +175,12 @@ class LocalAws:
                 time.sleep(0.05)
 
     def _configure_moto(self, config: Mapping[str, Any]) -> None:
+        self._post("config", config)
+
+    def _post(self, action: str, body: Mapping[str, Any] | None) -> None:
         req = urllib.request.Request(
-            f"{self.endpoint}/moto-api/config", data=json.dumps(config).encode(),
+            f"{self.endpoint}/moto-api/{action}",
+            data=json.dumps(body).encode() if body is not None else b"",
             headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(req, timeout=5):
             pass
