@@ -137,6 +137,7 @@ def typed_columns(values: dict[str, pl.Expr] | None = None) -> list[pl.Expr]:
 # judged again stripped, by pandera. The other columns are stripped before their rules run.
 _SELF_TRIMMING = ("order_date", "quantity", "unit_price", "returned")
 OK, BLANK = "__ok", "__blank"
+_STRIPPED = "__stripped_"
 
 
 def checked_piece(
@@ -145,17 +146,22 @@ def checked_piece(
     *,
     max_field_bytes: int,
     max_line_bytes: int,
-) -> list[pl.Expr]:
-    """Return one select's worth of expressions over a piece of text columns ``names``.
+) -> Callable[[pl.LazyFrame], pl.LazyFrame]:
+    """Return the query that judges a piece of text columns ``names`` in one pass.
 
-    The result holds the typed columns (``typed_columns`` of the stripped text), ``__blank``
+    Its result holds the typed columns (``typed_columns`` of the stripped text), ``__blank``
     (every field empty: a blank line, skipped) and ``__ok``: the row passes every rule of
     ``ROW_RULES``, no field is null, and neither a field nor the line is over its size limit.
     ``__ok`` True on every non-blank row means the piece is valid; it is a verdict only.
+    The stripped text is made once, as columns of its own, before the select: Polars does
+    not share a strip repeated across expressions (measured: 30% of the select's CPU).
     """
+    strip = [
+        pl.col(c).str.strip_chars().alias(_STRIPPED + c)
+        for c in ORDER_COLUMNS if c not in _SELF_TRIMMING
+    ]
     values = {
-        c: pl.col(c) if c in _SELF_TRIMMING else pl.col(c).str.strip_chars()
-        for c in ORDER_COLUMNS
+        c: pl.col(c) if c in _SELF_TRIMMING else pl.col(_STRIPPED + c) for c in ORDER_COLUMNS
     }
     rules = [
         rule(values[c], categories) for rule, columns in ROW_RULES.values() for c in columns
@@ -167,4 +173,5 @@ def checked_piece(
     )
     ok = pl.all_horizontal([*rules, *present, fits]).fill_null(False)
     blank = pl.all_horizontal([s == 0 for s in sizes])
-    return [*typed_columns(values), ok.alias(OK), blank.alias(BLANK)]
+    judged = [*typed_columns(values), ok.alias(OK), blank.alias(BLANK)]
+    return lambda piece: piece.with_columns(strip).select(judged)

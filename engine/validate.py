@@ -353,7 +353,7 @@ def _validate_batches(
 ) -> ValidationResult | None:
     """Validate piece by piece; return None when only the whole-file path can say what is wrong.
 
-    Each piece is judged by ``rules.checked_piece`` in one select that also types it; only a
+    Each piece is judged by ``rules.checked_piece`` in one query that also types it; only a
     piece that does not plainly pass (a padded value, a blank line full of spaces, a finding)
     is judged again by the pandera model, on its stripped text, and its findings are mapped
     to lines from the piece's own bytes. File-wide rules (``UNIQUE_COLUMNS``) are run across
@@ -382,9 +382,9 @@ def _validate_batches(
     try:
         for piece in pieces:
             text = piece.frame
-            # Lazily: the rules and the typed columns share their parses (one strip, one
-            # to_date... per column), ~20% less CPU than the eager select.
-            checked = text.lazy().select(judge).collect()
+            # Lazily: the rules and the typed columns share their parses (one to_date... per
+            # column), ~20% less CPU than an eager select.
+            checked = judge(text.lazy()).collect()
             n_blank_here, plain = checked.select(
                 pl.col(BLANK).sum(), (pl.col(OK) | pl.col(BLANK)).all()
             ).row(0)

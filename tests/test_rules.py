@@ -56,9 +56,9 @@ def text_rows(draw: st.DrawFn) -> pl.DataFrame:
 
 
 def _verdicts(text: pl.DataFrame) -> tuple[pl.DataFrame, list[bool]]:
-    judged = text.select(rules.checked_piece(
+    judged = rules.checked_piece(
         NAMES, DEFAULT_CATEGORIES, max_field_bytes=MAX_FIELD_BYTES, max_line_bytes=MAX_LINE_BYTES,
-    ))
+    )(text.lazy()).collect()
     return judged, judged[rules.OK].to_list()
 
 
@@ -119,9 +119,9 @@ def test_the_model_checks_exactly_the_rules() -> None:
 
 def test_custom_categories_reach_both_runners() -> None:
     row = pl.DataFrame([{**{c: VALUES[c][0] for c in NAMES}, "category": "Toys"}])
-    judged = row.select(rules.checked_piece(
+    judged = rules.checked_piece(
         NAMES, ("Toys",), max_field_bytes=MAX_FIELD_BYTES, max_line_bytes=MAX_LINE_BYTES,
-    ))
+    )(row.lazy()).collect()
     assert judged[rules.OK].to_list() == [True]
     _row_schema(order_model(["Toys"])).validate(strip_columns(row, NAMES).drop(ROW))
     with pytest.raises(pa.errors.SchemaError):
