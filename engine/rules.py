@@ -17,11 +17,11 @@ This module imports Polars only, so reading valid files and writing the lake sta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import polars as pl
 
-from engine.columns import ORDER_COLUMNS
+from engine.columns import DEFAULT_CATEGORIES, ORDER_COLUMNS
 
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 INTEGER_PATTERN = r"^[0-9]+$"
@@ -30,6 +30,12 @@ DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]{1,4})?$"
 MAX_NUMBER_CHARS = 18
 DATE_FORMAT = "%Y-%m-%d"
 PRICE_SCALE = 4
+
+
+def allowed_categories(categories: Iterable[str] | None) -> tuple[str, ...]:
+    """Return the allowed categories as both runners use them: a sorted, distinct tuple
+    (the contract's default set when None)."""
+    return tuple(sorted(set(DEFAULT_CATEGORIES if categories is None else categories)))
 
 
 def not_empty(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:

@@ -109,9 +109,7 @@ def _model_for(categories: tuple[str, ...]) -> type[OrderModel]:
 
 def order_model(categories: Iterable[str] | None = None) -> type[OrderModel]:
     """Return the order model whose ``category`` rule allows exactly ``categories``."""
-    if categories is None:
-        return OrderModel
-    cats = tuple(sorted(set(categories)))
-    if cats == tuple(sorted(DEFAULT_CATEGORIES)):
+    cats = rules.allowed_categories(categories)
+    if cats == rules.allowed_categories(None):
         return OrderModel
     return _model_for(cats)

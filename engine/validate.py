@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
-from engine.columns import DEFAULT_CATEGORIES, ORDER_COLUMNS
+from engine.columns import ORDER_COLUMNS
 from engine.errors import InputFileError
 from engine.read import (
     MAX_FIELD_BYTES,
@@ -47,7 +47,15 @@ from engine.read import (
     strip_columns,
     text_pieces,
 )
-from engine.rules import BLANK, LAKE_SCHEMA, OK, UNIQUE_COLUMNS, checked_piece, typed_columns
+from engine.rules import (
+    BLANK,
+    LAKE_SCHEMA,
+    OK,
+    UNIQUE_COLUMNS,
+    allowed_categories,
+    checked_piece,
+    typed_columns,
+)
 
 if TYPE_CHECKING:
     from pandera.api.polars.container import DataFrameSchema
@@ -257,10 +265,6 @@ def _row_schema(model: type[OrderModel]) -> DataFrameSchema:
     return schema
 
 
-def _allowed(categories: Iterable[str] | None) -> tuple[str, ...]:
-    return DEFAULT_CATEGORIES if categories is None else tuple(sorted(set(categories)))
-
-
 class _HashBuckets:
     """64-bit hashes of one column, spilled piece by piece to bucket files by their top bits.
 
@@ -362,7 +366,7 @@ def _validate_batches(
     again to compare their text. Parsing the next piece overlaps judging this one.
     """
     size, header, extras, names = open_header(path, name)
-    allowed = _allowed(categories)
+    allowed = allowed_categories(categories)
     judge = checked_piece(names, allowed, max_field_bytes=MAX_FIELD_BYTES,
                           max_line_bytes=MAX_LINE_BYTES)
     report = ValidationReport(
