@@ -322,12 +322,12 @@ class BrokenPiece(Exception):
 
 
 class PieceRefused(Exception):
-    """Polars refused to parse the piece of ``size`` bytes at ``offset`` (``first``: with the
-    header); ``reason`` is the first line of its error."""
+    """Polars refused a piece, and neither its bytes nor reading past long rows say why;
+    ``reason`` is the first line of Polars' error."""
 
-    def __init__(self, offset: int, size: int, first: bool, reason: str) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.offset, self.size, self.first, self.reason = offset, size, first, reason
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -361,7 +361,7 @@ def text_pieces(
     memory-mapped and each piece copied out once, so memory follows ``batch_bytes``. Raises
     ``NulByteError`` for a NUL byte when ``refuse_nul`` (looked for piece by piece: no extra
     pass over the file). A piece Polars refuses is diagnosed on its own bytes
-    (``diagnose_piece``: ``BrokenPiece`` for bytes that are not UTF-8 or a quoting error,
+    (``diagnose``: ``BrokenPiece`` for bytes that are not UTF-8 or a quoting error,
     named ``name``); if it only holds rows with too many fields, it is read past them and
     yielded ``ragged``; else ``PieceRefused`` is raised.
     """
@@ -393,17 +393,16 @@ def text_pieces(
                 try:
                     frame = _read_piece(piece, names, header=start == 0)
                 except pl.exceptions.PolarsError as e:
-                    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                    refused = PieceRefused(start, end - start, start == 0, reason)
                     try:
-                        diagnose_piece(name or path, piece, len(names), refused,
-                                       first_line=newlines_before(path, start) + 1)
+                        diagnose(name or path, piece, len(names), header=start == 0,
+                                 first_line=newlines_before(path, start) + 1, offset=start)
                     except InputFileError as broken:
                         raise BrokenPiece(broken) from None
-                    try:
+                    try:  # only rows with too many fields are left: read past them
                         frame = _read_piece(piece, names, header=start == 0, ragged=True)
                     except pl.exceptions.PolarsError:
-                        raise refused from e
+                        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                        raise PieceRefused(reason) from e
                     ragged = True
                 del piece
                 yield Piece(frame, start, end - start, start == 0, ragged)
@@ -537,46 +536,35 @@ def nul_error(path: str, name: str, offset: int) -> InputFileError:
     )
 
 
-def diagnose_piece(
-    name: str, data: bytes | mmap.mmap, n_columns: int, refused: PieceRefused, *, first_line: int
-) -> None:
-    """Raise ``InputFileError`` for the structural problem of a piece Polars refused.
+def diagnose(
+    name: str, data: bytes, n_columns: int, *, header: bool = True, first_line: int = 1,
+    offset: int = 0,
+) -> Layout:
+    """Raise ``InputFileError`` for bytes Polars refused, or return their layout.
 
-    The same checks as the whole-file diagnosis (``_recover``), on the piece's bytes
-    ``data`` only (its first line is line ``first_line`` of the file), named at the file's
-    lines and offsets: bytes that are not UTF-8, an unclosed quote, a quote inside a field.
-    Returns when none is found: the piece may hold rows with too many fields, which
-    validation reports row by row.
+    ``data`` is a whole file, or a piece of one (arguments as for ``layout``); problems are
+    named at the file's lines and offsets: bytes that are not UTF-8, an unclosed quote, text
+    after a closing quote, a quote inside a field. When none is found, the bytes may hold
+    rows with too many fields, which validation reports row by row from the layout.
     """
-    data = bytes(data)
-    layout(name, data, n_columns, header=refused.first, first_line=first_line,
-           offset=refused.offset)  # raises for encoding and quoting problems
-    body = data[len(BOM) :] if refused.first and data.startswith(BOM) else data
+    lay = layout(name, data, n_columns, header=header, first_line=first_line, offset=offset)
+    body = data[len(BOM) :] if header and data.startswith(BOM) else data
     text = body.decode("utf-8")  # layout() proved that it decodes
     m = _STRAY_QUOTE.search(text)
     if m is not None:
-        raise _stray_quote(name, m, text.count("\n", 0, m.start(1)) + first_line)
-
-
-def _stray_quote(name: str, m: re.Match[str], line: int) -> InputFileError:
-    field_text = m.group(1)
-    return InputFileError(
-        name,
-        f"a quote inside a field that does not start with one ({field_text!r})",
-        line=line, value=field_text, kind="quote",
-        hint='Quote the whole field and double the quote inside it: "ab""c".',
-    )
+        field_text = m.group(1)
+        raise InputFileError(
+            name,
+            f"a quote inside a field that does not start with one ({field_text!r})",
+            line=text.count("\n", 0, m.start(1)) + first_line, value=field_text, kind="quote",
+            hint='Quote the whole field and double the quote inside it: "ab""c".',
+        )
+    return lay
 
 
 def _recover(path: str, name: str, names: tuple[str, ...], err: Exception) -> pl.DataFrame:
     """Polars refused the file: find the precise reason, or read it past ragged rows."""
-    data = Path(path).read_bytes()
-    lay = layout(name, data, len(names))  # raises for encoding and quoting problems
-    body = data[len(BOM) :] if data.startswith(BOM) else data
-    text = body.decode("utf-8")  # layout() proved that it decodes
-    m = _STRAY_QUOTE.search(text)
-    if m is not None:
-        raise _stray_quote(name, m, text.count("\n", 0, m.start(1)) + 1)
+    lay = diagnose(name, Path(path).read_bytes(), len(names))
     if any(c > len(names) for c in lay.field_counts):
         # Rows with too many fields are reported row by row by validation (field_count).
         try:
