@@ -341,6 +341,8 @@ class Piece:
     # Polars refused the piece for rows with too many fields; it was read past them (each
     # keeps its first fields), and validation must look at every record's field count.
     ragged: bool = False
+    # No field can start or end with whitespace (``unpadded``): stripping is a no-op.
+    unpadded: bool = False
 
     def data(self, path: str) -> bytes:
         """Return the piece's bytes, read again from the file (only pieces with findings)."""
@@ -404,9 +406,36 @@ def text_pieces(
                         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
                         raise PieceRefused(reason) from e
                     ragged = True
+                plain = unpadded(piece)
                 del piece
-                yield Piece(frame, start, end - start, start == 0, ragged)
+                yield Piece(frame, start, end - start, start == 0, ragged, plain)
                 start = end
+
+
+_PADDING = tuple(bytes([c]) for c in b" \t\x0b\x0c")
+
+
+def unpadded(data: bytes) -> bool:
+    """Return True only if no CSV field in ``data`` can start or end with whitespace.
+
+    Then ``str.strip_chars`` is the identity on every field, and the rules can run on the
+    text as parsed (measured: stripping was ~30% of judging a piece). Conservative, at memchr
+    speed: False for any quote character (a quoted field may hold padding or line ends), any
+    byte that is not ASCII (Unicode whitespace), a CR that does not end a line, or an ASCII
+    space or tab byte at the edge of a field.
+    """
+    if b'"' in data or not data.isascii():
+        return False
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return False
+    for w in _PADDING:
+        if w in data and (
+            data.startswith(w) or data.endswith(w)
+            or w + b"," in data or b"," + w in data
+            or w + b"\n" in data or b"\n" + w in data or w + b"\r" in data
+        ):
+            return False
+    return True
 
 
 def newlines_before(path: str, offset: int, *, start: int = 0, counted: int = 0) -> int:

@@ -367,8 +367,11 @@ def _validate_batches(
     """
     size, header, extras, names = open_header(path, name)
     allowed = allowed_categories(categories)
-    judge = checked_piece(names, allowed, max_field_bytes=MAX_FIELD_BYTES,
-                          max_line_bytes=MAX_LINE_BYTES)
+    judge = {  # by whether the piece's fields need stripping
+        strip: checked_piece(names, allowed, max_field_bytes=MAX_FIELD_BYTES,
+                             max_line_bytes=MAX_LINE_BYTES, strip=strip)
+        for strip in (True, False)
+    }
     report = ValidationReport(
         file=name, size_bytes=size, sha256=None, status="valid",
         warnings=["extra columns ignored: " + ", ".join(e or "(unnamed)" for e in extras)]
@@ -388,7 +391,7 @@ def _validate_batches(
             text = piece.frame
             # Lazily: the rules and the typed columns share their parses (one to_date... per
             # column), ~20% less CPU than an eager select.
-            checked = judge(text.lazy()).collect()
+            checked = judge[not piece.unpadded](text.lazy()).collect()
             n_blank_here, plain = checked.select(
                 pl.col(BLANK).sum(), (pl.col(OK) | pl.col(BLANK)).all()
             ).row(0)

@@ -14,12 +14,12 @@ from pathlib import Path
 import pandera.polars as pa
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from engine import rules
 from engine.columns import DEFAULT_CATEGORIES, ORDER_COLUMNS
-from engine.read import MAX_FIELD_BYTES, MAX_LINE_BYTES, ROW, strip_columns
+from engine.read import MAX_FIELD_BYTES, MAX_LINE_BYTES, ROW, strip_columns, unpadded
 from engine.schema import OrderModel, order_model
 from engine.validate import _row_schema
 
@@ -46,18 +46,19 @@ VALUES: dict[str, list[str]] = {
 
 
 @st.composite
-def text_rows(draw: st.DrawFn) -> pl.DataFrame:
+def text_rows(draw: st.DrawFn, pad: st.SearchStrategy[str] = PAD) -> pl.DataFrame:
     n = draw(st.integers(1, 6))
     data = {
-        c: [draw(PAD) + draw(st.sampled_from(VALUES[c])) + draw(PAD) for _ in range(n)]
+        c: [draw(pad) + draw(st.sampled_from(VALUES[c])) + draw(pad) for _ in range(n)]
         for c in NAMES
     }
     return pl.DataFrame(data, schema={c: pl.String for c in NAMES})
 
 
-def _verdicts(text: pl.DataFrame) -> tuple[pl.DataFrame, list[bool]]:
+def _verdicts(text: pl.DataFrame, *, strip: bool = True) -> tuple[pl.DataFrame, list[bool]]:
     judged = rules.checked_piece(
         NAMES, DEFAULT_CATEGORIES, max_field_bytes=MAX_FIELD_BYTES, max_line_bytes=MAX_LINE_BYTES,
+        strip=strip,
     )(text.lazy()).collect()
     return judged, judged[rules.OK].to_list()
 
@@ -89,11 +90,53 @@ def test_fused_verdict_agrees_with_pandera_row_by_row(text: pl.DataFrame) -> Non
             assert padded, f"fused verdict rejected a plainly valid row: {row.to_dicts()}"
 
 
+# Bytes that are, or sit next to, whitespace in CSV text: ASCII and Unicode spaces, CR, LF.
+CSV_CHARS = st.sampled_from(["a", "1", ",", "\n", "\r", "\r\n", " ", "\t", "\x0b", "\x0c",
+                             '"', "\u00a0", "\u3000", "\u0085", "é", "\x1f"])
+# Mostly unpadded text: spaces only inside fields, unless a rarer character pads one.
+FEW_PADS = st.sampled_from(["a", "1", "b c", ",", "\n", "\r\n"] * 8 + [" ", "\t", "\r"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.one_of(st.lists(CSV_CHARS, max_size=40), st.lists(FEW_PADS, max_size=40))
+       .map("".join))
+def test_unpadded_bytes_hold_no_field_that_stripping_changes(text: str) -> None:
+    data = ("h1,h2\n" + text).encode()
+    if not unpadded(data):
+        return
+    try:
+        frame = pl.read_csv(data, infer_schema=False, truncate_ragged_lines=True)
+    except pl.exceptions.PolarsError:
+        return
+    for c in frame.columns:
+        values = frame[c].drop_nulls().to_list()
+        assert values == [v.strip(" \t\n\r\x0b\x0c") for v in values], (data, c)
+        assert frame[c].drop_nulls().equals(frame[c].drop_nulls().str.strip_chars()), (data, c)
+
+
+def test_unpadded_spots_every_kind_of_padding() -> None:
+    plain = b"h1,h2\r\nab,c d\r\ne,f\n"
+    assert unpadded(plain)
+    for bad in [b" a,b\n", b"a ,b\n", b"a, b\n", b"a,b \n", b"a,b\n c,d\n", b"a,b\t\r\n",
+                b"a,b\r", b"a,b\x0c\n", b"a,\xc2\xa0b\n", b'a,"b"\n', b"a,b ", b"a,b\r\r\n"]:
+        assert not unpadded(bad), bad
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=text_rows(pad=st.just("")))
+def test_unstripped_verdict_equals_the_stripped_one_on_unpadded_text(text: pl.DataFrame) -> None:
+    assume(unpadded(text.write_csv(quote_style="never").encode()))
+    assert _verdicts(text, strip=False)[0].equals(_verdicts(text)[0])
+
+
 def test_plain_valid_rows_pass_the_fused_verdict() -> None:
     text = pl.read_csv(ROOT / "fixtures/orders_2025-07-07.csv", infer_schema=False)
     text = text.with_columns(pl.lit("").alias("note"))
+    assert unpadded(text.write_csv(quote_style="never").encode())
     _, ok = _verdicts(text)
     assert text.height > 0 and all(ok)
+    assert _verdicts(text, strip=False)[0].equals(_verdicts(text)[0])
 
 
 def test_oversized_fields_and_nulls_fail_the_verdict() -> None:
