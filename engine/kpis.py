@@ -62,9 +62,13 @@ def latest_orders_in_slices(rows: pl.LazyFrame, slices: int) -> pl.LazyFrame:
     return pl.concat([latest_orders(rows.filter(part == k)) for k in range(slices)])
 
 
-def category_kpis(orders: pl.LazyFrame) -> pl.LazyFrame:
-    """Return the category table: one row per (category, order_date)."""
-    n = pl.col("orders").cast(pl.Int128)
+def category_sums(orders: pl.LazyFrame) -> pl.LazyFrame:
+    """Return the integer sums both tables are made of, one row per (category, order_date).
+
+    ``revenue_e4`` (ten-thousandths), ``orders``, ``returned_orders`` and ``items``: sums
+    add up exactly, so the daily table sums them over categories instead of reading the
+    rows again.
+    """
     return (
         orders.with_columns(_revenue_e4())
         .group_by("category", "order_date")
@@ -72,8 +76,23 @@ def category_kpis(orders: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("revenue_e4").sum().alias("revenue_e4"),
             pl.len().cast(pl.Int64).alias("orders"),
             pl.col("returned").sum().cast(pl.Int64).alias("returned_orders"),
+            pl.col("quantity").sum().alias("items"),
         )
-        .with_columns(
+    )
+
+
+def unique_customers(orders: pl.LazyFrame) -> pl.LazyFrame:
+    """Return one row per order_date: its number of distinct ``customer_id``."""
+    return orders.group_by("order_date").agg(
+        pl.col("customer_id").n_unique().cast(pl.Int64).alias("unique_customers")
+    )
+
+
+def category_table(sums: pl.LazyFrame) -> pl.LazyFrame:
+    """Return the category table from ``category_sums``."""
+    n = pl.col("orders").cast(pl.Int128)
+    return (
+        sums.with_columns(
             _money(div_half_even(pl.col("revenue_e4"), pl.lit(100, pl.Int128))).alias(
                 "daily_revenue"
             ),
@@ -87,19 +106,18 @@ def category_kpis(orders: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def daily_kpis(orders: pl.LazyFrame) -> pl.LazyFrame:
-    """Return the daily table: one row per order_date."""
+def daily_table(sums: pl.LazyFrame, customers: pl.LazyFrame) -> pl.LazyFrame:
+    """Return the daily table from ``category_sums`` and ``unique_customers``."""
     n = pl.col("total_orders").cast(pl.Int128)
     return (
-        orders.with_columns(_revenue_e4())
-        .group_by("order_date")
+        sums.group_by("order_date")
         .agg(
-            pl.len().cast(pl.Int64).alias("total_orders"),
+            pl.col("orders").sum().alias("total_orders"),
             pl.col("revenue_e4").sum().alias("revenue_e4"),
-            pl.col("quantity").sum().cast(pl.Int64).alias("total_items_sold"),
-            pl.col("returned").sum().cast(pl.Int128).alias("returned"),
-            pl.col("customer_id").n_unique().cast(pl.Int64).alias("unique_customers"),
+            pl.col("items").sum().cast(pl.Int64).alias("total_items_sold"),
+            pl.col("returned_orders").sum().cast(pl.Int128).alias("returned"),
         )
+        .join(customers, on="order_date", how="left")
         .with_columns(
             _money(div_half_even(pl.col("revenue_e4"), pl.lit(100, pl.Int128))).alias(
                 "total_revenue"
@@ -108,6 +126,32 @@ def daily_kpis(orders: pl.LazyFrame) -> pl.LazyFrame:
         )
         .select(DAILY_COLUMNS)
         .sort("order_date")
+    )
+
+
+def category_kpis(orders: pl.LazyFrame) -> pl.LazyFrame:
+    """Return the category table: one row per (category, order_date)."""
+    return category_table(category_sums(orders))
+
+
+def daily_kpis(orders: pl.LazyFrame) -> pl.LazyFrame:
+    """Return the daily table: one row per order_date."""
+    return daily_table(category_sums(orders), unique_customers(orders))
+
+
+def kpi_tables(orders: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return both tables, reading ``orders`` in two streaming queries, one after the other.
+
+    One query sums per (category, order_date), the other counts each date's distinct
+    customers (it reads only ``order_date`` and ``customer_id``); the daily table is summed
+    from the first. The streaming engine keeps per-group state, not the rows, and one query
+    after the other holds one query's state at a time.
+    """
+    sums = category_sums(orders).collect(engine="streaming")
+    customers = unique_customers(orders).collect(engine="streaming")
+    return (
+        category_table(sums.lazy()).collect(),
+        daily_table(sums.lazy(), customers.lazy()).collect(),
     )
 
 

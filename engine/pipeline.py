@@ -18,10 +18,9 @@ from engine.atomic import copy_atomic, write_csv_atomic, write_parquet_atomic
 from engine.csvsafe import safe_frame
 from engine.errors import UsageError
 from engine.kpis import (
-    category_kpis,
-    daily_kpis,
     empty_category_table,
     empty_daily_table,
+    kpi_tables,
     latest_orders_in_slices,
 )
 from engine.lake import Ingested, LocalLake
@@ -223,13 +222,10 @@ def refresh_tables(
         keep = ~pl.col("order_date").is_in(sorted(pending))
         cats, days = [old_cat.filter(keep)], [old_day.filter(keep)]
         for group in lake.date_groups(pending, max_rows):
-            rows = _orders(lake, group, max_rows)
-            # The streaming engine keeps per-group state, not the rows: a one-date file of
-            # 10M orders peaked at 2.3 GB in memory, 1.0 GB streaming (and ran faster). One
-            # table after the other reads the rows twice but holds one query's state at a
-            # time: 0.47 GB instead of 0.99 GB for that date, in the same time.
-            new_cat = category_kpis(rows).collect(engine="streaming")
-            new_day = daily_kpis(rows).collect(engine="streaming")
+            # Streaming, one query after the other (``kpi_tables``): a one-date file of 10M
+            # orders peaked at 2.3 GB in memory, 1.0 GB streaming both tables at once, and
+            # 0.47 GB one after the other, in the same time.
+            new_cat, new_day = kpi_tables(_orders(lake, group, max_rows))
             cats.append(new_cat)
             days.append(new_day)
         category = pl.concat(cats).sort("category", "order_date")

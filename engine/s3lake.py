@@ -301,7 +301,14 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
     a time; if it is shared, its objects are first copied to local disk and ``latest_orders``
     runs in slices of about ``SLICE_ROWS`` rows, each reading the copy again.
     """
-    from engine.kpis import SLICE_ROWS, category_kpis, daily_kpis, latest_orders_in_slices
+    from engine.kpis import (
+        SLICE_ROWS,
+        category_sums,
+        category_table,
+        daily_table,
+        latest_orders_in_slices,
+        unique_customers,
+    )
 
     keys = lake.objects([day])  # one object per source holding the date
     counted = lake.collect_all([day], [lambda lf: lf.select(pl.len())], keys=keys)[0]
@@ -312,19 +319,21 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
         return latest_orders_in_slices(lf, slices) if slices else lf
 
     builds: list[Callable[[pl.LazyFrame], pl.LazyFrame]] = [
-        lambda lf: category_kpis(orders(lf)),
-        lambda lf: daily_kpis(orders(lf)),
+        lambda lf: category_sums(orders(lf)),
+        lambda lf: unique_customers(orders(lf)),
         lambda lf: lf.select(pl.col("_source").unique()),
     ]
     if rows <= SLICE_ROWS:
-        cat, daily, names = lake.collect_all([day], builds, keys=keys)
+        sums, customers, names = lake.collect_all([day], builds, keys=keys)
     elif slices <= 1:
-        cat, daily, names = [lake.collect_all([day], [b], keys=keys)[0] for b in builds]
+        sums, customers, names = [lake.collect_all([day], [b], keys=keys)[0] for b in builds]
     else:
         # Each slice reads the date again: from local disk, not from S3 (measured on moto,
         # 20M rows in 10 slices: 259 s reading S3 each time).
         with tempfile.TemporaryDirectory(prefix="date-kpis-") as tmp:
             local = lake.download(keys, Path(tmp))
             scan = pl.scan_parquet(local, hive_partitioning=False)
-            cat, daily, names = [b(scan).collect(engine="streaming") for b in builds]
+            sums, customers, names = [b(scan).collect(engine="streaming") for b in builds]
+    cat = category_table(sums.lazy()).collect()
+    daily = daily_table(sums.lazy(), customers.lazy()).collect()
     return cat, daily, sorted(str(s) for s in names["_source"].to_list())

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import polars as pl
 
-        from engine.kpis import category_kpis, daily_kpis
+        from engine.kpis import category_sums, category_table, daily_table, unique_customers
         from engine.read import scan_orders_typed
     except ImportError as exc:
         return unavailable("engine.kpis / engine.read", exc)
@@ -48,8 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     src, outdir = Path(args[0]), Path(args[1])
     lf = scan_orders_typed(src)
-    # One collect_all so that the shared scan is read once for both tables.
-    cat, day = pl.collect_all([category_kpis(lf), daily_kpis(lf)], engine=engine)  # type: ignore[call-overload]
+    # One collect_all so that the shared scan is read once for both queries.
+    sums, customers = pl.collect_all(  # type: ignore[call-overload]
+        [category_sums(lf), unique_customers(lf)], engine=engine
+    )
+    cat = category_table(sums.lazy()).collect()
+    day = daily_table(sums.lazy(), customers.lazy()).collect()
     problems = []
     for frame, header in ((cat, CATEGORY_HEADER), (day, DAILY_HEADER)):
         if tuple(frame.columns) != header:
