@@ -7,6 +7,7 @@ values; and plainly written valid rows must pass it, or valid files would pay fo
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -171,11 +172,11 @@ def test_custom_categories_reach_both_runners() -> None:
         _row_schema(OrderModel).validate(strip_columns(row, NAMES).drop(ROW))
 
 
-def _imports_pandera(*args: str) -> bool:
+def _imports_pandera(*args: str, module: str = "pandera") -> bool:
     code = (
         "import sys\nfrom engine.cli import main\n"
         f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
-        "print('pandera' in sys.modules)"
+        f"print({module!r} in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True)
@@ -186,6 +187,10 @@ def test_a_valid_file_is_validated_without_importing_pandera(tmp_path: Path) -> 
     assert not _imports_pandera("validate", str(ROOT / "fixtures/valid_order.csv"))
     assert not _imports_pandera("process", str(ROOT / "fixtures/valid_order.csv"),
                                 "--out", str(tmp_path / "out"))
+    # Nor pandas (the dev extras install it): pyarrow's ``scalar`` imported it while staging.
+    assert importlib.util.find_spec("pandas") is not None
+    assert not _imports_pandera("process", str(ROOT / "fixtures/valid_order.csv"),
+                                "--out", str(tmp_path / "again"), module="pandas")
     # A file with findings is reported by the pandera model.
     assert _imports_pandera("validate", str(ROOT / "fixtures/invalid_order.csv"))
 
