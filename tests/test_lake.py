@@ -104,3 +104,34 @@ def test_reprocess_usage_errors(tmp_path: Path) -> None:
         main(["reprocess", "--out", str(tmp_path), "--date-from", "2025-7-32",
               "--date-to", "2025-07-31"])
     assert e.value.code == 2
+
+
+def test_a_failed_staging_write_fails_the_file_and_leaves_the_lake_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.lake as lake_mod
+
+    src = tmp_path / "in"
+    src.mkdir()
+    first = write(src / "a.csv", "A,c,2025-07-06,Books,P,1,10,false")
+    out = tmp_path / "out"
+    assert main(["process", str(first), "--out", str(out), "-q"]) == 0
+    before = sorted(p.relative_to(out) for p in (out / "lake").rglob("*") if p.is_file())
+    # Pieces of a few bytes: many batches are queued behind the one that fails.
+    rows = [f"B{i},c,2025-07-{6 + i % 3:02d},Books,P,1,10,false" for i in range(40)]
+    second = write(src / "b.csv", *rows)
+    calls = []
+    real = lake_mod.StagedSource._write_now
+
+    def failing(self: lake_mod.StagedSource, batch: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(self, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lake_mod.StagedSource, "_write_now", failing)
+    with pytest.raises(OSError, match="No space left"):
+        pipeline.process_paths([second], out, batch_bytes=64)
+    after = sorted(p.relative_to(out) for p in (out / "lake").rglob("*") if p.is_file())
+    assert after == before  # no staging left behind, nothing of b.csv in the lake
+    assert lake_mod.STAGE_QUEUE >= 2 and len(calls) > 3  # later batches were queued
