@@ -372,6 +372,7 @@ def test_quarantine_stages_the_valid_rows_of_a_bad_file_in_a_second_pass(
     "",
     'h,i\n"a\nb",c\n\n"x,""y""\r\n",z\r\n1,"2\r3"\n"",\n"\n\n\n"',
     '"q,1"\n"a",b\r\n\r"c"\r',
+    "\r", "\n", "\n\n", "a\r\n", ",,\n\r\n", "h\n\r\n\r", "h,i\n1,2\n\n3\n",
 ])
 def test_the_line_by_line_layout_equals_the_csv_walk(text: str) -> None:
     from engine.read import layout
@@ -465,3 +466,21 @@ def test_read_ahead_keeps_order_raises_in_order_and_stops_its_worker_when_closed
         for p in _read_ahead(pieces(fail_at=3)):
             seen.append(p.offset)
     assert seen == [0, 1, 2] and not workers()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.text(st.sampled_from(list('a,"\r')), max_size=6), min_size=1,
+                   max_size=12),
+    plain=st.integers(0, 200),
+)
+def test_quoted_lines_are_found_from_the_quotes_as_from_every_line(
+    lines: list[str], plain: int
+) -> None:
+    from engine.read import _quoted_lines
+
+    # Many quote-free lines make the quotes few: they are then found from their offsets.
+    raw = [line.encode() for line in lines] + [b"x,y"] * plain
+    body = b"\n".join(raw)
+    want = [i for i, line in enumerate(raw) if b'"' in line]
+    assert _quoted_lines(body, body.split(b"\n")) == want
