@@ -260,9 +260,9 @@ def _line_layout(body: bytes, first_line: int) -> Layout | None:
     """``layout`` line by line: the csv module only parses records that hold a quote.
 
     A line without a quote, outside a quoted field, is a record whose fields are its commas
-    + 1 (none for an empty line or the CR of a CRLF), counted for every line in one list
-    comprehension. A line with a quote starts a record that runs until the quotes balance;
-    only those records are walked one by one. Gives what the csv walk gives; returns None
+    + 1 (none for an empty line or the CR of a CRLF), counted for every line by C-level
+    loops. A line with a quote starts a record that runs until the quotes balance; only those
+    records are walked one by one. Gives what the csv walk gives; returns None
     where that walk alone can tell (a malformed or unclosed quoted record). Walking every
     line one by one took ~45% of `validate`'s time on a 10M-row file with 100 bad rows.
     """
