@@ -149,6 +149,14 @@ def kpi_tables(orders: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """
     sums = category_sums(orders).collect(engine="streaming")
     customers = unique_customers(orders).collect(engine="streaming")
+    return tables_from(sums, customers)
+
+
+def tables_from(
+    sums: pl.DataFrame, customers: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return the category and daily tables from collected ``category_sums`` and
+    ``unique_customers`` (a few rows per date: no rows are read)."""
     return (
         category_table(sums.lazy()).collect(),
         daily_table(sums.lazy(), customers.lazy()).collect(),

@@ -36,7 +36,6 @@ from engine.atomic import write_parquet_atomic, write_text_atomic
 from engine.rules import LAKE_SCHEMA
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
@@ -272,9 +271,18 @@ _WRITER_OPTIONS: dict[str, object] = {
 STAGE_QUEUE = 2
 
 
-def _stamped(rows: pl.DataFrame, seq: int, source: str) -> pl.DataFrame:
+def _stamped(
+    rows: pl.DataFrame, seq: int, source: str, *, dictionary: bool = False
+) -> pl.DataFrame:
+    """Return ``rows``' lake columns with ``_seq`` and ``_source`` appended.
+
+    ``dictionary``: ``_source`` as a one-value Enum (a dictionary in Arrow: no string per
+    row), for the staging writer. The columns are made by Polars: ``pyarrow.scalar`` looks
+    for pandas, and imported it (~0.3-0.9 s, on the staging thread) where pandas is installed.
+    """
+    name = pl.lit(source, pl.Enum([source])) if dictionary else pl.lit(source)
     return rows.select(list(LAKE_SCHEMA)).with_columns(
-        pl.lit(seq, pl.Int64).alias("_seq"), pl.lit(source).alias("_source")
+        pl.lit(seq, pl.Int64).alias("_seq"), name.alias("_source")
     )
 
 
@@ -318,7 +326,7 @@ class StagedSource:
         # One sort and one Arrow table per batch; each date is a zero-copy slice of it.
         rows = rows.select(list(LAKE_SCHEMA)).sort("order_date", maintain_order=True)
         runs = rows.select(pl.col("order_date").rle()).unnest("order_date")
-        table = _with_source_columns(rows, self.seq, self.source)
+        table = _stamped(rows, self.seq, self.source, dictionary=True).to_arrow()
         start = 0
         for length, day in runs.iter_rows():
             assert isinstance(day, dt.date)
@@ -355,18 +363,6 @@ class StagedSource:
         shutil.rmtree(self.folder, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.folder.parent.rmdir()  # ``_staging`` goes when nothing else is staged
-
-
-def _with_source_columns(rows: pl.DataFrame, seq: int, source: str) -> pa.Table:
-    """Return ``rows`` as Arrow with ``_seq`` and ``_source`` appended (the name as a
-    one-value dictionary: no string per row).
-
-    Made by Polars: ``pyarrow.scalar`` looks for pandas, and imported it (~0.3-0.9 s, on the
-    staging thread) where pandas is installed.
-    """
-    return rows.with_columns(
-        pl.lit(seq, pl.Int64).alias("_seq"), pl.lit(source, pl.Enum([source])).alias("_source")
-    ).to_arrow()
 
 
 def _allow_open_files(n: int) -> None:

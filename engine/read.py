@@ -390,7 +390,7 @@ class Piece:
 
 def text_pieces(
     path: str, names: tuple[str, ...], *, batch_bytes: int, refuse_nul: bool = False,
-    name: str | None = None,
+    name: str | None = None, check_padding: bool = False,
 ) -> Iterator[Piece]:
     """Yield the file's records as pieces of about ``batch_bytes`` of CSV each, in order.
 
@@ -402,7 +402,8 @@ def text_pieces(
     pass over the file). A piece Polars refuses is diagnosed on its own bytes
     (``diagnose``: ``BrokenPiece`` for bytes that are not UTF-8 or a quoting error,
     named ``name``); if it only holds rows with too many fields, it is read past them and
-    yielded ``ragged``; else ``PieceRefused`` is raised.
+    yielded ``ragged``; else ``PieceRefused`` is raised. ``check_padding``: mark each piece
+    ``unpadded`` or not (only the first validation pass judges with it).
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -443,7 +444,7 @@ def text_pieces(
                         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
                         raise PieceRefused(reason) from e
                     ragged = True
-                plain = unpadded(piece)
+                plain = check_padding and unpadded(piece)
                 del piece
                 yield Piece(frame, start, end - start, start == 0, ragged, plain)
                 start = end

@@ -304,9 +304,8 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
     from engine.kpis import (
         SLICE_ROWS,
         category_sums,
-        category_table,
-        daily_table,
         latest_orders_in_slices,
+        tables_from,
         unique_customers,
     )
 
@@ -334,6 +333,5 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
             local = lake.download(keys, Path(tmp))
             scan = pl.scan_parquet(local, hive_partitioning=False)
             sums, customers, names = [b(scan).collect(engine="streaming") for b in builds]
-    cat = category_table(sums.lazy()).collect()
-    daily = daily_table(sums.lazy(), customers.lazy()).collect()
+    cat, daily = tables_from(sums, customers)
     return cat, daily, sorted(str(s) for s in names["_source"].to_list())

@@ -384,7 +384,8 @@ def _validate_batches(
     dates: Counter[dt.date] = Counter()
     offset = n_blank = n_rows = 0
     pieces = _read_ahead(
-        text_pieces(path, names, batch_bytes=batch_bytes, refuse_nul=True, name=name)
+        text_pieces(path, names, batch_bytes=batch_bytes, refuse_nul=True, name=name,
+                    check_padding=True)
     )
     try:
         for piece in pieces:

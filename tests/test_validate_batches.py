@@ -484,3 +484,21 @@ def test_quoted_lines_are_found_from_the_quotes_as_from_every_line(
     body = b"\n".join(raw)
     want = [i for i, line in enumerate(raw) if b'"' in line]
     assert _quoted_lines(body, body.split(b"\n")) == want
+
+
+def test_only_the_validation_pass_marks_pieces_unpadded(tmp_path: Path) -> None:
+    from engine.read import text_pieces
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text(HEADER + "ORD1,C1,2025-07-06,Books,P1,1,9.99,false\n" * 3)
+    padded = tmp_path / "padded.csv"
+    padded.write_text(HEADER + "ORD1, C1,2025-07-06,Books,P1,1,9.99,false\n")
+    names = tuple(HEADER.strip().split(","))
+
+    def marks(path: Path, **kw: bool) -> list[bool]:
+        return [p.unpadded for p in text_pieces(str(path), names, batch_bytes=60, **kw)]
+
+    first_pass = marks(plain, check_padding=True)
+    assert len(first_pass) > 1 and all(first_pass)
+    assert marks(padded, check_padding=True)[-1] is False  # the piece with " C1"
+    assert not any(marks(plain))  # replay and the duplicate search do not look

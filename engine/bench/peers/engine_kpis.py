@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import polars as pl
 
-        from engine.kpis import category_sums, category_table, daily_table, unique_customers
+        from engine.kpis import category_sums, tables_from, unique_customers
         from engine.read import scan_orders_typed
     except ImportError as exc:
         return unavailable("engine.kpis / engine.read", exc)
@@ -52,8 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sums, customers = pl.collect_all(  # type: ignore[call-overload]
         [category_sums(lf), unique_customers(lf)], engine=engine
     )
-    cat = category_table(sums.lazy()).collect()
-    day = daily_table(sums.lazy(), customers.lazy()).collect()
+    cat, day = tables_from(sums, customers)
     problems = []
     for frame, header in ((cat, CATEGORY_HEADER), (day, DAILY_HEADER)):
         if tuple(frame.columns) != header:
