@@ -139,16 +139,26 @@ def daily_kpis(orders: pl.LazyFrame) -> pl.LazyFrame:
     return daily_table(category_sums(orders), unique_customers(orders))
 
 
-def kpi_tables(orders: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return both tables, reading ``orders`` in two streaming queries, one after the other.
+def kpi_tables(
+    orders: pl.LazyFrame, *, few_rows: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return both tables, reading ``orders`` in two queries, one after the other.
 
-    One query sums per (category, order_date), the other counts each date's distinct
-    customers (it reads only ``order_date`` and ``customer_id``); the daily table is summed
-    from the first. The streaming engine keeps per-group state, not the rows, and one query
-    after the other holds one query's state at a time.
+    One query sums per (category, order_date) on the streaming engine, which keeps
+    per-group state, not the rows; the daily table is summed from it. The other counts each
+    date's distinct customers, reading only the columns it needs; one query after the other
+    holds one query's state at a time.
+
+    ``few_rows``: the caller knows ``orders`` holds few enough rows to be read whole, and the
+    distinct customers are then counted on the in-memory engine, whose ``n_unique`` works
+    date by date in parallel: measured on groups of 2M rows over ~18 dates, 2.0 -> 1.2 CPU-s
+    per 10M rows, at the same peak. The streaming engine is kept for the rest (on one date of
+    10M orders it peaked at 0.45 GB, the in-memory engine at 0.93 GB, and was slower).
     """
     sums = category_sums(orders).collect(engine="streaming")
-    customers = unique_customers(orders).collect(engine="streaming")
+    customers = unique_customers(orders).collect(
+        engine="in-memory" if few_rows else "streaming"
+    )
     return tables_from(sums, customers)
 
 

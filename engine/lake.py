@@ -323,10 +323,21 @@ class StagedSource:
     def _write_now(self, rows: pl.DataFrame) -> None:
         import pyarrow.parquet as pq
 
-        # One sort and one Arrow table per batch; each date is a zero-copy slice of it.
-        rows = rows.select(list(LAKE_SCHEMA)).sort("order_date", maintain_order=True)
+        # One sort and one Arrow table per batch; each date is a zero-copy slice of it. The
+        # sort runs on this thread only: the validator keeps the other core busy, and Polars'
+        # parallel sort cost ~2.5x the CPU for the same wall time here. The text columns go
+        # to Arrow as string views (Polars' own layout, no copy; Parquet stores them as any
+        # string); only the one-value ``_source`` dictionary, whose string-view form
+        # pyarrow's writer refuses, is converted. Measured per 32 MB piece: 0.32-0.39 ->
+        # 0.24-0.27 CPU-s for sort, conversion and encoding together, the same files.
+        rows = rows.select(list(LAKE_SCHEMA)).sort(
+            "order_date", maintain_order=True, multithreaded=False
+        )
         runs = rows.select(pl.col("order_date").rle()).unnest("order_date")
-        table = _stamped(rows, self.seq, self.source, dictionary=True).to_arrow()
+        stamped = _stamped(rows, self.seq, self.source, dictionary=True)
+        table = stamped.drop("_source").to_arrow(compat_level=pl.CompatLevel.newest())
+        source = stamped.select("_source").to_arrow()
+        table = table.append_column(source.schema.field(0), source.column(0))
         start = 0
         for length, day in runs.iter_rows():
             assert isinstance(day, dt.date)
