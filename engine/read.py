@@ -25,7 +25,7 @@ import polars as pl
 
 from engine.columns import ORDER_COLUMNS
 from engine.errors import InputFileError
-from engine.rules import LAKE_SCHEMA
+from engine.rules import LAKE_SCHEMA, is_true
 
 log = logging.getLogger(__name__)
 
@@ -675,5 +675,5 @@ def scan_orders_typed(path: str | Path) -> pl.LazyFrame:
         pl.col("product_id"),
         pl.col("quantity").str.to_integer().cast(LAKE_SCHEMA["quantity"]),
         pl.col("unit_price").str.to_decimal(scale=4).cast(LAKE_SCHEMA["unit_price"]),
-        (pl.col("returned").str.to_lowercase() == "true").alias("returned"),
+        is_true(pl.col("returned")).alias("returned"),
     )

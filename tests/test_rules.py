@@ -8,6 +8,7 @@ values; and plainly written valid rows must pass it, or valid files would pay fo
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,65 @@ def test_unpadded_spots_every_kind_of_padding() -> None:
 def test_unstripped_verdict_equals_the_stripped_one_on_unpadded_text(text: pl.DataFrame) -> None:
     assume(unpadded(text.write_csv(quote_style="never").encode()))
     assert _verdicts(text, strip=False)[0].equals(_verdicts(text)[0])
+
+
+# Characters near the regex-free rules' edges: the words' letters in both cases, signs,
+# digits that are not ASCII, and characters whose lower case is special.
+RULE_CHARS = st.sampled_from([*"truefalsTRUEFALS", *"0123456789", "+", "-", " ", ".", "_",
+                              "\u0130", "\u0131", "\u017f", "\u212a", "\uff54", "\u0663",
+                              "\uff19", "\u00e9"])
+
+
+@st.composite
+def word_spellings(draw: st.DrawFn) -> str:
+    """``true`` or ``false`` in a random letter case, at times with a letter swapped."""
+    word = list(draw(st.sampled_from(["true", "false"])))
+    flips = draw(st.lists(st.booleans(), min_size=len(word), max_size=len(word)))
+    word = [ch.upper() if up else ch for ch, up in zip(word, flips, strict=True)]
+    if draw(st.booleans()):
+        word[draw(st.integers(0, len(word) - 1))] = draw(RULE_CHARS)
+    return "".join(word)
+
+
+# Optional sign, digits, at times a stray character: where the integer rule's edges are.
+SIGNED_DIGITS = st.from_regex(r"[+-]?[0-9\u0663]{0,20}[ .e_+]?", fullmatch=True)
+
+
+def _judge(rule: rules.Rule, values: list[str | None]) -> list[bool | None]:
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    return frame.select(rule(pl.col("v"), ()))["v"].to_list()
+
+
+def test_no_character_but_an_ascii_capital_lower_cases_to_a_letter_of_true_or_false() -> None:
+    # What lets ``true_or_false`` list spellings instead of lower-casing every value.
+    letters = set("truefals")
+    assert [c for c in range(0x110000)
+            if c > 0x7F and letters & set(chr(c).lower())] == []
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(st.one_of(word_spellings(), st.lists(RULE_CHARS, max_size=7)
+                                 .map("".join), st.text(), st.none()), min_size=1, max_size=20))
+def test_true_or_false_is_either_word_in_any_letter_case(values: list[str | None]) -> None:
+    def lower(v: str | None) -> str | None:
+        return None if v is None else v.lower()
+
+    assert _judge(rules.true_or_false, values) == [
+        None if v is None else lower(v) in ("true", "false") for v in values]
+    typed = pl.DataFrame({"v": values}, schema={"v": pl.String}).select(
+        rules.is_true(pl.col("v")))["v"].to_list()
+    assert typed == [None if v is None else lower(v) == "true" for v in values]
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(st.one_of(SIGNED_DIGITS, st.lists(RULE_CHARS, max_size=21)
+                                 .map("".join), st.text(), st.none()), min_size=1, max_size=20))
+def test_positive_integer_is_the_digits_pattern_without_a_regex(values: list[str | None]) -> None:
+    def expected(v: str | None) -> bool:
+        return (v is not None and re.fullmatch(rules.INTEGER_PATTERN, v) is not None
+                and len(v.encode()) <= rules.MAX_NUMBER_CHARS and int(v) > 0)
+
+    assert _judge(rules.positive_integer, values) == [expected(v) for v in values]
 
 
 def test_plain_valid_rows_pass_the_fused_verdict() -> None:
