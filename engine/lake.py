@@ -157,8 +157,16 @@ class LocalLake:
         return StagedSource(source, folder, self._peek_seq())
 
     def add_staged(self, staged: StagedSource, *, sha256: str | None = None) -> Ingested:
-        """Move a staged source into the lake (one rename per date), replacing what it had."""
-        staged.close()
+        """Move a staged source into the lake (one rename per date), replacing what it had.
+
+        If the last writes or the flush fail, the staged files are deleted and the lake is
+        left as it was.
+        """
+        try:
+            staged.close()
+        except BaseException:
+            staged.discard()
+            raise
         affected = self._begin_replace(staged.source, staged.dates)
         if self._next_seq() != staged.seq:
             raise RuntimeError("the lake's sequence moved while a source was staged (no lock?)")
@@ -311,6 +319,7 @@ class StagedSource:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-odd")
         self._writing: deque[Future[None]] = deque()
+        self._finished = False
 
     @property
     def dates(self) -> set[dt.date]:
@@ -322,6 +331,8 @@ class StagedSource:
 
     def write(self, rows: pl.DataFrame) -> None:
         """Queue typed rows (per ``LAKE_SCHEMA``) for their dates' files; raise what failed."""
+        if self._finished:
+            raise RuntimeError("rows written to a staged source after finish()")
         while len(self._writing) >= STAGE_QUEUE:
             self._writing.popleft().result()
         self.rows += rows.height
@@ -371,15 +382,37 @@ class StagedSource:
         while self._writing:
             self._writing.popleft().result()
 
+    def finish(self) -> None:
+        """Queue the end of every date's file (its footer, then a flush to disk) behind the
+        writes, so that it overlaps what the caller does next (``process``: the file-wide
+        uniqueness check, ~0.3 s for the 90 files of the 10M-row benchmark file); ``close``
+        waits for it. No rows may be written after this."""
+        if not self._finished:
+            self._finished = True
+            self._writing.append(self._worker.submit(self._end_files))
+
+    def _end_files(self) -> None:
+        days: tuple[list[dt.date], list[dt.date]] = ([], [])
+        for day in self._writers:
+            days[day.toordinal() % 2].append(day)
+        odd = self._helper.submit(self._end, days[1])
+        try:
+            self._end(days[0])
+        finally:
+            odd.result()
+
+    def _end(self, days: list[dt.date]) -> None:
+        for day in days:
+            self._writers[day].close()
+            with open(self.path(day), "rb+") as f:
+                os.fsync(f.fileno())
+
     def close(self) -> None:
-        """Finish every date's file and flush it to disk."""
+        """Finish every date's file and flush it to disk (``finish``, and wait for it)."""
+        self.finish()
         self._wait()
         self._worker.shutdown()
         self._helper.shutdown()
-        for day, writer in self._writers.items():
-            writer.close()
-            with open(self.path(day), "rb+") as f:
-                os.fsync(f.fileno())
 
     def discard(self) -> None:
         """Close and delete whatever was staged."""

@@ -128,7 +128,8 @@ def _one_file(
     staged = lake.stage(path.name)
     try:
         res = validate_file(path, categories=categories, display_name=str(path),
-                            on_rows=staged.write, batch_bytes=batch_bytes,
+                            on_rows=staged.write, on_end=staged.finish,
+                            batch_bytes=batch_bytes,
                             spill_dir=staged.folder)
     except BaseException:
         staged.discard()

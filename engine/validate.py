@@ -214,6 +214,7 @@ def validate_file(
     categories: Iterable[str] | None = None,
     display_name: str | None = None,
     on_rows: Callable[[pl.DataFrame], None] | None = None,
+    on_end: Callable[[], None] | None = None,
     keep_rows: bool = True,
     batch_bytes: int = BATCH_BYTES,
     spill_dir: Path | None = None,
@@ -227,7 +228,9 @@ def validate_file(
     ``cleaned`` when ``keep_rows``. From the first finding on, the file is invalid: whatever
     ``on_rows`` got must be thrown away, and the rest of the file is only read for findings,
     each named at its line. The valid rows of an invalid file are then in ``cleaned`` (when
-    ``keep_rows`` and no ``on_rows``) or handed out by ``replay``. A structural problem
+    ``keep_rows`` and no ``on_rows``) or handed out by ``replay``. ``on_end`` is called
+    once the last piece has gone to ``on_rows``, before the file-wide checks, which can
+    still find the file invalid. A structural problem
     (bytes that are not UTF-8, a quoting error, a NUL byte) is named from the piece that
     holds it; rows with too many fields are reported row by row like bad values. Only a
     piece Polars refuses for a reason its bytes do not show sends the file to the whole-file
@@ -239,7 +242,7 @@ def validate_file(
     try:
         with tempfile.TemporaryDirectory(prefix="ids-", dir=spill_dir) as spill:
             streamed = _validate_batches(
-                str(path), name, categories, on_rows, keep_rows=keep_rows,
+                str(path), name, categories, on_rows, on_end, keep_rows=keep_rows,
                 batch_bytes=batch_bytes, spill=Path(spill), bucket_bytes=bucket_bytes,
             )
         if streamed is not None:
@@ -349,6 +352,7 @@ def _validate_batches(
     name: str,
     categories: Iterable[str] | None,
     on_rows: Callable[[pl.DataFrame], None] | None,
+    on_end: Callable[[], None] | None,
     *,
     keep_rows: bool,
     batch_bytes: int,
@@ -427,6 +431,8 @@ def _validate_batches(
         return _exact_path(name, e.message)
     finally:
         pieces.close()
+    if on_end is not None and on_rows is not None and not bad.rows:
+        on_end()
     dups = pl.concat([hashes[c].duplicates() for c in UNIQUE_COLUMNS])
     if dups.len():
         _find_duplicates(path, names, batch_bytes, dups, lines, bad, dates)

@@ -176,3 +176,29 @@ def test_each_date_keeps_the_files_row_order_across_both_staging_threads(
         assert got["order_id"].to_list() == want
         assert got["_source"].unique().to_list() == ["orders.csv"]
         assert got["_seq"].unique().to_list() == [1]
+
+
+@pytest.mark.parametrize("step", ["_write_now", "_end"])
+def test_a_failure_in_the_last_write_or_the_flush_leaves_the_lake_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    # Neither is seen by ``write`` (nothing is queued after them): ``add_staged`` sees it.
+    import engine.lake as lake_mod
+
+    out = tmp_path / "out"
+    first = write(tmp_path / "a.csv", "A,c,2025-07-06,Books,P,1,10,false")
+    assert main(["process", str(first), "--out", str(out), "-q"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in (out / "lake").rglob("*")
+              if p.is_file()}
+    src = write(tmp_path / "b.csv", *[f"B{i},c,2025-07-0{6 + i % 3},Books,P,1,10,false"
+                                      for i in range(6)])
+
+    def failing(self: object, *args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lake_mod.StagedSource, step, failing)
+    with pytest.raises(OSError, match="No space left"):
+        pipeline.process_paths([src], out)  # one piece: only add_staged can see it
+    after = {p.relative_to(out): p.read_bytes() for p in (out / "lake").rglob("*")
+             if p.is_file()}
+    assert after == before
