@@ -202,3 +202,23 @@ def test_a_failure_in_the_last_write_or_the_flush_leaves_the_lake_as_it_was(
     after = {p.relative_to(out): p.read_bytes() for p in (out / "lake").rglob("*")
              if p.is_file()}
     assert after == before
+
+
+def test_on_end_follows_the_last_piece_and_only_while_the_file_is_valid(tmp_path: Path) -> None:
+    from engine.validate import validate_file
+
+    rows = [f"O{i},c,2025-07-0{6 + i % 3},Books,P,1,10,false" for i in range(30)]
+    calls: list[str] = []
+
+    def run(path: Path) -> str:
+        calls.clear()
+        res = validate_file(path, on_rows=lambda r: calls.append("rows"),
+                            on_end=lambda: calls.append("end"), batch_bytes=64)
+        return res.report.status
+
+    assert run(write(tmp_path / "good.csv", *rows)) == "valid"
+    assert calls.count("rows") > 1 and calls[-1] == "end" and calls.count("end") == 1
+    # A bad value in the last piece: earlier pieces went to on_rows, but the file never ends.
+    assert run(write(tmp_path / "bad.csv", *rows, "X,c,2025-07-06,Books,P,0,10,false")) == (
+        "invalid")
+    assert "rows" in calls and "end" not in calls
