@@ -25,11 +25,11 @@ import re
 import resource
 import shutil
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def source_id(source: str) -> str:
@@ -343,7 +344,6 @@ class StagedSource:
         self._writing.append(self._worker.submit(self._write_now, rows))
 
     def _write_now(self, rows: pl.DataFrame) -> None:
-
         # One sort and one Arrow table per batch; each date is a zero-copy slice of it. The
         # sort runs on this thread only: the validator keeps the other core busy, and Polars'
         # parallel sort cost ~2.5x the CPU for the same wall time here. The text columns go
@@ -359,15 +359,23 @@ class StagedSource:
         table = stamped.drop("_source").to_arrow(compat_level=pl.CompatLevel.newest())
         source = stamped.select("_source").to_arrow()
         table = table.append_column(source.schema.field(0), source.column(0))
-        slices: tuple[list[tuple[dt.date, pa.Table]], list[tuple[dt.date, pa.Table]]] = ([], [])
+        slices = []
         start = 0
         for length, day in runs.iter_rows():
             assert isinstance(day, dt.date)
-            slices[day.toordinal() % 2].append((day, table.slice(start, length)))
+            slices.append((day, table.slice(start, length)))
             start += length
-        odd = self._helper.submit(self._encode, slices[1], table.schema)
+        self._on_both_threads(lambda part: self._encode(part, table.schema), slices)
+
+    def _on_both_threads(
+        self, work: Callable[[list[tuple[dt.date, _T]]], None], items: list[tuple[dt.date, _T]]
+    ) -> None:
+        """Run ``work`` on the items of even day number here and on the others on the
+        second thread, at once; return when both are done, raising what either raised.
+        A date always falls on the same thread."""
+        odd = self._helper.submit(work, [(d, x) for d, x in items if d.toordinal() % 2])
         try:
-            self._encode(slices[0], table.schema)
+            work([(d, x) for d, x in items if not d.toordinal() % 2])
         finally:
             odd.result()
 
@@ -396,18 +404,12 @@ class StagedSource:
             self._writing.append(self._worker.submit(self._end_files))
 
     def _end_files(self) -> None:
-        days: tuple[list[dt.date], list[dt.date]] = ([], [])
-        for day in self._writers:
-            days[day.toordinal() % 2].append(day)
-        odd = self._helper.submit(self._end, days[1])
-        try:
-            self._end(days[0])
-        finally:
-            odd.result()
+        # Runs behind every queued write, so every date's writer exists by now.
+        self._on_both_threads(self._end, list(self._writers.items()))
 
-    def _end(self, days: list[dt.date]) -> None:
-        for day in days:
-            self._writers[day].close()
+    def _end(self, writers: list[tuple[dt.date, pq.ParquetWriter]]) -> None:
+        for day, writer in writers:
+            writer.close()
             with open(self.path(day), "rb+") as f:
                 os.fsync(f.fileno())
 

@@ -166,10 +166,12 @@ def test_each_date_keeps_the_files_row_order_across_both_staging_threads(
     # Four dates, two written by each staging thread, in pieces of a few rows each.
     rows = [f"O{i},c{i % 7},2025-07-{6 + (i * 7) % 4:02d},Books,P,{1 + i % 3},1.5,false"
             for i in range(120)]
+    # Dates first seen in the last pieces, on each thread: their files are ended too.
+    rows += [f"L{i},c,2025-07-{10 + i % 2},Books,P,1,2,true" for i in range(6)]
     src = write(tmp_path / "orders.csv", *rows)
     out = tmp_path / "out"
     pipeline.process_paths([src], out, batch_bytes=100)
-    for d in range(6, 10):
+    for d in range(6, 12):
         want = [r.split(",")[0] for r in rows if f"2025-07-{d:02d}" in r]
         (obj,) = (out / "lake" / f"order_date=2025-07-{d:02d}").glob("*.parquet")
         got = pl.read_parquet(obj)
@@ -222,3 +224,41 @@ def test_on_end_follows_the_last_piece_and_only_while_the_file_is_valid(tmp_path
     assert run(write(tmp_path / "bad.csv", *rows, "X,c,2025-07-06,Books,P,0,10,false")) == (
         "invalid")
     assert "rows" in calls and "end" not in calls
+
+
+def test_finish_ends_the_files_of_writes_still_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``finish`` is called while the writes are still queued: the dates they open must be
+    # ended too, however slow the writers are.
+    import time
+
+    import engine.lake as lake_mod
+    from engine.rules import LAKE_SCHEMA
+
+    real = lake_mod.StagedSource._encode
+
+    def slow(self: lake_mod.StagedSource, slices: list, schema: object) -> None:
+        time.sleep(0.2)
+        real(self, slices, schema)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lake_mod.StagedSource, "_encode", slow)
+    lake = LocalLake(tmp_path / "lake")
+    with lake.locked():
+        staged = lake.stage("s.csv")
+        for day in (6, 7):
+            staged.write(pl.DataFrame({
+                "order_id": [f"O{day}"], "customer_id": ["c"],
+                "order_date": [dt.date(2025, 7, day)],
+                "category": ["Books"], "product_id": ["P"], "quantity": [1],
+                "unit_price": [1], "returned": [False],
+            }).cast(LAKE_SCHEMA))  # type: ignore[arg-type]
+        staged.finish()
+        staged.close()
+        for day in (6, 7):  # complete before they enter the lake
+            path = staged.path(dt.date(2025, 7, day))
+            assert pl.read_parquet(path)["order_id"].to_list() == [f"O{day}"]
+        lake.add_staged(staged)
+    for day in (6, 7):
+        (obj,) = (tmp_path / "lake" / f"order_date=2025-07-0{day}").glob("*.parquet")
+        assert pl.read_parquet(obj)["order_id"].to_list() == [f"O{day}"]
