@@ -25,7 +25,7 @@ import re
 import resource
 import shutil
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,30 +222,15 @@ class LocalLake:
         """Return the Parquet objects (one per source) stored for ``day``."""
         return sorted(self._partition(day).glob("*.parquet"))
 
-    def date_groups(self, dates: Iterable[dt.date], max_rows: int) -> list[list[dt.date]]:
-        """Return ``dates`` in order, grouped so a group holds about ``max_rows`` rows at most.
-
-        Row counts come from the Parquet footers; a single date larger than ``max_rows`` is a
-        group of its own.
-        """
-        groups: list[list[dt.date]] = []
-        size = 0
-        for day in sorted(set(dates)):
-            n = self.rows([day])
-            if not groups or size + n > max_rows:
-                groups.append([])
-                size = 0
-            groups[-1].append(day)
-            size += n
-        return groups
-
-    def rows(self, dates: Iterable[dt.date]) -> int:
-        """Return how many rows the lake holds for ``dates`` (all sources), from the footers."""
+    def row_counts(self, dates: Iterable[dt.date]) -> dict[dt.date, int]:
+        """Return how many rows the lake holds for each of ``dates`` (all sources), in date
+        order, from the Parquet footers."""
         import pyarrow.parquet as pq
 
-        return sum(
-            pq.ParquetFile(f).metadata.num_rows for d in set(dates) for f in self.objects(d)
-        )
+        return {
+            d: sum(pq.ParquetFile(f).metadata.num_rows for f in self.objects(d))
+            for d in sorted(set(dates))
+        }
 
     def scan(self, dates: Iterable[dt.date]) -> pl.LazyFrame:
         """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated)."""
@@ -258,6 +243,21 @@ class LocalLake:
             ).lazy()
         return pl.scan_parquet(files, hive_partitioning=False)
 
+
+
+def date_groups(rows: Mapping[dt.date, int], max_rows: int) -> list[list[dt.date]]:
+    """Return the dates of ``rows`` (date -> row count) in order, grouped so a group holds
+    about ``max_rows`` rows at most; a single date larger than ``max_rows`` is a group of its
+    own."""
+    groups: list[list[dt.date]] = []
+    size = 0
+    for day in sorted(rows):
+        if not groups or size + rows[day] > max_rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(day)
+        size += rows[day]
+    return groups
 
 
 # Dictionaries only where values repeat, statistics only where a reader filters, LZ4 rather

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,7 +23,7 @@ from engine.kpis import (
     kpi_tables,
     latest_orders_in_slices,
 )
-from engine.lake import Ingested, LocalLake
+from engine.lake import Ingested, LocalLake, date_groups
 from engine.read import file_digest
 from engine.validate import BATCH_BYTES, ValidationReport, validate_file
 
@@ -222,13 +222,15 @@ def refresh_tables(
     if pending or not cat_path.exists():
         keep = ~pl.col("order_date").is_in(sorted(pending))
         cats, days = [old_cat.filter(keep)], [old_day.filter(keep)]
-        for group in lake.date_groups(pending, max_rows):
+        rows = lake.row_counts(pending)  # the footers, read once
+        for group in date_groups(rows, max_rows):
             # One query after the other (``kpi_tables``): a one-date file of 10M orders
             # peaked at 2.3 GB in memory, 1.0 GB streaming both tables at once, and 0.47 GB
             # one after the other, in the same time. A group of several dates holds at most
             # ``max_rows`` rows, few enough for the in-memory engine to count customers.
             new_cat, new_day = kpi_tables(
-                _orders(lake, group, max_rows), few_rows=lake.rows(group) <= max_rows
+                _orders(lake, group, rows, max_rows),
+                few_rows=sum(rows[d] for d in group) <= max_rows,
             )
             cats.append(new_cat)
             days.append(new_day)
@@ -240,8 +242,12 @@ def refresh_tables(
     return old_cat, old_day
 
 
-def _orders(lake: LocalLake, dates: Sequence[dt.date], max_rows: int) -> pl.LazyFrame:
+def _orders(
+    lake: LocalLake, dates: Sequence[dt.date], rows: Mapping[dt.date, int], max_rows: int
+) -> pl.LazyFrame:
     """Return the orders of ``dates``: ``latest_orders`` only where sources share a date.
+
+    ``rows``: each date's lake rows (``LocalLake.row_counts``).
 
     Within one source an order_id is unique (validation says so), so a date held by a single
     source needs no de-duplication, the costliest step of the KPI query. Shared dates of
@@ -252,7 +258,7 @@ def _orders(lake: LocalLake, dates: Sequence[dt.date], max_rows: int) -> pl.Lazy
     alone = [d for d in dates if d not in shared]
     if not shared:
         return lake.scan(alone)
-    slices = -(-lake.rows(shared) // max(max_rows, 1))
+    slices = -(-sum(rows[d] for d in shared) // max(max_rows, 1))
     latest = latest_orders_in_slices(lake.scan(shared), slices)
     return latest if not alone else pl.concat([lake.scan(alone), latest])
 

@@ -204,6 +204,7 @@ def test_a_failure_in_the_last_write_or_the_flush_leaves_the_lake_as_it_was(
     after = {p.relative_to(out): p.read_bytes() for p in (out / "lake").rglob("*")
              if p.is_file()}
     assert after == before
+    assert not (out / "lake" / "_staging").exists()  # nothing staged is left behind
 
 
 def test_on_end_follows_the_last_piece_and_only_while_the_file_is_valid(tmp_path: Path) -> None:
