@@ -15,13 +15,13 @@ Objects in the cleaned bucket, for an input ``s3://<in>/<key>`` (``key`` decoded
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 from botocore.exceptions import ClientError
 
+from engine.background import InOrder
 from engine.config import Settings
 from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
 from engine.errors import TerminalError
@@ -213,33 +214,68 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
         return EXIT_OK
 
 
+# Pieces handed to the cleaned file's writer thread and not yet written, at most (as the
+# local lake's ``STAGE_QUEUE``: each holds one piece's typed rows, ~35 MB for a 32 MB piece).
+CLEANED_QUEUE = 2
+# zstd, since the object is uploaded and downloaded again (half the bytes of LZ4), with the
+# local lake's cheaper choices otherwise: dictionaries only where values repeat, statistics
+# only for ``order_date``. Measured per 32 MB piece: ~0.20 CPU-s to encode, against
+# ~0.24-0.26 with dictionaries and statistics everywhere and Arrow strings copied from Polars'.
+_CLEANED_OPTIONS: dict[str, object] = {
+    "compression": "zstd",
+    "use_dictionary": ["category", "returned"],
+    "write_statistics": ["order_date"],
+}
+
+
 class CleanedParquet:
     """A local Parquet file of typed rows (``LAKE_SCHEMA``), appended to piece by piece.
 
-    Each ``write`` becomes a row group (pyarrow splits one of more than 1 Mi rows) and is not
-    kept, so memory follows one piece. The schema is fixed when the file is opened, so a file
-    that gets no rows is still a readable zero-row file with the lake's columns.
+    Each ``write`` becomes a row group (pyarrow splits one of more than 1 Mi rows), encoded
+    on a worker thread while the caller validates the next piece (at most ``CLEANED_QUEUE``
+    pieces wait), in the order written; nothing is kept after, so memory follows a few
+    pieces. The text columns go to Arrow as string views, Polars' own layout, without a copy.
+    The schema is fixed when the file is opened, so a file that gets no rows is still a
+    readable zero-row file with the lake's columns. Use it as a context manager: the file is
+    complete when the block ends without an error; after an error it is only closed, and the
+    first error is the one raised.
     """
 
     def __init__(self, path: Path) -> None:
         import pyarrow.parquet as pq
 
         self.rows = 0
-        self._writer = pq.ParquetWriter(
-            path,
-            pl.DataFrame(schema=LAKE_SCHEMA).to_arrow().schema,
-            compression="zstd",
-            write_statistics=True,
-        )
+        schema = pl.DataFrame(schema=LAKE_SCHEMA).to_arrow(compat_level=pl.CompatLevel.newest())
+        self._writer = pq.ParquetWriter(path, schema.schema, **_CLEANED_OPTIONS)
+        self._queue = InOrder("cleaned", CLEANED_QUEUE)
 
     def write(self, rows: pl.DataFrame) -> None:
-        """Append ``rows`` as one row group."""
-        self._writer.write_table(rows.select(list(LAKE_SCHEMA)).to_arrow())
+        """Queue ``rows`` as the next row group; raise what an earlier write raised."""
+        self._queue.submit(self._write_now, rows)
         self.rows += rows.height
 
+    def _write_now(self, rows: pl.DataFrame) -> None:
+        table = rows.select(list(LAKE_SCHEMA)).to_arrow(compat_level=pl.CompatLevel.newest())
+        self._writer.write_table(table)
+
     def close(self) -> None:
-        """Write the footer; the file is complete."""
+        """Write what is queued, then the footer; the file is complete."""
+        try:
+            self._queue.wait()
+        finally:
+            self._queue.shutdown()
         self._writer.close()
+
+    def __enter__(self) -> CleanedParquet:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        self._queue.shutdown()  # the block's error stands; a write's failure is secondary
+        with contextlib.suppress(Exception):
+            self._writer.close()
 
 
 def validate_to_parquet(
@@ -257,7 +293,7 @@ def validate_to_parquet(
     and what it wrote is thrown away: a valid file's rows are then rewritten from
     ``result.cleaned``, a bad file leaves no ``dest``. The id-hash spill goes next to ``dest``.
     """
-    with closing(CleanedParquet(dest)) as streamed:
+    with CleanedParquet(dest) as streamed:
         result = validate_file(
             local,
             categories=categories,
@@ -270,7 +306,7 @@ def validate_to_parquet(
     if not result.report.ok:
         dest.unlink()
         return result, 0
-    with closing(CleanedParquet(dest)) as whole:
+    with CleanedParquet(dest) as whole:
         if result.cleaned is not None:
             whole.write(result.cleaned)
     return result, whole.rows

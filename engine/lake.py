@@ -24,9 +24,8 @@ import os
 import re
 import resource
 import shutil
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, TypeVar
 import polars as pl
 
 from engine.atomic import write_parquet_atomic, write_text_atomic
+from engine.background import InOrder
 from engine.rules import LAKE_SCHEMA
 
 if TYPE_CHECKING:
@@ -318,17 +318,16 @@ class StagedSource:
         self.seq = seq
         self.rows = 0
         self._writers: dict[dt.date, pq.ParquetWriter] = {}
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        self._queue = InOrder("stage", STAGE_QUEUE)
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-odd")
-        self._writing: deque[Future[None]] = deque()
         self._finished = False
         # pyarrow's import (~0.12 s) happens here, while the first piece is parsed and
         # judged, rather than in front of the first write.
-        self._worker.submit(importlib.import_module, "pyarrow.parquet")
+        self._queue.submit(importlib.import_module, "pyarrow.parquet")
 
     @property
     def dates(self) -> set[dt.date]:
-        self._wait()
+        self._queue.wait()
         return set(self._writers)
 
     def path(self, day: dt.date) -> Path:
@@ -338,10 +337,8 @@ class StagedSource:
         """Queue typed rows (per ``LAKE_SCHEMA``) for their dates' files; raise what failed."""
         if self._finished:
             raise RuntimeError("rows written to a staged source after finish()")
-        while len(self._writing) >= STAGE_QUEUE:
-            self._writing.popleft().result()
         self.rows += rows.height
-        self._writing.append(self._worker.submit(self._write_now, rows))
+        self._queue.submit(self._write_now, rows)
 
     def _write_now(self, rows: pl.DataFrame) -> None:
         # One sort and one Arrow table per batch; each date is a zero-copy slice of it. The
@@ -390,10 +387,6 @@ class StagedSource:
                 self._writers[day] = writer
             writer.write_table(part)
 
-    def _wait(self) -> None:
-        while self._writing:
-            self._writing.popleft().result()
-
     def finish(self) -> None:
         """Queue the end of every date's file (its footer, then a flush to disk) behind the
         writes, so that it overlaps what the caller does next (``process``: the file-wide
@@ -401,7 +394,7 @@ class StagedSource:
         waits for it. No rows may be written after this."""
         if not self._finished:
             self._finished = True
-            self._writing.append(self._worker.submit(self._end_files))
+            self._queue.submit(self._end_files, room=False)
 
     def _end_files(self) -> None:
         # Runs behind every queued write, so every date's writer exists by now.
@@ -416,15 +409,13 @@ class StagedSource:
     def close(self) -> None:
         """Finish every date's file and flush it to disk (``finish``, and wait for it)."""
         self.finish()
-        self._wait()
-        self._worker.shutdown()
+        self._queue.wait()
+        self._queue.shutdown()
         self._helper.shutdown()
 
     def discard(self) -> None:
         """Close and delete whatever was staged."""
-        with contextlib.suppress(Exception):
-            self._wait()
-        self._worker.shutdown()
+        self._queue.shutdown()
         self._helper.shutdown()
         for writer in self._writers.values():
             with contextlib.suppress(Exception):

@@ -523,6 +523,48 @@ def test_a_bad_row_in_the_last_piece_leaves_no_cleaned_object(
     assert len(pieces) >= 5 and n == 0 and not dest.exists()
 
 
+def test_a_failed_cleaned_write_fails_the_validation_and_stops_its_thread(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Row groups are encoded on a worker thread: its failure is the validation's failure.
+    small_pieces(monkeypatch)
+    real = jobs.CleanedParquet._write_now
+    calls: list[int] = []
+
+    def failing(self: jobs.CleanedParquet, part: pl.DataFrame) -> None:
+        calls.append(part.height)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(self, part)
+
+    monkeypatch.setattr(jobs.CleanedParquet, "_write_now", failing)
+    local, dest = tmp_path / "orders.csv", tmp_path / "cleaned.parquet"
+    local.write_text(order_csv(many_rows(300)))
+    with pytest.raises(OSError, match="No space left"):
+        jobs.validate_to_parquet(local, dest, categories=None, display_name="k")
+    assert len(calls) >= 3
+    assert not any(t.name.startswith("cleaned") for t in threading.enumerate())
+
+
+def test_an_error_while_validating_stands_over_a_failed_cleaned_write(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def broken_write(self: jobs.CleanedParquet, part: pl.DataFrame) -> None:
+        raise OSError("the disk went away")
+
+    def validate_then_fail(path: Path, **kwargs: Any) -> None:
+        kwargs["on_rows"](pl.DataFrame(typed(many_rows(3)), schema=LAKE_SCHEMA))
+        raise KeyboardInterrupt  # what stopped the validation is what the caller sees
+
+    monkeypatch.setattr(jobs.CleanedParquet, "_write_now", broken_write)
+    monkeypatch.setattr(jobs, "validate_file", validate_then_fail)
+    local, dest = tmp_path / "orders.csv", tmp_path / "cleaned.parquet"
+    local.write_text(order_csv(many_rows(3)))
+    with pytest.raises(KeyboardInterrupt):
+        jobs.validate_to_parquet(local, dest, categories=None, display_name="k")
+    assert not any(t.name.startswith("cleaned") for t in threading.enumerate())
+
+
 def test_a_hash_collision_is_compared_as_text_and_the_file_still_streams(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
