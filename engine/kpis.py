@@ -14,6 +14,7 @@ from engine.columns import CATEGORY_COLUMNS, DAILY_COLUMNS
 MONEY = pl.Decimal(38, 2)
 RATE = pl.Decimal(38, 4)
 _E4 = 10_000  # prices and revenues are held in ten-thousandths
+_PRICE_E4 = pl.Decimal(38, 4)  # a price as a count of ten-thousandths (scale 4: 10^4 = _E4)
 # Rows per slice of ``latest_orders_in_slices``: its window holds about this many orders.
 SLICE_ROWS = 2_000_000
 
@@ -35,7 +36,11 @@ def _rate(ten_thousandths: pl.Expr) -> pl.Expr:
 
 
 def _revenue_e4() -> pl.Expr:
-    price_e4 = (pl.col("unit_price") * _E4).cast(pl.Int128)
+    # A Decimal of scale 4 is held as its count of ten-thousandths: that integer is the price
+    # in ten-thousandths as it is, where multiplying by 10^4 and casting divided every value
+    # by 10^4 again (~10% of the KPI queries' CPU). The cast is a no-op on the lake's prices
+    # and rescales any other decimal.
+    price_e4 = pl.col("unit_price").cast(_PRICE_E4).to_physical()
     return (pl.col("quantity").cast(pl.Int128) * price_e4).alias("revenue_e4")
 
 

@@ -93,6 +93,19 @@ def test_tables_match_oracle_on_mixed_rows() -> None:
     assert [{k: str(v) for k, v in r.items()} for r in got_day.to_dicts()] == want_day
 
 
+@pytest.mark.parametrize("price_type", [pl.Decimal(38, 4), pl.Decimal(12, 2), pl.Decimal(20, 6)])
+def test_revenue_reads_the_price_at_its_own_scale(price_type: pl.Decimal) -> None:
+    # The revenue takes a scale-4 price's integer as its ten-thousandths: a price of another
+    # scale must be rescaled first, not read as if it had 4 decimals.
+    rows = [("1", "c1", "2025-07-06", "Books", 3, "10.25", False),
+            ("2", "c2", "2025-07-06", "Books", 2, "0.5", True)]
+    lf = orders(rows).with_columns(pl.col("unit_price").cast(price_type))
+    got = category_kpis(lf).collect().row(0, named=True)
+    exact = 3 * Decimal("10.25") + 2 * Decimal("0.5")  # 31.75 over 2 orders
+    assert got["daily_revenue"] == exact
+    assert got["avg_order_value"] == (exact / 2).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+
+
 def test_latest_orders_keeps_the_later_ingestion_per_date_and_order() -> None:
     lf = orders([("a", "c1", "2025-07-06", "Books", 1, "1", False),
                  ("a", "c1", "2025-07-06", "Books", 5, "1", True),
