@@ -202,3 +202,25 @@ def test_progress_line_shows_files_rows_and_rate_on_a_terminal_only(tmp_path: Pa
     on_tty = progress.findall(_stderr_of_process(tmp_path, tty=True))
     assert [(int(f), int(r.replace(",", ""))) for f, r in on_tty] == [(1, 2), (2, 7)]
     assert progress.findall(_stderr_of_process(tmp_path, tty=False)) == []
+
+
+@pytest.mark.parametrize(("preset", "want"), [(None, "1"), ("3", "3")])
+def test_the_command_line_keeps_numpy_from_starting_blas_threads(
+    preset: str | None, want: str, tmp_path: Path
+) -> None:
+    # pyarrow imports numpy where it is installed, and its OpenBLAS would start a spinning
+    # thread; the command line asks for none unless the user set a number.
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    code = (
+        "import os\n"
+        "from engine.cli import main\n"
+        f"code = main(['process', {str(VALID)!r}, '--out', {str(tmp_path)!r}, '-q'])\n"
+        "assert code == 0, code\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == want
