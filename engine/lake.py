@@ -266,7 +266,8 @@ def date_groups(rows: Mapping[dt.date, int], max_rows: int) -> list[list[dt.date
 # near-unique, so a dictionary there is pure overhead).
 _WRITER_OPTIONS: dict[str, object] = {
     "compression": "lz4",
-    "use_dictionary": ["category", "returned", "_source"],
+    # quantity: few distinct values; ~9% smaller files for the same encoding time.
+    "use_dictionary": ["category", "returned", "_source", "quantity"],
     "write_statistics": ["order_date", "_seq"],
     # No Arrow schema in the footer: readers then see ``_source`` as the plain string column
     # it is in every other lake object, not as the dictionary it was written from.
@@ -341,6 +342,8 @@ class StagedSource:
         self._queue.submit(self._write_now, rows)
 
     def _write_now(self, rows: pl.DataFrame) -> None:
+        import pyarrow as pa
+
         # One sort and one Arrow table per batch; each date is a zero-copy slice of it. The
         # sort runs on this thread only: the validator keeps the other core busy, and Polars'
         # parallel sort cost ~2.5x the CPU for the same wall time here. The text columns go
@@ -356,6 +359,10 @@ class StagedSource:
         table = stamped.drop("_source").to_arrow(compat_level=pl.CompatLevel.newest())
         source = stamped.select("_source").to_arrow()
         table = table.append_column(source.schema.field(0), source.column(0))
+        # Every lake column is required (validation let no null through): Parquet then
+        # stores no definition levels (measured ~9% less encoding time per piece). A null
+        # here would fail the cast, and with it the file, rather than enter the lake.
+        table = table.cast(pa.schema([f.with_nullable(False) for f in table.schema]))
         slices = []
         start = 0
         for length, day in runs.iter_rows():

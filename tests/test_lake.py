@@ -263,3 +263,37 @@ def test_finish_ends_the_files_of_writes_still_queued(
     for day in (6, 7):
         (obj,) = (tmp_path / "lake" / f"order_date=2025-07-0{day}").glob("*.parquet")
         assert pl.read_parquet(obj)["order_id"].to_list() == [f"O{day}"]
+
+
+def test_staged_objects_hold_required_columns_and_a_null_never_enters_the_lake(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    from engine.rules import LAKE_SCHEMA
+
+    def typed(oid: str, customer: str | None) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"order_id": [oid], "customer_id": [customer], "order_date": [dt.date(2025, 7, 6)],
+             "category": ["Books"], "product_id": ["P"], "quantity": [2],
+             "unit_price": [1], "returned": [False]},
+            schema=LAKE_SCHEMA,
+        )
+
+    lake = LocalLake(tmp_path / "lake")
+    with lake.locked():
+        staged = lake.stage("a.csv")
+        staged.write(typed("A", "c"))
+        lake.add_staged(staged)
+    (obj,) = lake.objects(dt.date(2025, 7, 6))
+    schema = pq.ParquetFile(obj).schema
+    # No definition levels: every column is required, as validation guarantees.
+    assert [schema.column(i).max_definition_level for i in range(len(schema))] == [0] * 10
+    assert pl.read_parquet(obj)["order_id"].to_list() == ["A"]
+    with lake.locked():
+        staged = lake.stage("b.csv")
+        staged.write(typed("B", None))
+        with pytest.raises(ValueError, match="null"):
+            lake.add_staged(staged)
+    assert lake.objects(dt.date(2025, 7, 6)) == [obj]
+    assert not (tmp_path / "lake" / "_staging").exists()
