@@ -259,12 +259,21 @@ class CleanedParquet:
         self._writer.write_table(table)
 
     def close(self) -> None:
-        """Write what is queued, then the footer; the file is complete."""
+        """Write what is queued, then the footer; the file is complete. If a queued write
+        failed, its error is raised and the file is only closed (``validate_to_parquet``
+        then deletes it)."""
         try:
             self._queue.wait()
-        finally:
-            self._queue.shutdown()
+        except BaseException:
+            self._abandon()
+            raise
+        self._queue.shutdown()
         self._writer.close()
+
+    def _abandon(self) -> None:
+        self._queue.shutdown()  # the first error stands; what the writer meets next is secondary
+        with contextlib.suppress(Exception):
+            self._writer.close()
 
     def __enter__(self) -> CleanedParquet:
         return self
@@ -272,10 +281,8 @@ class CleanedParquet:
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is None:
             self.close()
-            return
-        self._queue.shutdown()  # the block's error stands; a write's failure is secondary
-        with contextlib.suppress(Exception):
-            self._writer.close()
+        else:
+            self._abandon()
 
 
 def validate_to_parquet(
@@ -291,25 +298,30 @@ def validate_to_parquet(
     file nor its rows are ever held whole. When the streaming pass gives up (a bad file, or a
     valid one sent to the whole-file path by a piece Polars refused) ``result.streamed`` is False
     and what it wrote is thrown away: a valid file's rows are then rewritten from
-    ``result.cleaned``, a bad file leaves no ``dest``. The id-hash spill goes next to ``dest``.
+    ``result.cleaned``, a bad file leaves no ``dest``. An error (a failed write included)
+    leaves no ``dest`` either. The id-hash spill goes next to ``dest``.
     """
-    with CleanedParquet(dest) as streamed:
-        result = validate_file(
-            local,
-            categories=categories,
-            display_name=display_name,
-            on_rows=streamed.write,
-            spill_dir=dest.parent,
-        )
-    if result.streamed:
-        return result, streamed.rows
-    if not result.report.ok:
-        dest.unlink()
-        return result, 0
-    with CleanedParquet(dest) as whole:
-        if result.cleaned is not None:
-            whole.write(result.cleaned)
-    return result, whole.rows
+    try:
+        with CleanedParquet(dest) as streamed:
+            result = validate_file(
+                local,
+                categories=categories,
+                display_name=display_name,
+                on_rows=streamed.write,
+                spill_dir=dest.parent,
+            )
+        if result.streamed:
+            return result, streamed.rows
+        if not result.report.ok:
+            dest.unlink()
+            return result, 0
+        with CleanedParquet(dest) as whole:
+            if result.cleaned is not None:
+                whole.write(result.cleaned)
+        return result, whole.rows
+    except BaseException:
+        dest.unlink(missing_ok=True)  # never a half-written file
+        raise
 
 
 def _status(settings: Settings, c: Clients, sk: str, attributes: Mapping[str, Any]) -> None:

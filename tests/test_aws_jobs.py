@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import io
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -523,26 +525,43 @@ def test_a_bad_row_in_the_last_piece_leaves_no_cleaned_object(
     assert len(pieces) >= 5 and n == 0 and not dest.exists()
 
 
-def test_a_failed_cleaned_write_fails_the_validation_and_stops_its_thread(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def _open_files_named(name: str) -> list[str]:
+    fds = Path("/proc/self/fd")
+    links = []
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(fd))
+    return [link for link in links if name in link]
+
+
+@pytest.mark.parametrize("failing_piece", ["third", "last"])
+def test_a_failed_cleaned_write_fails_the_validation_and_leaves_no_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failing_piece: str
 ) -> None:
-    # Row groups are encoded on a worker thread: its failure is the validation's failure.
+    # Row groups are encoded on a worker thread: its failure is the validation's failure,
+    # whether the next write meets it (third piece) or only the final close (last piece).
     small_pieces(monkeypatch)
+    rows = many_rows(300)
     real = jobs.CleanedParquet._write_now
     calls: list[int] = []
 
     def failing(self: jobs.CleanedParquet, part: pl.DataFrame) -> None:
         calls.append(part.height)
-        if len(calls) == 3:
+        last = rows[-1][0] in part["order_id"].to_list()
+        if (failing_piece == "third" and len(calls) == 3) or (failing_piece == "last" and last):
             raise OSError(28, "No space left on device")
         real(self, part)
 
     monkeypatch.setattr(jobs.CleanedParquet, "_write_now", failing)
     local, dest = tmp_path / "orders.csv", tmp_path / "cleaned.parquet"
-    local.write_text(order_csv(many_rows(300)))
-    with pytest.raises(OSError, match="No space left"):
+    local.write_text(order_csv(rows))
+    with pytest.raises(OSError, match="No space left") as raised:
         jobs.validate_to_parquet(local, dest, categories=None, display_name="k")
-    assert len(calls) >= 3
+    assert len(calls) >= (3 if failing_piece == "third" else 6)  # 2 KB pieces: ~8
+    # Closed by the job, not by the garbage collector: the traceback (kept alive here by
+    # ``raised``) still holds the writer.
+    assert raised.traceback and _open_files_named("cleaned.parquet") == []
+    assert not dest.exists()
     assert not any(t.name.startswith("cleaned") for t in threading.enumerate())
 
 

@@ -29,9 +29,11 @@ def test_submit_waits_while_depth_calls_are_pending() -> None:
     queue.submit(lambda: None)
     third = threading.Thread(target=queue.submit, args=(lambda: None,))
     third.start()
-    third.join(0.2)
-    assert third.is_alive()  # two pending: the third waits for the first to end
-    release.set()
+    try:
+        third.join(0.2)
+        assert third.is_alive()  # two pending: the third waits for the first to end
+    finally:
+        release.set()  # a failed check must not leave the worker blocked
     third.join(5)
     assert not third.is_alive()
     queue.shutdown()
@@ -42,9 +44,14 @@ def test_room_false_queues_without_waiting() -> None:
     release = threading.Event()
     ran: list[str] = []
     queue.submit(release.wait)
-    queue.submit(ran.append, "last", room=False)  # would block forever with room=True
-    assert ran == []
-    release.set()
+    timer = threading.Timer(5, release.set)  # so that a regression fails instead of hanging
+    timer.start()
+    queue.submit(ran.append, "last", room=False)  # with room=True: blocked until the timer
+    try:
+        assert ran == [] and not release.is_set()
+    finally:
+        release.set()
+        timer.cancel()
     queue.wait()
     assert ran == ["last"]
     queue.shutdown()

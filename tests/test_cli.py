@@ -214,8 +214,10 @@ def test_the_command_line_keeps_numpy_from_starting_blas_threads(
     if preset is not None:
         env["OPENBLAS_NUM_THREADS"] = preset
     code = (
-        "import os\n"
+        "import os, sys\n"
         "from engine.cli import main\n"
+        # The setting is read when numpy loads: nothing imported before main() may load it.
+        "assert 'numpy' not in sys.modules\n"
         f"code = main(['process', {str(VALID)!r}, '--out', {str(tmp_path)!r}, '-q'])\n"
         "assert code == 0, code\n"
         "print(os.environ['OPENBLAS_NUM_THREADS'])\n"
