@@ -145,18 +145,29 @@ class LocalLake:
             write_parquet_atomic(_stamped(part, seq, source), self._object(day, source))
         return self._end_replace(source, seq, new_dates, affected, rows.height, sha256)
 
-    def stage(self, source: str) -> StagedSource:
+    def stage(self, source: str, *, seq: int | None = None) -> StagedSource:
         """Return a writer that collects ``source``'s rows, batch by batch, outside the lake.
 
         Nothing is visible to readers until ``add_staged``; ``discard`` throws it away.
-        Must be used under ``locked()``.
+        Must be used under ``locked()``. ``seq``: the sequence number the source will take,
+        when sources staged before it have yet to enter the lake (default: the next one).
         """
         folder = self.root / "_staging" / source_id(source)
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        for attempt in range(3):
+            try:
+                folder.mkdir(parents=True)
+                break
+            except FileNotFoundError:  # an earlier source's ``discard`` removed the parent
+                if attempt == 2:
+                    raise
         # The sequence number is only taken (written) when the source enters the lake, so a
         # rejected file leaves the lake's state untouched; the lock keeps it free till then.
-        return StagedSource(source, folder, self._peek_seq())
+        return StagedSource(source, folder, self._peek_seq() if seq is None else seq)
+
+    def next_seq(self) -> int:
+        """Return the sequence number the next source to enter the lake will take."""
+        return self._peek_seq()
 
     def add_staged(self, staged: StagedSource, *, sha256: str | None = None) -> Ingested:
         """Move a staged source into the lake (one rename per date), replacing what it had.

@@ -18,7 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -273,33 +273,53 @@ class _HashBuckets:
 
     A valid row takes at least 18 bytes of CSV (its date alone takes 10), so a file of
     ``file_bytes`` holds at most ``file_bytes / 2`` bytes of hashes: that fixes the number of
-    buckets (a power of two, at least 2) that keeps each one under ``bucket_bytes``.
+    buckets (a power of two, at least 2) that keeps each one under ``bucket_bytes``. When
+    they all fit in one bucket, they are simply kept in memory (no folder, no files): for a
+    folder of small daily files, spilling and reading back cost more than judging them.
     """
 
     def __init__(self, folder: Path, file_bytes: int, bucket_bytes: int) -> None:
-        folder.mkdir()
         self.folder = folder
-        bits = max(1, (-(-file_bytes // 2 // bucket_bytes) - 1).bit_length())
+        most = file_bytes // 2
+        self._held: list[pl.Series] | None = [] if most <= bucket_bytes else None
+        if self._held is not None:
+            return
+        folder.mkdir()
+        bits = max(1, (-(-most // bucket_bytes) - 1).bit_length())
         self.divisor = 1 << (64 - bits)  # hash // divisor = its top ``bits`` bits
 
     def add(self, hashes: pl.Series) -> None:
-        """Append each hash to its bucket's file (raw native uint64 values)."""
+        """Keep each hash, or append it to its bucket's file (raw native uint64 values)."""
+        if self._held is not None:
+            self._held.append(hashes)
+            return
         frame = pl.DataFrame({"h": hashes}).with_columns(b=pl.col("h") // self.divisor)
         for (bucket,), part in frame.partition_by("b", as_dict=True).items():
             arr = part["h"].to_arrow()
             with open(self.folder / f"{bucket}.u64", "ab") as f:
                 f.write(arr.buffers()[1].slice(arr.offset * 8, len(arr) * 8))
 
-    def duplicates(self) -> pl.Series:
-        """Return the hashes found more than once (a collision only costs a closer look)."""
+    def _buckets(self) -> Iterator[pl.Series]:
+        if self._held is not None:
+            if self._held:
+                held = pl.concat(self._held)
+                self._held.clear()  # one copy at a time, as a bucket read from disk
+                yield held
+            return
         import pyarrow as pa
 
-        found = []
         for p in sorted(self.folder.glob("*.u64")):
             data = pa.py_buffer(p.read_bytes())
-            allh = pl.Series(pa.Array.from_buffers(pa.uint64(), len(data) // 8, [None, data]))
-            del data
-            allh = allh.sort()
+            yield pl.Series(pa.Array.from_buffers(pa.uint64(), len(data) // 8, [None, data]))
+
+    def duplicates(self) -> pl.Series:
+        """Return the hashes found more than once (a collision only costs a closer look)."""
+        found = []
+        for bucket in self._buckets():
+            if len(bucket) < 2:
+                continue
+            allh = bucket.sort()
+            del bucket
             same = allh.slice(1) == allh.slice(0, len(allh) - 1)
             if same.any():
                 found.append(allh.slice(1).filter(same).unique())
@@ -347,6 +367,19 @@ class _Invalid:
         self.text.append(frame.filter(pl.col(ROW).is_in(keys)))
 
 
+@lru_cache(maxsize=16)
+def _judges(
+    names: tuple[str, ...], allowed: tuple[str, ...]
+) -> dict[bool, Callable[[pl.LazyFrame], pl.LazyFrame]]:
+    """Return the piece queries, by whether the piece's fields need stripping. Built once per
+    header and category set: building them took ~4 ms, paid again by every file of a folder."""
+    return {
+        strip: checked_piece(names, allowed, max_field_bytes=MAX_FIELD_BYTES,
+                             max_line_bytes=MAX_LINE_BYTES, strip=strip)
+        for strip in (True, False)
+    }
+
+
 def _validate_batches(
     path: str,
     name: str,
@@ -371,11 +404,7 @@ def _validate_batches(
     """
     size, header, extras, names = open_header(path, name)
     allowed = allowed_categories(categories)
-    judge = {  # by whether the piece's fields need stripping
-        strip: checked_piece(names, allowed, max_field_bytes=MAX_FIELD_BYTES,
-                             max_line_bytes=MAX_LINE_BYTES, strip=strip)
-        for strip in (True, False)
-    }
+    judge = _judges(names, allowed)
     report = ValidationReport(
         file=name, size_bytes=size, sha256=None, status="valid",
         warnings=["extra columns ignored: " + ", ".join(e or "(unnamed)" for e in extras)]

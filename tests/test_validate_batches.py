@@ -192,6 +192,29 @@ def test_duplicates_in_different_pieces_of_one_bucket_of_several(
     assert ok.report.status == "valid" and ok.report.rows == 40
 
 
+def test_a_small_files_hashes_stay_in_memory_and_still_find_duplicates_across_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import validate
+
+    on_disk: list[bool] = []
+    check = validate._HashBuckets.duplicates
+
+    def spy(self: validate._HashBuckets) -> pl.Series:
+        on_disk.append(self.folder.exists())
+        return check(self)
+
+    monkeypatch.setattr(validate._HashBuckets, "duplicates", spy)
+    rows = [_row(i) for i in range(40)]
+    rows[2] = _row(2, order_id="DUP")
+    rows[37] = _row(37, order_id="DUP")
+    path = _write(tmp_path, HEADER + "".join(rows))
+    got = validate_file(path, batch_bytes=3)  # one record a piece, default bucket size
+    assert on_disk == [False]  # 1.9 KB of CSV: its hashes fit one bucket, kept in memory
+    assert [f.line for f in got.report.findings if f.rule == "unique"] == [4, 39]
+    assert got.report.to_dict() == _whole_file(path)
+
+
 def test_spilled_hashes_are_removed_after_success_and_rejection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
