@@ -400,7 +400,9 @@ class StagedSource:
         for day, part in slices:
             writer = self._writers.get(day)
             if writer is None:
-                _allow_open_files(len(self._writers) + 64)
+                # Headroom for the process's other files, and for the few date files of
+                # a source still entering the lake (``pipeline.OVERLAP_MAX_DATES``).
+                _allow_open_files(len(self._writers) + 128)
                 writer = pq.ParquetWriter(self.path(day), schema, **_WRITER_OPTIONS)
                 self._writers[day] = writer
             writer.write_table(part)

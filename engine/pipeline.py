@@ -123,6 +123,12 @@ def process_paths(
     return result
 
 
+# A queued file of more dates than this enters the lake before the next file is staged:
+# each staged date holds an open Parquet file until then, and two files' open files must not
+# add up past the open-file limit. Daily, weekly and monthly exports overlap.
+OVERLAP_MAX_DATES = 32
+
+
 class _Commits:
     """Valid staged sources entering the lake on a worker thread, in file order, while the
     next file is validated.
@@ -133,7 +139,8 @@ class _Commits:
     ~33k orders each, 4.6 -> 3.3 s). At most one entry waits or runs at a time, so memory
     holds at most one more file's last pieces. Sources are staged with the sequence number
     they will take once the entries queued before them are done; any other change to the
-    lake (a quarantined or whole-file source) first waits for the queue.
+    lake (a quarantined or whole-file source) first waits for the queue, and so does the next
+    file after one of more than ``OVERLAP_MAX_DATES`` dates, or after one of the same name.
     """
 
     def __init__(self, lake: LocalLake) -> None:
@@ -141,10 +148,11 @@ class _Commits:
         self._queue = InOrder("commit", depth=1)
         self._seq = lake.next_seq()
         self._queued: set[str] = set()  # sources queued since the queue was last seen empty
+        self._wide = False  # a queued source holds more than OVERLAP_MAX_DATES open files
 
     def stage(self, source: str) -> StagedSource:
         """Return ``lake.stage(source)`` with the sequence number it will take."""
-        if source in self._queued:  # its staging folder is still in use
+        if source in self._queued or self._wide:  # its staging folder or files are in use
             self.wait()
         return self._lake.stage(source, seq=self._seq)
 
@@ -160,12 +168,14 @@ class _Commits:
             staged.discard()
             raise
         self._queued.add(staged.source)
+        self._wide = self._wide or len(outcome.report.dates) > OVERLAP_MAX_DATES
         self._seq += 1
 
     def wait(self) -> None:
         """Return when every queued source is in the lake; raise what an entry raised."""
         self._queue.wait()
         self._queued.clear()
+        self._wide = False
         self._seq = self._lake.next_seq()
 
     @contextlib.contextmanager

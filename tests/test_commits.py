@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,93 @@ def test_an_error_in_the_next_file_lets_the_queued_entry_finish(
     assert LocalLake(out / "lake").pending()  # its KPIs wait for the next run
     assert not any(t.name.startswith("commit") for t in threading.enumerate())
     assert not (out / "lake" / "_staging").exists()
+
+
+def test_files_of_many_dates_do_not_hold_their_open_files_at_once(tmp_path: Path) -> None:
+    # Each staged date holds an open file until its source enters the lake: a file of more
+    # than OVERLAP_MAX_DATES dates enters it before the next one is staged, so two such
+    # files stay within an open-file limit that fits one of them (here 256, 200 dates each).
+    import datetime as dt
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard open-file limit ({hard}) is too low for this test")
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(200)]
+    assert pipeline.OVERLAP_MAX_DATES < 200
+    files = [write(tmp_path / "in" / f"{x}.csv",
+                   [f"{x}{i},c,{d},Books,P,1,2.5,false" for i, d in enumerate(days)])
+             for x in "ab"]
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import resource, sys\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from engine.cli import main\n"
+        f"sys.exit(main(['process', {str(tmp_path / 'in')!r}, '--out', {str(out)!r}, '-q']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert seqs(out) == {"a.csv": 1, "b.csv": 2}
+    want_cat, want_day = oracle.kpis_from_paths(files)
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+
+
+def test_a_file_of_the_same_name_waits_for_the_last_one_to_enter_the_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both are the source "a.csv": one staging folder, which the second must not take over
+    # while the first is still being moved into the lake.
+    first = write(tmp_path / "in1" / "a.csv", orders("A", 6, 40))
+    second = write(tmp_path / "in2" / "a.csv", orders("A", 6, 30, qty=4))
+    real_add = LocalLake.add_staged
+
+    def slow_add(self: LocalLake, staged: Any, **kw: Any) -> Any:
+        time.sleep(0.3)  # still entering the lake when the next file is staged
+        return real_add(self, staged, **kw)
+
+    monkeypatch.setattr(LocalLake, "add_staged", slow_add)
+    out = tmp_path / "out"
+    pipeline.process_paths([first, second], out, batch_bytes=200)
+    assert seqs(out) == {"a.csv": 2}
+    want_cat, want_day = oracle.kpis_from_paths([second])
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+
+
+def test_a_whole_file_source_waits_for_the_queued_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # b.csv goes through the whole-file path (as after a 64-bit hash collision) and enters
+    # the lake on the main thread: only once a.csv, still entering it, is in.
+    a = write(tmp_path / "a.csv", orders("A", 6, 30))
+    b = write(tmp_path / "b.csv", orders("A", 6, 20, qty=7))  # the same orders, later
+    real_add, real_validate = LocalLake.add_staged, pipeline.validate_file
+
+    def slow_add(self: LocalLake, staged: Any, **kw: Any) -> Any:
+        time.sleep(0.3)
+        return real_add(self, staged, **kw)
+
+    def validate_file(path: Path, **kw: Any) -> Any:
+        if Path(path).name == "b.csv":
+            kw.pop("on_rows")
+            kw.pop("on_end")
+            res = real_validate(path, **kw)
+            assert not res.streamed and res.cleaned is not None
+            return res
+        return real_validate(path, **kw)
+
+    monkeypatch.setattr(LocalLake, "add_staged", slow_add)
+    monkeypatch.setattr(pipeline, "validate_file", validate_file)
+    out = tmp_path / "out"
+    pipeline.process_paths([a, b], out, batch_bytes=200)
+    assert seqs(out) == {"a.csv": 1, "b.csv": 2}
+    want_cat, want_day = oracle.kpis_from_paths([a, b])
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
