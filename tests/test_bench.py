@@ -12,6 +12,7 @@ from collections import defaultdict
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -287,3 +288,32 @@ def test_smoke_run_writes_json_and_markdown_with_every_contender(tmp_path: Path)
     assert md == markdown(res)
     assert all(f"| {n} |" in md for n in names)
     assert not (tmp_path / "work" / "out").exists()  # data removed without keep_data
+
+
+def test_runs_are_taken_in_rounds_and_ratios_within_a_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine that slows down over time: rounds give every contender the same drift,
+    # and each ratio compares runs of one round.
+    from engine.bench import runner
+
+    calls: list[str] = []
+    speed = {"engine_validate": 2.0, "polars_floor": 1.0}
+
+    def fake_run(c: runner.Contender, csv: Path, out: Path, logs: Path) -> runner._Run:
+        calls.append(c.name)
+        drift = 1 + len(calls)  # every call slower than the one before
+        return runner._Run(speed[c.name] * drift, 1024, 0, "")
+
+    monkeypatch.setattr(runner, "_run_once", fake_run)
+    monkeypatch.setattr(runner, "generate_orders",
+                        lambda path, rows, seed: SimpleNamespace(bytes=1000, seconds=0.0))
+    res = run_bench(10, repeats=3, contenders=["engine_validate", "polars_floor"],
+                    workdir=tmp_path / "w", results_dir=tmp_path / "r")
+    assert calls == ["engine_validate", "polars_floor"] * 4  # warm-ups, then 3 rounds
+    validate, floor = res.contenders
+    assert validate.times_s == [2.0 * 4, 2.0 * 6, 2.0 * 8]
+    assert floor.times_s == [1.0 * 5, 1.0 * 7, 1.0 * 9]
+    # The rounds' ratios are 8/5, 12/7 and 16/9: their median.
+    assert validate.ratio_to_floor == round(12 / 7, 2)
+    assert floor.ratio_to_floor == 1.0

@@ -1,8 +1,10 @@
 """Runs every contender on the same generated file as whole processes and compares answers.
 
-For each contender: one warm-up, then ``repeats`` timed runs; the median wall time, the child's
-peak RSS (from ``os.wait4``), rows/s, MB/s and the ratio to the parse floor are reported, and
-every run's KPI CSVs must equal the reference answer (the first contender that produced one).
+For each contender: one warm-up, then ``repeats`` timed runs, taken in rounds (every contender
+once per round, so that all meet the same drift of a shared machine); the median wall time,
+the child's peak RSS (from ``os.wait4``), rows/s, MB/s and the ratio to the parse floor (the
+median of the rounds' ratios) are reported, and every run's KPI CSVs must equal the reference
+answer (the first contender that produced one).
 """
 
 from __future__ import annotations
@@ -318,49 +320,74 @@ def run_bench(
         gen = generate_orders(csv, rows, seed=seed)
         results: list[ContenderResult] = []
         answers: dict[str, list[tuple[str, str]]] = {}
+        runs: dict[str, list[_Run]] = {}
         failed = False
+        logs = work / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+
+        def run(c: Contender, res: ContenderResult, label: str) -> _Run | None:
+            """Run ``c`` once; record its answer; return the run, or None once it failed."""
+            nonlocal failed
+            out = work / "out" / c.name
+            progress(f"{c.name}: {label}")
+            done = _run_once(c, csv, out, logs)
+            if done.returncode != 0:
+                res.status = "failed"
+                res.note = f"exit {done.returncode}: {_tail(done.stderr)}"
+                failed = True
+                logger.error("%s failed: %s", c.name, res.note)
+                return None
+            if c.writes_kpis and label != "warm-up":
+                answer = _answer(out)
+                if answer is None:
+                    res.status, res.note = "failed", "no KPI CSVs written"
+                    failed = True
+                    return None
+                answers.setdefault(c.name, []).append(answer)
+            return done
+
+        active: list[tuple[Contender, ContenderResult]] = []
         for c in chosen:
             res = ContenderResult(c.name, c.description)
             results.append(res)
-            out, logs = work / "out" / c.name, work / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
             progress(f"{c.name}: warm-up")
-            warm = _run_once(c, csv, out, logs)
+            warm = _run_once(c, csv, work / "out" / c.name, logs)
             res.warmup_s = round(warm.seconds, 4)
             if warm.returncode == UNAVAILABLE:
                 res.status, res.note = "skipped", _tail(warm.stderr, 2)
                 logger.warning("%s skipped: %s", c.name, res.note)
-                continue
-            runs: list[_Run] = []
-            for i in range(repeats):
-                progress(f"{c.name}: run {i + 1}/{repeats}")
-                run = warm if warm.returncode != 0 else _run_once(c, csv, out, logs)
-                runs.append(run)
-                if run.returncode != 0:
-                    res.status = "failed"
-                    res.note = f"exit {run.returncode}: {_tail(run.stderr)}"
-                    failed = True
-                    logger.error("%s failed: %s", c.name, res.note)
-                    break
-                if c.writes_kpis:
-                    answer = _answer(out)
-                    if answer is None:
-                        res.status, res.note = "failed", "no KPI CSVs written"
-                        failed = True
-                        break
-                    answers.setdefault(c.name, []).append(answer)
-            if res.status == "ok" and runs:
-                res.times_s = [round(r.seconds, 4) for r in runs]
+            elif warm.returncode != 0:
+                res.status = "failed"
+                res.note = f"exit {warm.returncode}: {_tail(warm.stderr)}"
+                failed = True
+                logger.error("%s failed: %s", c.name, res.note)
+            else:
+                active.append((c, res))
+                runs[c.name] = []
+        # Rounds: every contender once per round, so that all of them meet the same drift of
+        # a shared machine, and each ratio to the floor is taken within a round.
+        for i in range(repeats):
+            for c, res in active:
+                if res.status != "ok":
+                    continue
+                done = run(c, res, f"run {i + 1}/{repeats}")
+                if done is not None:
+                    runs[c.name].append(done)
+        for c, res in active:
+            if res.status == "ok" and runs[c.name]:
+                res.times_s = [round(r.seconds, 4) for r in runs[c.name]]
                 res.median_s = round(statistics.median(res.times_s), 4)
-                res.peak_rss_mb = round(max(r.max_rss_kb for r in runs) / 1024, 1)
+                res.peak_rss_mb = round(max(r.max_rss_kb for r in runs[c.name]) / 1024, 1)
                 res.rows_per_s = round(rows / res.median_s) if res.median_s else None
                 res.mb_per_s = round(gen.bytes / 1e6 / res.median_s, 1) if res.median_s else None
         reference = _compare(results, answers)
         failed = failed or any(r.status == "mismatch" for r in results)
         floor = next((r for r in results if r.name == FLOOR and r.median_s), None)
         for r in results:
-            if floor is not None and floor.median_s and r.median_s:
-                r.ratio_to_floor = round(r.median_s / floor.median_s, 2)
+            if floor is not None and r.median_s and len(r.times_s) == len(floor.times_s):
+                # The median of the rounds' ratios: each compares two runs a few seconds apart.
+                r.ratio_to_floor = round(statistics.median(
+                    t / f for t, f in zip(r.times_s, floor.times_s, strict=True) if f > 0), 2)
         progress.done()
         answers_match = all(r.answers_match is not False for r in results)
         now = datetime.now(UTC)
@@ -437,7 +464,8 @@ def markdown(bench: BenchResult) -> str:
         f"{bench.date} · {m.get('cpu')} · {m.get('cores')} cores · {m.get('ram_gib')} GiB · "
         + " · ".join(f"{k} {val}" for k, val in v.items() if val),
         "",
-        f"Median of {bench.repeats} whole-process runs after one warm-up. "
+        f"Median of {bench.repeats} whole-process runs after one warm-up, taken in rounds "
+        "(every contender once per round); x floor: the median of the rounds' ratios. "
         f"Answers match: **{'yes' if bench.answers_match else 'NO'}** "
         f"(reference: {bench.reference}). Run ok: **{'yes' if bench.ok else 'NO'}**.",
         "",
