@@ -35,6 +35,25 @@ def seqs(out: Path) -> dict[str, int]:
             (json.loads(p.read_text()) for p in folder.glob("*.json"))}
 
 
+def expect_oracle(out: Path, files: list[Path]) -> None:
+    """Both KPI tables in ``out`` equal the oracle over ``files``, processed in that order."""
+    want_cat, want_day = oracle.kpis_from_paths(files)
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+
+
+def slow_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every source take 0.3 s more to enter the lake: still entering it when the next
+    file is staged."""
+    real_add = LocalLake.add_staged
+
+    def slow_add(self: LocalLake, staged: Any, **kw: Any) -> Any:
+        time.sleep(0.3)
+        return real_add(self, staged, **kw)
+
+    monkeypatch.setattr(LocalLake, "add_staged", slow_add)
+
+
 def test_files_enter_the_lake_in_order_around_rejected_quarantined_and_empty_ones(
     tmp_path: Path,
 ) -> None:
@@ -89,9 +108,7 @@ def test_the_next_file_is_validated_while_the_last_one_enters_the_lake(
     out = tmp_path / "out"
     pipeline.process_paths([a, b], out, batch_bytes=200)
     assert seqs(out) == {"a.csv": 1, "b.csv": 2}
-    want_cat, want_day = oracle.kpis_from_paths([a, b])
-    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
-    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    expect_oracle(out, [a, b])
 
 
 def test_a_failed_entry_stops_the_run_and_the_next_run_converges(
@@ -117,9 +134,7 @@ def test_a_failed_entry_stops_the_run_and_the_next_run_converges(
     monkeypatch.setattr(LocalLake, "add_staged", real_add)
     pipeline.process_paths(files, out, batch_bytes=200)
     assert seqs(out) == {"a.csv": 2, "b.csv": 3, "c.csv": 4}
-    want_cat, want_day = oracle.kpis_from_paths(files)
-    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
-    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    expect_oracle(out, files)
 
 
 def test_an_error_in_the_next_file_lets_the_queued_entry_finish(
@@ -175,9 +190,7 @@ def test_files_of_many_dates_do_not_hold_their_open_files_at_once(tmp_path: Path
                           env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert seqs(out) == {"a.csv": 1, "b.csv": 2}
-    want_cat, want_day = oracle.kpis_from_paths(files)
-    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
-    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    expect_oracle(out, files)
 
 
 def test_a_file_of_the_same_name_waits_for_the_last_one_to_enter_the_lake(
@@ -187,19 +200,11 @@ def test_a_file_of_the_same_name_waits_for_the_last_one_to_enter_the_lake(
     # while the first is still being moved into the lake.
     first = write(tmp_path / "in1" / "a.csv", orders("A", 6, 40))
     second = write(tmp_path / "in2" / "a.csv", orders("A", 6, 30, qty=4))
-    real_add = LocalLake.add_staged
-
-    def slow_add(self: LocalLake, staged: Any, **kw: Any) -> Any:
-        time.sleep(0.3)  # still entering the lake when the next file is staged
-        return real_add(self, staged, **kw)
-
-    monkeypatch.setattr(LocalLake, "add_staged", slow_add)
+    slow_entries(monkeypatch)
     out = tmp_path / "out"
     pipeline.process_paths([first, second], out, batch_bytes=200)
     assert seqs(out) == {"a.csv": 2}
-    want_cat, want_day = oracle.kpis_from_paths([second])
-    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
-    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    expect_oracle(out, [second])
 
 
 def test_a_whole_file_source_waits_for_the_queued_entry(
@@ -209,11 +214,7 @@ def test_a_whole_file_source_waits_for_the_queued_entry(
     # the lake on the main thread: only once a.csv, still entering it, is in.
     a = write(tmp_path / "a.csv", orders("A", 6, 30))
     b = write(tmp_path / "b.csv", orders("A", 6, 20, qty=7))  # the same orders, later
-    real_add, real_validate = LocalLake.add_staged, pipeline.validate_file
-
-    def slow_add(self: LocalLake, staged: Any, **kw: Any) -> Any:
-        time.sleep(0.3)
-        return real_add(self, staged, **kw)
+    real_validate = pipeline.validate_file
 
     def validate_file(path: Path, **kw: Any) -> Any:
         if Path(path).name == "b.csv":
@@ -224,11 +225,9 @@ def test_a_whole_file_source_waits_for_the_queued_entry(
             return res
         return real_validate(path, **kw)
 
-    monkeypatch.setattr(LocalLake, "add_staged", slow_add)
+    slow_entries(monkeypatch)
     monkeypatch.setattr(pipeline, "validate_file", validate_file)
     out = tmp_path / "out"
     pipeline.process_paths([a, b], out, batch_bytes=200)
     assert seqs(out) == {"a.csv": 1, "b.csv": 2}
-    want_cat, want_day = oracle.kpis_from_paths([a, b])
-    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
-    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    expect_oracle(out, [a, b])
