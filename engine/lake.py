@@ -77,6 +77,10 @@ class LocalLake:
             try:
                 yield
             finally:
+                # Only the lock holder stages: ``_staging`` goes when nothing is left in it
+                # (a source still staged by a killed run stays, until its name is staged again).
+                with contextlib.suppress(OSError):
+                    (self.root / "_staging").rmdir()
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def _read_json(self, name: str, default: object) -> object:
@@ -85,13 +89,14 @@ class LocalLake:
             return default
         return json.loads(p.read_text(encoding="utf-8"))
 
-    def _peek_seq(self) -> int:
+    def peek_seq(self) -> int:
+        """Return the sequence number the next source to enter the lake will take."""
         state = self._read_json("_state.json", {"next_seq": 1})
         assert isinstance(state, dict)
         return int(state["next_seq"])
 
-    def _next_seq(self) -> int:
-        seq = self._peek_seq()
+    def _take_seq(self) -> int:
+        seq = self.peek_seq()
         write_text_atomic(self.root / "_state.json", json.dumps({"next_seq": seq + 1}) + "\n")
         return seq
 
@@ -139,7 +144,7 @@ class LocalLake:
         by_date = rows.partition_by("order_date", as_dict=True) if rows.height else {}
         new_dates = {day for (day,) in by_date}
         affected = self._begin_replace(source, new_dates)
-        seq = self._next_seq()
+        seq = self._take_seq()
         for (day,), part in by_date.items():
             assert isinstance(day, dt.date)
             write_parquet_atomic(_stamped(part, seq, source), self._object(day, source))
@@ -154,20 +159,10 @@ class LocalLake:
         """
         folder = self.root / "_staging" / source_id(source)
         shutil.rmtree(folder, ignore_errors=True)
-        for attempt in range(3):
-            try:
-                folder.mkdir(parents=True)
-                break
-            except FileNotFoundError:  # an earlier source's ``discard`` removed the parent
-                if attempt == 2:
-                    raise
+        folder.mkdir(parents=True)
         # The sequence number is only taken (written) when the source enters the lake, so a
         # rejected file leaves the lake's state untouched; the lock keeps it free till then.
-        return StagedSource(source, folder, self._peek_seq() if seq is None else seq)
-
-    def next_seq(self) -> int:
-        """Return the sequence number the next source to enter the lake will take."""
-        return self._peek_seq()
+        return StagedSource(source, folder, self.peek_seq() if seq is None else seq)
 
     def add_staged(self, staged: StagedSource, *, sha256: str | None = None) -> Ingested:
         """Move a staged source into the lake (one rename per date), replacing what it had.
@@ -181,7 +176,7 @@ class LocalLake:
             staged.discard()
             raise
         affected = self._begin_replace(staged.source, staged.dates)
-        if self._next_seq() != staged.seq:
+        if self._take_seq() != staged.seq:
             raise RuntimeError("the lake's sequence moved while a source was staged (no lock?)")
         for day in sorted(staged.dates):
             target = self._object(day, staged.source)
@@ -442,8 +437,6 @@ class StagedSource:
                 writer.close()
         self._writers.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self.folder.parent.rmdir()  # ``_staging`` goes when nothing else is staged
 
 
 def _allow_open_files(n: int) -> None:

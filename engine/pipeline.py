@@ -146,7 +146,7 @@ class _Commits:
     def __init__(self, lake: LocalLake) -> None:
         self._lake = lake
         self._queue = InOrder("commit", depth=1)
-        self._seq = lake.next_seq()
+        self._seq = lake.peek_seq()
         self._queued: set[str] = set()  # sources queued since the queue was last seen empty
         self._wide = False  # a queued source holds more than OVERLAP_MAX_DATES open files
 
@@ -173,10 +173,9 @@ class _Commits:
 
     def wait(self) -> None:
         """Return when every queued source is in the lake; raise what an entry raised."""
-        self._queue.wait()
+        self._queue.wait()  # every entry took the number it was staged with: _seq is next
         self._queued.clear()
         self._wide = False
-        self._seq = self._lake.next_seq()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -186,7 +185,7 @@ class _Commits:
         try:
             yield
         finally:
-            self._seq = self._lake.next_seq()
+            self._seq = self._lake.peek_seq()
 
     def shutdown(self) -> None:
         self._queue.shutdown()

@@ -196,7 +196,7 @@ class S3Lake:
         import pyarrow.parquet as pq
 
         sid = source_id(source)
-        # The local lake's layout; ``discard`` removes the folder and its then empty parent.
+        # The local lake's layout (``discard`` removes the folder; ``work`` goes with its caller).
         staging = work / "_staging" / sid
         staging.mkdir(parents=True)
         staged = StagedSource(source, staging, seq)

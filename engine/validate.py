@@ -319,7 +319,6 @@ class _HashBuckets:
             if len(bucket) < 2:
                 continue
             allh = bucket.sort()
-            del bucket
             same = allh.slice(1) == allh.slice(0, len(allh) - 1)
             if same.any():
                 found.append(allh.slice(1).filter(same).unique())

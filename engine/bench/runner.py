@@ -321,46 +321,24 @@ def run_bench(
         results: list[ContenderResult] = []
         answers: dict[str, list[tuple[str, str]]] = {}
         runs: dict[str, list[_Run]] = {}
-        failed = False
         logs = work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
 
-        def run(c: Contender, res: ContenderResult, label: str) -> _Run | None:
-            """Run ``c`` once; record its answer; return the run, or None once it failed."""
-            nonlocal failed
-            out = work / "out" / c.name
+        def run(c: Contender, label: str) -> _Run:
             progress(f"{c.name}: {label}")
-            done = _run_once(c, csv, out, logs)
-            if done.returncode != 0:
-                res.status = "failed"
-                res.note = f"exit {done.returncode}: {_tail(done.stderr)}"
-                failed = True
-                logger.error("%s failed: %s", c.name, res.note)
-                return None
-            if c.writes_kpis and label != "warm-up":
-                answer = _answer(out)
-                if answer is None:
-                    res.status, res.note = "failed", "no KPI CSVs written"
-                    failed = True
-                    return None
-                answers.setdefault(c.name, []).append(answer)
-            return done
+            return _run_once(c, csv, work / "out" / c.name, logs)
 
         active: list[tuple[Contender, ContenderResult]] = []
         for c in chosen:
             res = ContenderResult(c.name, c.description)
             results.append(res)
-            progress(f"{c.name}: warm-up")
-            warm = _run_once(c, csv, work / "out" / c.name, logs)
+            warm = run(c, "warm-up")
             res.warmup_s = round(warm.seconds, 4)
             if warm.returncode == UNAVAILABLE:
                 res.status, res.note = "skipped", _tail(warm.stderr, 2)
                 logger.warning("%s skipped: %s", c.name, res.note)
             elif warm.returncode != 0:
-                res.status = "failed"
-                res.note = f"exit {warm.returncode}: {_tail(warm.stderr)}"
-                failed = True
-                logger.error("%s failed: %s", c.name, res.note)
+                _fail(res, f"exit {warm.returncode}: {_tail(warm.stderr)}")
             else:
                 active.append((c, res))
                 runs[c.name] = []
@@ -370,9 +348,17 @@ def run_bench(
             for c, res in active:
                 if res.status != "ok":
                     continue
-                done = run(c, res, f"run {i + 1}/{repeats}")
-                if done is not None:
-                    runs[c.name].append(done)
+                done = run(c, f"run {i + 1}/{repeats}")
+                if done.returncode != 0:
+                    _fail(res, f"exit {done.returncode}: {_tail(done.stderr)}")
+                    continue
+                runs[c.name].append(done)
+                if c.writes_kpis:
+                    answer = _answer(work / "out" / c.name)
+                    if answer is None:
+                        _fail(res, "no KPI CSVs written")
+                    else:
+                        answers.setdefault(c.name, []).append(answer)
         for c, res in active:
             if res.status == "ok" and runs[c.name]:
                 res.times_s = [round(r.seconds, 4) for r in runs[c.name]]
@@ -381,7 +367,7 @@ def run_bench(
                 res.rows_per_s = round(rows / res.median_s) if res.median_s else None
                 res.mb_per_s = round(gen.bytes / 1e6 / res.median_s, 1) if res.median_s else None
         reference = _compare(results, answers)
-        failed = failed or any(r.status == "mismatch" for r in results)
+        failed = any(r.status in ("failed", "mismatch") for r in results)
         floor = next((r for r in results if r.name == FLOOR and r.median_s), None)
         for r in results:
             if floor is not None and r.median_s and len(r.times_s) == len(floor.times_s):
@@ -413,6 +399,11 @@ def run_bench(
             else:
                 csv.unlink(missing_ok=True)
                 shutil.rmtree(work / "out", ignore_errors=True)
+
+
+def _fail(res: ContenderResult, note: str) -> None:
+    res.status, res.note = "failed", note
+    logger.error("%s failed: %s", res.name, note)
 
 
 def _compare(
