@@ -242,11 +242,15 @@ class CleanedParquet:
     """
 
     def __init__(self, path: Path) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.rows = 0
-        schema = pl.DataFrame(schema=LAKE_SCHEMA).to_arrow(compat_level=pl.CompatLevel.newest())
-        self._writer = pq.ParquetWriter(path, schema.schema, **_CLEANED_OPTIONS)
+        empty = pl.DataFrame(schema=LAKE_SCHEMA).to_arrow(compat_level=pl.CompatLevel.newest())
+        # Every column is required (validation let no null through), as in the lake: Parquet
+        # then stores no definition levels, and a null fails the cast and the file.
+        self._schema = pa.schema([f.with_nullable(False) for f in empty.schema])
+        self._writer = pq.ParquetWriter(path, self._schema, **_CLEANED_OPTIONS)
         self._queue = InOrder("cleaned", CLEANED_QUEUE)
 
     def write(self, rows: pl.DataFrame) -> None:
@@ -256,7 +260,7 @@ class CleanedParquet:
 
     def _write_now(self, rows: pl.DataFrame) -> None:
         table = rows.select(list(LAKE_SCHEMA)).to_arrow(compat_level=pl.CompatLevel.newest())
-        self._writer.write_table(table)
+        self._writer.write_table(table.cast(self._schema))
 
     def close(self) -> None:
         """Write what is queued, then the footer; the file is complete. If a queued write

@@ -565,6 +565,25 @@ def test_a_failed_cleaned_write_fails_the_validation_and_leaves_no_file(
     assert not any(t.name.startswith("cleaned") for t in threading.enumerate())
 
 
+def test_the_cleaned_file_holds_required_columns_and_a_null_fails_it(tmp_path: Path) -> None:
+    local, dest = tmp_path / "orders.csv", tmp_path / "cleaned.parquet"
+    rows = many_rows(5)
+    local.write_text(order_csv(rows))
+    result, n = jobs.validate_to_parquet(local, dest, categories=None, display_name="k")
+    assert result.report.ok and n == 5
+    schema = pq.ParquetFile(dest).schema
+    # No definition levels: validation let no null through, as in the lake's objects.
+    assert [schema.column(i).max_definition_level for i in range(len(schema))] == [0] * 8
+    assert pl.read_parquet(dest).to_dicts() == typed(rows)
+
+    with_null = pl.DataFrame(typed(rows), schema=LAKE_SCHEMA).with_columns(
+        pl.when(pl.col("order_id") == rows[2][0]).then(None).otherwise(pl.col("customer_id"))
+        .alias("customer_id")
+    )
+    with pytest.raises(ValueError, match="null"), jobs.CleanedParquet(tmp_path / "x.parquet") as w:
+        w.write(with_null)
+
+
 def test_an_error_while_validating_stands_over_a_failed_cleaned_write(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
