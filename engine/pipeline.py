@@ -99,6 +99,8 @@ def process_paths(
     """Process files into ``out_dir``; see the README's ``process`` section for the layout.
 
     ``batch_bytes`` is how much of a file (CSV bytes) is validated at a time; memory follows it.
+    ``on_file`` is given each file's outcome in file order, once the file is done with: an
+    accepted file once it is in the lake (at the latest after the next file's verdict).
     """
     files = expand_paths(paths)
     out = Path(out_dir)
@@ -106,6 +108,17 @@ def process_paths(
     rejected_dir = out / "rejected"
     cats = tuple(categories) if categories is not None else None
     result = ProcessResult()
+    told = 0  # files already given to on_file, in file order
+
+    def tell() -> None:
+        # An accepted file is told once it is in the lake (its entry runs on a worker
+        # thread), and no file before the ones told before it: the order stays the files'.
+        nonlocal told
+        while told < len(result.files) and _settled(result.files[told]):
+            if on_file is not None:
+                on_file(result.files[told])
+            told += 1
+
     with lake.locked():
         commits = _Commits(lake)
         try:
@@ -113,14 +126,19 @@ def process_paths(
                 outcome = _one_file(path, lake, commits, rejected_dir, cats, on_invalid,
                                     max_invalid_ratio, batch_bytes)
                 result.files.append(outcome)
-                if on_file is not None:
-                    on_file(outcome)
+                tell()
             commits.wait()
+            tell()
         finally:
             commits.shutdown()
         result.recomputed = sorted(lake.pending())
         result.category, result.daily = refresh_tables(lake, out)
     return result
+
+
+def _settled(outcome: FileOutcome) -> bool:
+    """Whether the file is done with: an accepted file once it is in the lake."""
+    return outcome.outcome != "accepted" or outcome.ingested is not None
 
 
 # A queued file of more dates than this enters the lake before the next file is staged:

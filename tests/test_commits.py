@@ -111,6 +111,28 @@ def test_the_next_file_is_validated_while_the_last_one_enters_the_lake(
     expect_oracle(out, [a, b])
 
 
+def test_each_file_is_told_in_file_order_and_an_accepted_one_once_it_is_in_the_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_entries(monkeypatch)
+    a = write(tmp_path / "a.csv", orders("A", 6, 30))
+    bad = write(tmp_path / "b.csv", ["B1,c,2025-07-06,Books,P,1,oops,false"])
+    c = write(tmp_path / "c.csv", orders("C", 7, 30))
+    empty = write(tmp_path / "d.csv", [])
+    out = tmp_path / "out"
+    told: list[tuple[str, str, bool]] = []
+
+    def on_file(o: pipeline.FileOutcome) -> None:
+        in_lake = (out / "lake" / "_sources" / f"{source_id(Path(o.path).name)}.json").exists()
+        told.append((Path(o.path).name, o.outcome, in_lake))
+
+    pipeline.process_paths([a, bad, c, empty], out, on_file=on_file, batch_bytes=200)
+    # a.csv's entry takes 0.3 s: b.csv's verdict comes first, and is told after a.csv's.
+    assert told == [("a.csv", "accepted", True), ("b.csv", "rejected", False),
+                    ("c.csv", "accepted", True), ("d.csv", "empty", False)]
+    expect_oracle(out, [a, c])
+
+
 def test_a_failed_entry_stops_the_run_and_the_next_run_converges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
