@@ -29,7 +29,7 @@ from typing import Any
 import polars as pl
 from botocore.exceptions import ClientError
 
-from engine.background import InOrder
+from engine.background import InOrder, map_in_order
 from engine.config import Settings
 from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
 from engine.errors import TerminalError
@@ -37,7 +37,7 @@ from engine.lake import source_id
 from engine.read import file_digest
 from engine.rules import LAKE_SCHEMA
 from engine.s3export import MonthExport, export_month, months_of
-from engine.s3lake import S3Lake, date_kpis
+from engine.s3lake import DATE_WORKERS, S3Lake, date_kpis
 from engine.sinks.dynamodb import category_items, daily_items
 from engine.sinks.retry import error_code
 from engine.state import KpiTables, PublishResult, Ticket, file_pk, put_status, refresh_date
@@ -366,12 +366,18 @@ def date_snapshot(
 def publish_dates(
     lake: S3Lake, dates: Sequence[dt.date], tables: KpiTables, dynamodb: Any
 ) -> list[PublishResult]:
-    """Recompute and publish each date's KPIs through the per-date fence."""
-    results = []
-    for day in dates:
-        res = run_step(
+    """Recompute and publish each date's KPIs through the per-date fence.
+
+    Dates are independent (each has its own fence), so ``DATE_WORKERS`` of them run side by
+    side, their lake reads within ``lake.in_flight``; the results are in ``dates``' order.
+    After a failure no further date starts, and the first failure is raised: the source
+    stays unpublished in its manifest, and the rerun publishes every date again.
+    """
+
+    def publish(day: dt.date) -> PublishResult:
+        return run_step(
             "publish",
-            lambda day=day: refresh_date(  # type: ignore[misc]
+            lambda: refresh_date(
                 day, lambda t: date_snapshot(lake, day, t), tables=tables, client=dynamodb
             ),
             lambda r: {
@@ -382,8 +388,8 @@ def publish_dates(
             },
             date=day.isoformat(),
         )
-        results.append(res)
-    return results
+
+    return map_in_order(publish, dates, workers=DATE_WORKERS, name="publish")
 
 
 def export_months(

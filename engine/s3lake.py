@@ -30,6 +30,8 @@ from typing import Any
 import polars as pl
 from botocore.exceptions import ClientError
 
+from engine import kpis
+from engine.background import RowBudget, map_in_order
 from engine.errors import TransientError
 from engine.lake import Ingested, StagedSource, source_id
 from engine.rules import LAKE_SCHEMA
@@ -56,6 +58,12 @@ def _default(service: str) -> Any:
     return boto3.session.Session().client(service)
 
 
+# Dates the transformer reads and publishes side by side (``map_in_order``): a date is a
+# handful of S3 and DynamoDB round trips, so latency, not work, sets its time; memory is
+# bounded by ``S3Lake.in_flight``, not by this.
+DATE_WORKERS = 8
+
+
 class S3Lake:
     """The lake under ``s3://<bucket>/<prefix>/``; ``_seq`` from the state table."""
 
@@ -75,6 +83,9 @@ class S3Lake:
         self.s3 = _default("s3") if s3 is None else s3
         self.dynamodb = _default("dynamodb") if dynamodb is None else dynamodb
         self.backoff = Backoff() if backoff is None else backoff
+        self.in_flight = RowBudget(kpis.SLICE_ROWS)
+        """Lake rows that the KPI reads of dates computed side by side hold at once
+        (``date_kpis``): one date of ``SLICE_ROWS`` rows, or several smaller ones."""
 
     # -- names -----------------------------------------------------------------------
     def object_key(self, day: dt.date, sid: str) -> str:
@@ -191,7 +202,7 @@ class S3Lake:
 
         ``StagedSource`` (the local lake's splitter) appends each row group's rows to one file
         per date under ``work``; each date's file is then uploaded from disk as the object,
-        rows in file order (the same file gives the same object).
+        rows in file order (the same file gives the same object), ``DATE_WORKERS`` at a time.
         """
         import pyarrow.parquet as pq
 
@@ -206,8 +217,14 @@ class S3Lake:
                     staged.write(pl.DataFrame(cleaned.read_row_group(i)))
             staged.close()
             dates = staged.dates
-            for day in sorted(dates):
-                self.s3.upload_file(str(staged.path(day)), self.bucket, self.object_key(day, sid))
+            map_in_order(
+                lambda day: self.s3.upload_file(
+                    str(staged.path(day)), self.bucket, self.object_key(day, sid)
+                ),
+                sorted(dates),
+                workers=DATE_WORKERS,
+                name="lake-put",
+            )
         finally:
             staged.discard()
         return dates
@@ -300,7 +317,21 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
     A larger one is computed one query after the other, so that one query's state is held at
     a time; if it is shared, its objects are first copied to local disk and ``latest_orders``
     runs in slices of about ``SLICE_ROWS`` rows, each reading the copy again.
+
+    Dates computed side by side (the transformer's ``DATE_WORKERS``) share the lake's
+    ``in_flight`` budget of ``SLICE_ROWS`` rows: a date waits until its rows fit, and a
+    larger date runs alone, so memory stays that of one date of ``SLICE_ROWS`` rows.
     """
+    keys = lake.objects([day])  # one object per source holding the date
+    counted = lake.collect_all([day], [lambda lf: lf.select(pl.len())], keys=keys)[0]
+    rows = int(counted.item())
+    with lake.in_flight.hold(rows):
+        return _date_kpis_of(lake, day, keys, rows)
+
+
+def _date_kpis_of(
+    lake: S3Lake, day: dt.date, keys: list[str], rows: int
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     from engine.kpis import (
         SLICE_ROWS,
         category_sums,
@@ -309,9 +340,6 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
         unique_customers,
     )
 
-    keys = lake.objects([day])  # one object per source holding the date
-    counted = lake.collect_all([day], [lambda lf: lf.select(pl.len())], keys=keys)[0]
-    rows = int(counted.item())
     slices = -(-rows // SLICE_ROWS) if len(keys) > 1 else 0
 
     def orders(lf: pl.LazyFrame) -> pl.LazyFrame:

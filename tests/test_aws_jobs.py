@@ -654,3 +654,44 @@ def test_a_cleaned_bucket_that_refuses_the_upload_exits_2_not_1(stack: Stack) ->
         configure=False,
     )
     assert code == EXIT_CONFIG  # NoSuchBucket, reported by upload_file as S3UploadFailedError
+
+
+def test_dates_are_published_and_exported_side_by_side_within_the_row_budget(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.kpis
+    import engine.s3lake as s3lake
+
+    # 12 dates of 10 orders; a budget of 25 rows lets two dates be read at once, not three.
+    monkeypatch.setattr(engine.kpis, "SLICE_ROWS", 25)
+    days = [f"2025-07-{d:02d}" for d in range(1, 13)]
+    rows = [(f"O{i}", f"C{i % 7}", days[i % 12], "Books", "P", 1 + i % 3, f"{i}.5", "false")
+            for i in range(120)]
+    key = "many/dates.csv"
+    stack.upload(key, order_csv(rows))
+    held: list[int] = []
+    most = {"dates": 0, "rows": 0}
+    lock = threading.Lock()
+    real = s3lake._date_kpis_of
+
+    def gauged(lake: S3Lake, day: dt.date, keys: list[str], n: int) -> Any:
+        with lock:
+            held.append(n)
+            most["dates"] = max(most["dates"], len(held))
+            most["rows"] = max(most["rows"], sum(held))
+        try:
+            return real(lake, day, keys, n)
+        finally:
+            with lock:
+                held.remove(n)
+
+    monkeypatch.setattr(s3lake, "_date_kpis_of", gauged)
+    assert run(stack, key) == (0, 0)
+    expect(stack, [(key, rows)])
+    # Two dates of orders at once, at most (the month's export also reads its 19 empty
+    # dates, which hold nothing and run beside them).
+    assert most["rows"] == 20 and most["dates"] >= 2
+    month = stack.s3.get_object(
+        Bucket=stack.cleaned_bucket, Key="kpis/kpis_csv/daily_kpis/month=2025-07/part-0.csv"
+    )["Body"].read().decode()
+    assert [line.split(",")[0] for line in month.splitlines()[1:]] == days  # in date order
