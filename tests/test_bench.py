@@ -317,3 +317,56 @@ def test_runs_are_taken_in_rounds_and_ratios_within_a_round(
     # The rounds' ratios are 8/5, 12/7 and 16/9: their median.
     assert validate.ratio_to_floor == round(12 / 7, 2)
     assert floor.ratio_to_floor == 1.0
+
+
+def test_the_latency_proxy_forwards_requests_whole_and_counts_them() -> None:
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from benchmarks.latency_proxy import LatencyProxy
+
+    class Echo(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _answer(self) -> None:
+            n = int(self.headers.get("Content-Length") or 0)
+            body = f"{self.command} {self.path} ".encode() + self.rfile.read(n)
+            self.send_response(201 if self.command == "PUT" else 200)
+            self.send_header("ETag", '"e1"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_PUT = do_POST = _answer
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    proxy = LatencyProxy(0, upstream.server_address[1], 0.001)
+    servers = [threading.Thread(target=s.serve_forever, daemon=True) for s in (upstream, proxy)]
+    for t in servers:
+        t.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.server_address[1])
+        conn.request("GET", "/bucket/key?x=1")
+        got = conn.getresponse()
+        assert (got.status, got.read(), got.getheader("ETag")) == (
+            200, b"GET /bucket/key?x=1 ", '"e1"')
+        conn.request("PUT", "/bucket/other", body=b"payload" * 1000)  # same connection
+        got = conn.getresponse()
+        assert (got.status, got.read()) == (201, b"PUT /bucket/other " + b"payload" * 1000)
+        # Chunked, as boto3 may send a body of unknown length.
+        conn.putrequest("POST", "/")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.putheader("X-Amz-Target", "DynamoDB_20120810.UpdateItem")
+        conn.endheaders()
+        conn.send(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        assert conn.getresponse().read() == b"POST / abcde"
+        conn.close()
+        assert proxy.counts == {"GET bucket": 1, "PUT bucket": 1, "POST UpdateItem": 1}
+    finally:
+        for s in (proxy, upstream):
+            s.shutdown()
+            s.server_close()
