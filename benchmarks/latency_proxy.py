@@ -61,7 +61,8 @@ class _Forward(BaseHTTPRequestHandler):
             while size := int(self.rfile.readline().strip().split(b";")[0], 16):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
-            self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers (aws-chunked checksums), dropped
+                pass
             return b"".join(chunks)
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else None
@@ -81,7 +82,10 @@ class _Forward(BaseHTTPRequestHandler):
         for k, v in answer_headers:
             if k.lower() not in _HOP_BY_HOP:
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
+        length = answer_headers_get(answer_headers, "Content-Length")
+        self.send_header(
+            "Content-Length", length if self.command == "HEAD" and length else str(len(data))
+        )
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -108,6 +112,11 @@ class _Forward(BaseHTTPRequestHandler):
         raise AssertionError("unreachable")  # pragma: no cover
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+
+def answer_headers_get(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The first header ``name`` (any case) of an answer, if any."""
+    return next((v for k, v in headers if k.lower() == name.lower()), None)
 
 
 def _interrupt(*_: object) -> None:

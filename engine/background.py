@@ -19,7 +19,7 @@ import contextvars
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -66,39 +66,55 @@ def map_in_order(
     """Return ``[fn(item) for item in items]``, computed on up to ``workers`` threads.
 
     Each call runs in a copy of the caller's context (its log and metric context). After a
-    failure no further call starts; the first failure in the items' order is raised once
-    the calls already running have ended.
+    failure no further call starts; once the calls already running have ended, the first
+    failure in the items' order is raised.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     if workers == 1 or len(items) <= 1:
         return [fn(item) for item in items]
+    failed = threading.Event()
+
+    def call(item: T) -> R | _Skipped:
+        if failed.is_set():
+            return _SKIPPED
+        try:
+            return fn(item)
+        except BaseException:
+            failed.set()
+            raise
+
     pool = ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix=name)
-    futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+    futures = [pool.submit(contextvars.copy_context().run, call, item) for item in items]
     try:
-        # Calls start in the items' order, so those cancelled here all come after the
-        # failed one: the results below meet it (or an earlier failure) first.
-        wait(futures, return_when=FIRST_EXCEPTION)
-        if any(f.done() and not f.cancelled() and f.exception() for f in futures):
-            _cancel(futures)
-        return [f.result() for f in futures]
-    except BaseException:
-        _cancel(futures)
+        wait(futures)
+    except BaseException:  # interrupted while waiting: start nothing more
+        failed.set()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
-    finally:
-        pool.shutdown(wait=True)
-
-
-def _cancel(futures: Sequence[Future[R]]) -> None:
+    pool.shutdown(wait=True)
     for f in futures:
-        f.cancel()
+        if f.exception() is not None:
+            f.result()  # raises it, with its traceback
+    out = [f.result() for f in futures]
+    assert not any(isinstance(r, _Skipped) for r in out)  # only skipped after a failure
+    return out  # type: ignore[return-value]
+
+
+class _Skipped:
+    """A call not started because an earlier one failed."""
+
+
+_SKIPPED = _Skipped()
 
 
 class RowBudget:
-    """At most ``rows`` rows held at once by the callers of ``hold``.
+    """At most ``rows`` rows held at once by the callers of ``hold``, admitted in turn.
 
-    ``hold(n)`` waits until ``n`` more rows fit. A request of more than the whole budget
-    waits until nothing else is held, and then runs alone.
+    ``hold(n)`` waits for the requests before it, then until ``n`` more rows fit. A request
+    of more than the whole budget waits until nothing else is held, and then runs alone;
+    the requests after it wait for it (first come, first served: a large date is not
+    overtaken forever by small ones).
     """
 
     def __init__(self, rows: int) -> None:
@@ -106,13 +122,22 @@ class RowBudget:
             raise ValueError(f"rows must be at least 1, not {rows}")
         self.rows = rows
         self._held = 0
+        self._waiting: deque[object] = deque()
         self._changed = threading.Condition()
 
     @contextlib.contextmanager
     def hold(self, n: int) -> Iterator[None]:
         n = min(max(n, 0), self.rows)
+        turn = object()
         with self._changed:
-            self._changed.wait_for(lambda: self._held + n <= self.rows)
+            self._waiting.append(turn)
+            try:
+                self._changed.wait_for(
+                    lambda: self._waiting[0] is turn and self._held + n <= self.rows
+                )
+            finally:
+                self._waiting.remove(turn)
+                self._changed.notify_all()
             self._held += n
         try:
             yield

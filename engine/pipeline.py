@@ -100,7 +100,9 @@ def process_paths(
 
     ``batch_bytes`` is how much of a file (CSV bytes) is validated at a time; memory follows it.
     ``on_file`` is given each file's outcome in file order, once the file is done with: an
-    accepted file once it is in the lake (at the latest after the next file's verdict).
+    accepted file once it is in the lake, which may be a file or more later (its entry runs
+    while the next files are validated). When the run stops on an error, the files done
+    with before it are still given.
     """
     files = expand_paths(paths)
     out = Path(out_dir)
@@ -128,9 +130,13 @@ def process_paths(
                 result.files.append(outcome)
                 tell()
             commits.wait()
-            tell()
-        finally:
-            commits.shutdown()
+        except BaseException:
+            commits.shutdown()  # lets the queued entry finish
+            with contextlib.suppress(Exception):  # what stopped the run stands
+                tell()  # the files done with before it
+            raise
+        commits.shutdown()
+        tell()
         result.recomputed = sorted(lake.pending())
         result.category, result.daily = refresh_tables(lake, out)
     return result

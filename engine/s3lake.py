@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from engine import kpis
@@ -217,9 +218,15 @@ class S3Lake:
                     staged.write(pl.DataFrame(cleaned.read_row_group(i)))
             staged.close()
             dates = staged.dates
+            # A date's file of more than 8 MiB goes up in parts, on the transfer's own threads:
+            # the dates side by side share what one upload would use (10), within the
+            # client's pool of 10 connections.
+            side_by_side = max(1, min(DATE_WORKERS, len(dates)))
+            transfer = TransferConfig(max_concurrency=max(1, 10 // side_by_side))
             map_in_order(
                 lambda day: self.s3.upload_file(
-                    str(staged.path(day)), self.bucket, self.object_key(day, sid)
+                    str(staged.path(day)), self.bucket, self.object_key(day, sid),
+                    Config=transfer,
                 ),
                 sorted(dates),
                 workers=DATE_WORKERS,

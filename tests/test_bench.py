@@ -339,9 +339,10 @@ def test_the_latency_proxy_forwards_requests_whole_and_counts_them() -> None:
             self.send_header("ETag", '"e1"')
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
-        do_GET = do_PUT = do_POST = _answer
+        do_GET = do_PUT = do_POST = do_HEAD = _answer
 
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     proxy = LatencyProxy(0, upstream.server_address[1], 0.001)
@@ -362,10 +363,17 @@ def test_the_latency_proxy_forwards_requests_whole_and_counts_them() -> None:
         conn.putheader("Transfer-Encoding", "chunked")
         conn.putheader("X-Amz-Target", "DynamoDB_20120810.UpdateItem")
         conn.endheaders()
-        conn.send(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        # With a trailer, as aws-chunked checksums come: the connection stays usable.
+        conn.send(b"3\r\nabc\r\n2\r\nde\r\n0\r\nx-amz-checksum-crc32: AAAA\r\n\r\n")
         assert conn.getresponse().read() == b"POST / abcde"
+        conn.request("HEAD", "/bucket/key")
+        got = conn.getresponse()
+        # The size of what the upstream said (len(b"HEAD /bucket/key ")), not of the empty
+        # answer a HEAD gets.
+        assert (got.status, got.getheader("Content-Length"), got.read()) == (200, "17", b"")
         conn.close()
-        assert proxy.counts == {"GET bucket": 1, "PUT bucket": 1, "POST UpdateItem": 1}
+        assert proxy.counts == {
+            "GET bucket": 1, "PUT bucket": 1, "POST UpdateItem": 1, "HEAD bucket": 1}
     finally:
         for s in (proxy, upstream):
             s.shutdown()

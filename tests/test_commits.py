@@ -133,6 +133,37 @@ def test_each_file_is_told_in_file_order_and_an_accepted_one_once_it_is_in_the_l
     expect_oracle(out, [a, c])
 
 
+def test_files_done_with_before_an_error_are_still_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = write(tmp_path / "a.csv", orders("A", 6, 30))
+    bad = write(tmp_path / "b.csv", ["B1,c,2025-07-06,Books,P,1,oops,false"])
+    c = write(tmp_path / "c.csv", orders("C", 7, 30))
+    c_failed = threading.Event()
+    real_add, real_validate = LocalLake.add_staged, pipeline.validate_file
+
+    def add_staged(self: LocalLake, staged: Any, **kw: Any) -> Any:
+        assert c_failed.wait(10)  # a.csv is in the lake only after c.csv has failed
+        return real_add(self, staged, **kw)
+
+    def validate_file(path: Path, **kw: Any) -> Any:
+        if Path(path).name == "c.csv":
+            c_failed.set()
+            raise OSError(5, "Input/output error")
+        return real_validate(path, **kw)
+
+    monkeypatch.setattr(LocalLake, "add_staged", add_staged)
+    monkeypatch.setattr(pipeline, "validate_file", validate_file)
+    told: list[tuple[str, str]] = []
+    with pytest.raises(OSError, match="Input/output"):
+        pipeline.process_paths([a, bad, c], tmp_path / "out", batch_bytes=200,
+                               on_file=lambda o: told.append((Path(o.path).name, o.outcome)))
+    # a.csv's entry, still running when c.csv failed, was let finish: it is in the lake, and
+    # told, and so is b.csv, behind it.
+    assert told == [("a.csv", "accepted"), ("b.csv", "rejected")]
+    assert seqs(tmp_path / "out") == {"a.csv": 1}
+
+
 def test_a_failed_entry_stops_the_run_and_the_next_run_converges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
