@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 import polars as pl
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from engine import kpis
 from engine.background import RowBudget, map_in_order
@@ -63,6 +64,11 @@ def _default(service: str) -> Any:
 # handful of S3 and DynamoDB round trips, so latency, not work, sets its time; memory is
 # bounded by ``S3Lake.in_flight``, not by this.
 DATE_WORKERS = 8
+
+# A date whose objects add up to at most this is copied whole to local disk before its KPI
+# queries (one GET per object, instead of ranged GETs for footers, then columns, each a
+# round trip); a larger one is read from S3, only the columns the queries use.
+LOCAL_READ_BYTES = 64 * 1024 * 1024
 
 
 class S3Lake:
@@ -252,29 +258,40 @@ class S3Lake:
     # -- reads -----------------------------------------------------------------------
     def objects(self, dates: Iterable[dt.date]) -> list[str]:
         """Return the keys of every object stored for ``dates``, sorted."""
-        keys: list[str] = []
+        return [key for key, _ in self.listing(dates)]
+
+    def listing(self, dates: Iterable[dt.date]) -> list[tuple[str, int]]:
+        """Return the key and size in bytes of every object stored for ``dates``, by key."""
+        found: list[tuple[str, int]] = []
         paginator = self.s3.get_paginator("list_objects_v2")
         for day in sorted(set(dates)):
             prefix = f"{self.prefix}/order_date={day.isoformat()}/"
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(
-                    str(o["Key"])
+                found.extend(
+                    (str(o["Key"]), int(o.get("Size", 0)))
                     for o in page.get("Contents", [])
                     if str(o["Key"]).endswith(".parquet")
                 )
-        return sorted(keys)
+        return sorted(found)
 
-    def download(self, keys: Sequence[str], folder: Path) -> list[Path]:
+    def download(self, keys: Sequence[str], folder: Path, *, small: bool = False) -> list[Path]:
         """Copy the objects ``keys`` into ``folder``; give their local paths, in order.
 
+        ``small``: one ``GetObject`` each, streamed to disk; otherwise ``download_file``,
+        which asks for the size first and fetches a large object in parallel ranges.
         S3 read failures become ``LakeReadError``.
         """
         paths = []
         for i, key in enumerate(keys):
             path = folder / f"{i:05d}.parquet"
             try:
-                self.s3.download_file(self.bucket, key, str(path))
-            except (ClientError, OSError) as exc:
+                if small:
+                    body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+                    with open(path, "wb") as out:
+                        shutil.copyfileobj(body, out, 1024 * 1024)
+                else:
+                    self.s3.download_file(self.bucket, key, str(path))
+            except (ClientError, BotoCoreError, OSError) as exc:
                 raise LakeReadError(self.bucket, f"{key}: {exc}") from exc
             paths.append(path)
         return paths
@@ -325,20 +342,47 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
     a time; if it is shared, its objects are first copied to local disk and ``latest_orders``
     runs in slices of about ``SLICE_ROWS`` rows, each reading the copy again.
 
+    A date whose objects add up to at most ``LOCAL_READ_BYTES`` is copied to local disk
+    whole first, one GET per object: reading its footers, then its columns, from S3 takes
+    several ranged GETs per object, each a round trip.
+
     Dates computed side by side (the transformer's ``DATE_WORKERS``) share the lake's
     ``in_flight`` budget of ``SLICE_ROWS`` rows: a date waits until its rows fit, and a
     larger date runs alone, so memory stays that of one date of ``SLICE_ROWS`` rows.
     """
-    keys = lake.objects([day])  # one object per source holding the date
-    counted = lake.collect_all([day], [lambda lf: lf.select(pl.len())], keys=keys)[0]
-    rows = int(counted.item())
-    with lake.in_flight.hold(rows):
-        return _date_kpis_of(lake, day, keys, rows)
+    listed = lake.listing([day])  # one object per source holding the date
+    keys = [key for key, _ in listed]
+    with tempfile.TemporaryDirectory(prefix="date-kpis-") as tmp:
+        copied: list[Path] | None = None
+        if sum(size for _, size in listed) <= LOCAL_READ_BYTES:  # an empty date, too
+            copied = lake.download(keys, Path(tmp), small=True)
+
+        def read(builds: Sequence[Callable[[pl.LazyFrame], pl.LazyFrame]]) -> list[pl.DataFrame]:
+            if copied is None:
+                return lake.collect_all([day], builds, keys=keys)
+            scan = (
+                pl.scan_parquet(copied, hive_partitioning=False)
+                if copied
+                else pl.DataFrame(schema=LAKE_COLUMNS).lazy()
+            )
+            return pl.collect_all([b(scan) for b in builds], engine="streaming")
+
+        def local() -> list[Path]:
+            return copied if copied is not None else lake.download(keys, Path(tmp))
+
+        rows = int(read([lambda lf: lf.select(pl.len())])[0].item())
+        with lake.in_flight.hold(rows):
+            return _date_kpis_of(read, local, rows, len(keys))
+
+
+Reader = Callable[[Sequence[Callable[[pl.LazyFrame], pl.LazyFrame]]], list[pl.DataFrame]]
 
 
 def _date_kpis_of(
-    lake: S3Lake, day: dt.date, keys: list[str], rows: int
+    read: Reader, local: Callable[[], list[Path]], rows: int, sources: int
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """``date_kpis`` of a date of ``rows`` rows in ``sources`` objects; ``read`` collects
+    queries over the date, ``local`` gives its objects on local disk."""
     from engine.kpis import (
         SLICE_ROWS,
         category_sums,
@@ -347,7 +391,7 @@ def _date_kpis_of(
         unique_customers,
     )
 
-    slices = -(-rows // SLICE_ROWS) if len(keys) > 1 else 0
+    slices = -(-rows // SLICE_ROWS) if sources > 1 else 0
 
     def orders(lf: pl.LazyFrame) -> pl.LazyFrame:
         return latest_orders_in_slices(lf, slices) if slices else lf
@@ -358,15 +402,13 @@ def _date_kpis_of(
         lambda lf: lf.select(pl.col("_source").unique()),
     ]
     if rows <= SLICE_ROWS:
-        sums, customers, names = lake.collect_all([day], builds, keys=keys)
+        sums, customers, names = read(builds)
     elif slices <= 1:
-        sums, customers, names = [lake.collect_all([day], [b], keys=keys)[0] for b in builds]
+        sums, customers, names = [read([b])[0] for b in builds]
     else:
         # Each slice reads the date again: from local disk, not from S3 (measured on moto,
         # 20M rows in 10 slices: 259 s reading S3 each time).
-        with tempfile.TemporaryDirectory(prefix="date-kpis-") as tmp:
-            local = lake.download(keys, Path(tmp))
-            scan = pl.scan_parquet(local, hive_partitioning=False)
-            sums, customers, names = [b(scan).collect(engine="streaming") for b in builds]
+        scan = pl.scan_parquet(local(), hive_partitioning=False)
+        sums, customers, names = [b(scan).collect(engine="streaming") for b in builds]
     cat, daily = tables_from(sums, customers)
     return cat, daily, sorted(str(s) for s in names["_source"].to_list())

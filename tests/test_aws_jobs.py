@@ -133,11 +133,25 @@ def test_corrected_reupload_drops_the_old_rows_and_dates(stack: Stack) -> None:
     assert not [k for k in stack.object_keys() if f"order_date={D2}" in k]
 
 
+@pytest.mark.parametrize("read_from", ["local copies", "S3"])
 def test_a_large_shared_date_is_deduplicated_in_slices_query_by_query(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, read_from: str
 ) -> None:
     import engine.kpis
+    import engine.s3lake
 
+    # A date of up to LOCAL_READ_BYTES is copied whole (one GET per object) and read
+    # locally; a larger one is read from S3, only the columns the queries use.
+    if read_from == "S3":
+        monkeypatch.setattr(engine.s3lake, "LOCAL_READ_BYTES", 0)
+    remote_reads: list[int] = []
+    real_collect_all = S3Lake.collect_all
+
+    def counted(self: S3Lake, *args: Any, **kwargs: Any) -> Any:
+        remote_reads.append(1)
+        return real_collect_all(self, *args, **kwargs)
+
+    monkeypatch.setattr(S3Lake, "collect_all", counted)
     slices: list[int] = []
     real = engine.kpis.latest_orders_in_slices
 
@@ -161,6 +175,7 @@ def test_a_large_shared_date_is_deduplicated_in_slices_query_by_query(
         assert run(stack, key) == (0, 0)
     expect(stack, files)
     assert set(slices) == {3, 4}
+    assert bool(remote_reads) == (read_from == "S3")
 
 
 def test_sixteen_files_of_one_date_at_once_each_twice_match_the_oracle(stack: Stack) -> None:
@@ -674,13 +689,13 @@ def test_dates_are_published_and_exported_side_by_side_within_the_row_budget(
     lock = threading.Lock()
     real = s3lake._date_kpis_of
 
-    def gauged(lake: S3Lake, day: dt.date, keys: list[str], n: int) -> Any:
+    def gauged(read: Any, local: Any, n: int, sources: int) -> Any:
         with lock:
             held.append(n)
             most["dates"] = max(most["dates"], len(held))
             most["rows"] = max(most["rows"], sum(held))
         try:
-            return real(lake, day, keys, n)
+            return real(read, local, n, sources)
         finally:
             with lock:
                 held.remove(n)
