@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ METRIC_UNITS: dict[str, str] = {
     "TaskDurationMs": "Milliseconds",
 }
 _metrics: ContextVar[dict[str, float] | None] = ContextVar("order_kpis_metrics", default=None)
+_metrics_lock = threading.Lock()
 
 
 def add_metric(name: str, value: float) -> None:
@@ -64,7 +66,8 @@ def add_metric(name: str, value: float) -> None:
         raise ValueError(f"unknown metric {name!r}; known: {sorted(METRIC_UNITS)}")
     current = _metrics.get()
     if current is not None:
-        current[name] = current.get(name, 0) + value
+        with _metrics_lock:  # worker threads (map_in_order) share the run's dict
+            current[name] = current.get(name, 0) + value
 
 
 def emf_record(

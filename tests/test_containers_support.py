@@ -83,6 +83,22 @@ def test_every_run_prints_one_emf_line_even_when_it_fails(
     assert first["RowsProcessed"] == 7 and second["RowsProcessed"] == 1
 
 
+def test_metrics_added_on_worker_threads_count_in_the_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from engine.background import map_in_order
+
+    def job() -> int:
+        # Dates published side by side add to the run's metrics from their threads.
+        map_in_order(lambda i: [add_metric("RowsProcessed", 1) for _ in range(500)],
+                     list(range(16)), workers=8, name="t")
+        return 0
+
+    assert run_entrypoint("transformer", job, configure=False) == 0
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert line["RowsProcessed"] == 16 * 500
+
+
 def test_metrics_outside_an_entrypoint_are_ignored_and_names_are_checked() -> None:
     add_metric("RowsProcessed", 3)  # no run: nothing to add to, nothing printed
     with pytest.raises(ValueError, match="unknown metric"):
