@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError
 
 from engine import kpis
 from engine.background import RowBudget, map_in_order
@@ -286,15 +287,31 @@ class S3Lake:
             path = folder / f"{i:05d}.parquet"
             try:
                 if small:
-                    body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-                    with open(path, "wb") as out:
-                        shutil.copyfileobj(body, out, 1024 * 1024)
+                    self._get_to_file(key, path)
                 else:
                     self.s3.download_file(self.bucket, key, str(path))
-            except (ClientError, BotoCoreError, OSError) as exc:
+            except (ClientError, BotoCoreError, HTTPError, OSError) as exc:
                 raise LakeReadError(self.bucket, f"{key}: {exc}") from exc
             paths.append(path)
         return paths
+
+    def _get_to_file(self, key: str, path: Path, attempts: int = 4) -> None:
+        """One ``GetObject``, its body streamed to ``path``; a body cut off on its way (a
+        reset, a timeout, a short read) is asked for again, as ``download_file`` does."""
+        backoff = Backoff(max_attempts=attempts, base_delay=0.2, max_delay=2.0)
+        for attempt in range(attempts):
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                with open(path, "wb") as out:
+                    shutil.copyfileobj(body, out, 1024 * 1024)
+                return
+            except (BotoCoreError, HTTPError, ConnectionError, TimeoutError):
+                if attempt == attempts - 1:
+                    raise
+                log.warning("reading s3://%s/%s was cut off; reading it again", self.bucket, key)
+            finally:
+                body.close()
+            backoff.wait(attempt)
 
     def scan(self, dates: Iterable[dt.date], *, keys: list[str] | None = None) -> pl.LazyFrame:
         """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated).
@@ -365,7 +382,11 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
                 if copied
                 else pl.DataFrame(schema=LAKE_COLUMNS).lazy()
             )
-            return pl.collect_all([b(scan) for b in builds], engine="streaming")
+            try:
+                return pl.collect_all([b(scan) for b in builds], engine="streaming")
+            except (pl.exceptions.ComputeError, OSError) as exc:  # as the S3 reads do
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise LakeReadError(lake.bucket, first) from exc
 
         def local() -> list[Path]:
             return copied if copied is not None else lake.download(keys, Path(tmp))

@@ -710,3 +710,41 @@ def test_dates_are_published_and_exported_side_by_side_within_the_row_budget(
         Bucket=stack.cleaned_bucket, Key="kpis/kpis_csv/daily_kpis/month=2025-07/part-0.csv"
     )["Body"].read().decode()
     assert [line.split(",")[0] for line in month.splitlines()[1:]] == days  # in date order
+
+
+def test_a_small_date_copy_cut_off_on_its_way_is_read_again(tmp_path: Path) -> None:
+    from botocore.exceptions import IncompleteReadError
+
+    from engine.s3lake import LakeReadError
+
+    data = b"PAR1" + bytes(range(256)) * 40 + b"PAR1"
+
+    class Body(io.BytesIO):
+        def __init__(self, cut: bool) -> None:
+            super().__init__(data)
+            self.cut = cut
+
+        def read(self, size: int | None = -1) -> bytes:
+            if self.cut and self.tell() > 1000:
+                raise IncompleteReadError(actual_bytes=1000, expected_bytes=len(data))
+            return super().read(size)
+
+    class S3:
+        def __init__(self, cuts: int) -> None:
+            self.cuts, self.bodies = cuts, []
+
+        def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+            body = Body(cut=len(self.bodies) < self.cuts)
+            self.bodies.append(body)
+            return {"Body": body}
+
+    s3 = S3(cuts=2)
+    lake = S3Lake("b", state_table="t", s3=s3, dynamodb=object())
+    (path,) = lake.download(["lake/order_date=2025-07-06/x.parquet"], tmp_path, small=True)
+    assert path.read_bytes() == data  # the third GET, whole; not the cut-off bytes
+    assert len(s3.bodies) == 3 and all(b.closed for b in s3.bodies)
+    s3 = S3(cuts=4)
+    lake = S3Lake("b", state_table="t", s3=s3, dynamodb=object())
+    with pytest.raises(LakeReadError, match=r"x\.parquet"):
+        lake.download(["lake/order_date=2025-07-06/x.parquet"], tmp_path, small=True)
+    assert len(s3.bodies) == 4 and all(b.closed for b in s3.bodies)
