@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -38,6 +39,39 @@ class _Parser(argparse.ArgumentParser):
 def _progress(stream: Any = None) -> bool:
     s = stream or sys.stderr
     return bool(getattr(s, "isatty", lambda: False)())
+
+
+class _Ticker:
+    """How far into a file validation is: one terminal line, rewritten at most every
+    ``every`` seconds, and cleared before anything else is printed (``clear``)."""
+
+    def __init__(self, stream: Any = None, every: float = 0.5) -> None:
+        self.stream = stream or sys.stderr
+        self.every = every
+        self._file: Path | None = None
+        self._size = self._started = self._last = 0.0
+        self._rows0 = 0
+        self._shown = False
+
+    def __call__(self, path: Path, done: int, rows: int) -> None:
+        now = time.perf_counter()
+        if path != self._file:  # its first piece: the rate is counted from here
+            self._file, self._started, self._last, self._rows0 = path, now, now, rows
+            self._size = float(max(path.stat().st_size, 1))
+        if now - self._last < self.every:
+            return
+        self._last = now
+        rate = (rows - self._rows0) / max(now - self._started, 1e-9)
+        self.stream.write(f"\r{path}: {min(done / self._size, 1):.0%} read, {rows:,} orders, "
+                          f"{rate:,.0f}/s\x1b[K")
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
 
 
 def load_categories(source: str | None) -> tuple[str, ...] | None:
@@ -74,9 +108,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cats = load_categories(categories_source(args.categories_from))
     files = expand_paths(args.files)
     reports: list[ValidationReport] = []
+    ticker = _Ticker() if _progress() else None
     for path in files:
         t0 = time.perf_counter()
-        rep = validate_file(path, categories=cats, display_name=str(path), keep_rows=False).report
+        rep = validate_file(
+            path, categories=cats, display_name=str(path), keep_rows=False,
+            on_progress=None if ticker is None else functools.partial(ticker, path),
+        ).report
+        if ticker is not None:
+            ticker.clear()
         if args.report_json and rep.sha256 is None:
             from engine.read import file_digest
 
@@ -115,7 +155,11 @@ def cmd_process(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     done = {"files": 0, "rows": 0}
 
+    ticker = _Ticker() if _progress() else None
+
     def on_file(o: FileOutcome) -> None:
+        if ticker is not None:
+            ticker.clear()
         done["files"] += 1
         done["rows"] += o.report.rows
         rep = o.report
@@ -137,8 +181,10 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     result = process_paths(
         args.paths, args.out, categories=cats, on_invalid=args.on_invalid,
-        max_invalid_ratio=args.max_invalid_ratio, on_file=on_file,
+        max_invalid_ratio=args.max_invalid_ratio, on_file=on_file, on_progress=ticker,
     )
+    if ticker is not None:
+        ticker.clear()
     if not args.quiet:
         print(table_text(result.category, title="Category KPIs (category_kpis)"))
         print()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ def process_paths(
     max_invalid_ratio: float = 0.01,
     on_file: Callable[[FileOutcome], None] | None = None,
     batch_bytes: int = BATCH_BYTES,
+    on_progress: Callable[[Path, int, int], None] | None = None,
 ) -> ProcessResult:
     """Process files into ``out_dir``; see the README's ``process`` section for the layout.
 
@@ -102,7 +104,8 @@ def process_paths(
     ``on_file`` is given each file's outcome in file order, once the file is done with: an
     accepted file once it is in the lake, which may be a file or more later (its entry runs
     while the next files are validated). When the run stops on an error, the files done
-    with before it are still given.
+    with before it are still given. ``on_progress(path, bytes_read, rows)`` follows each
+    file's validation piece by piece (``validate_file``).
     """
     files = expand_paths(paths)
     out = Path(out_dir)
@@ -125,8 +128,9 @@ def process_paths(
         commits = _Commits(lake)
         try:
             for path in files:
+                progress = None if on_progress is None else functools.partial(on_progress, path)
                 outcome = _one_file(path, lake, commits, rejected_dir, cats, on_invalid,
-                                    max_invalid_ratio, batch_bytes)
+                                    max_invalid_ratio, batch_bytes, progress)
                 result.files.append(outcome)
                 tell()
             commits.wait()
@@ -224,13 +228,14 @@ def _one_file(
     on_invalid: Policy,
     max_ratio: float,
     batch_bytes: int,
+    on_progress: Callable[[int, int], None] | None,
 ) -> FileOutcome:
     staged = commits.stage(path.name)
     try:
         res = validate_file(path, categories=categories, display_name=str(path),
                             on_rows=staged.write, on_end=staged.finish,
                             batch_bytes=batch_bytes,
-                            spill_dir=staged.folder)
+                            spill_dir=staged.folder, on_progress=on_progress)
     except BaseException:
         staged.discard()
         raise

@@ -219,6 +219,7 @@ def validate_file(
     batch_bytes: int = BATCH_BYTES,
     spill_dir: Path | None = None,
     bucket_bytes: int = HASH_BUCKET_BYTES,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ValidationResult:
     """Validate one order CSV; never raises for bad data (the report says what is wrong).
 
@@ -237,6 +238,8 @@ def validate_file(
     path (``read_orders`` + ``validate_raw``), which holds the file in memory.
     The id hashes that check uniqueness across pieces wait in a temporary folder under
     ``spill_dir`` (the system's temporary folder when None), deleted before this returns.
+    ``on_progress(bytes_read, rows)`` is called after each piece is judged (for a progress
+    line: the bytes of the file read so far and the orders counted in them).
     """
     name = display_name or str(path)
     try:
@@ -244,6 +247,7 @@ def validate_file(
             streamed = _validate_batches(
                 str(path), name, categories, on_rows, on_end, keep_rows=keep_rows,
                 batch_bytes=batch_bytes, spill=Path(spill), bucket_bytes=bucket_bytes,
+                on_progress=on_progress,
             )
         if streamed is not None:
             return streamed
@@ -390,6 +394,7 @@ def _validate_batches(
     batch_bytes: int,
     spill: Path,
     bucket_bytes: int,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ValidationResult | None:
     """Validate piece by piece; return None when only the whole-file path can say what is wrong.
 
@@ -446,6 +451,8 @@ def _validate_batches(
                 on_rows(good)
             elif keep_rows:
                 kept.append(good)
+            if on_progress is not None:
+                on_progress(piece.offset + piece.size, n_rows)
     except NulByteError as e:
         # Binary data: a file-level error, named at its line without reading the file whole.
         raise nul_error(path, name, e.offset) from None

@@ -226,3 +226,54 @@ def test_the_command_line_keeps_numpy_from_starting_blas_threads(
                          env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == want
+
+
+# -- progress within a file ------------------------------------------------------------------
+
+
+def test_a_long_file_shows_how_far_it_is_read_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import engine.cli as cli
+
+    class EveryCall(cli._Ticker):  # every piece, not every half second
+        def __init__(self) -> None:
+            super().__init__(every=0.0)
+
+    monkeypatch.setattr(cli, "_progress", lambda stream=None: True)
+    monkeypatch.setattr(cli, "_Ticker", EveryCall)
+    for command in (["validate", str(VALID)], ["process", str(VALID), "--out",
+                                                str(tmp_path / "o"), "-q"]):
+        assert main(command) == 0
+        err = capsys.readouterr().err
+        n = sum(1 for line in VALID.read_text().splitlines()[1:] if line.strip())
+        # Rewritten in place, then cleared before the file's own line is printed.
+        assert f"\r{VALID}: 100% read, {n:,} orders, " in err
+        ticker_at = err.index(f"\r{VALID}: 100% read")
+        assert err.index("\r\x1b[K", ticker_at) < err.index(f"{VALID}", ticker_at + 2)
+
+
+def test_the_ticker_writes_at_most_every_interval_and_clears_only_what_it_wrote(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    from engine.cli import _Ticker
+
+    f = tmp_path / "orders.csv"
+    f.write_bytes(b"x" * 1000)
+    out = io.StringIO()
+    ticker = _Ticker(out, every=3600)
+    ticker.clear()
+    ticker(f, 250, 10)
+    ticker(f, 500, 20)
+    assert out.getvalue() == ""  # within the first interval: nothing written, nothing cleared
+    ticker = _Ticker(out, every=0)
+    ticker(f, 250, 10)
+    ticker(f, 1000, 40)
+    ticker.clear()
+    ticker.clear()
+    lines = out.getvalue().split("\r")
+    assert lines[1].startswith(f"{f}: 25% read, 10 orders, ")
+    assert lines[2].startswith(f"{f}: 100% read, 40 orders, ")
+    assert lines[3:] == ["\x1b[K"]

@@ -79,6 +79,23 @@ def test_rows_go_to_on_rows_batch_by_batch_when_the_file_is_valid(tmp_path: Path
     assert sum(seen) == 10 and len([n for n in seen if n]) >= 4
 
 
+def test_progress_follows_the_bytes_read_and_the_orders_counted(tmp_path: Path) -> None:
+    rows = [_row(i) for i in range(10)]
+    rows.insert(4, "\n")  # a blank line is read, not counted
+    path = _write(tmp_path, HEADER + "".join(rows))
+    seen: list[tuple[int, int]] = []
+    res = validate_file(path, batch_bytes=150, on_progress=lambda b, n: seen.append((b, n)))
+    assert len(seen) >= 4
+    assert [b for b, _ in seen] == sorted({b for b, _ in seen})  # always further on
+    assert [n for _, n in seen] == sorted(n for _, n in seen)
+    # Each call's bytes end at a record: the orders counted so far are those whole lines.
+    text = path.read_bytes()
+    for done, n in seen:
+        assert text[done - 1:done] == b"\n"
+        assert n == sum(1 for line in text[:done].split(b"\n")[1:] if line.strip())
+    assert seen[-1] == (path.stat().st_size, 10) and res.report.rows == 10
+
+
 def test_duplicate_ids_in_different_batches_name_every_line(tmp_path: Path) -> None:
     rows = [_row(i) for i in range(12)]
     rows[1] = _row(1, order_id="DUP")
