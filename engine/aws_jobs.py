@@ -33,7 +33,7 @@ from engine.background import InOrder, map_in_order
 from engine.config import Settings
 from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
 from engine.errors import TerminalError
-from engine.lake import source_id
+from engine.lake import required, source_id
 from engine.read import file_digest
 from engine.rules import LAKE_SCHEMA
 from engine.s3export import MonthExport, export_month, months_of
@@ -242,14 +242,11 @@ class CleanedParquet:
     """
 
     def __init__(self, path: Path) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.rows = 0
         empty = pl.DataFrame(schema=LAKE_SCHEMA).to_arrow(compat_level=pl.CompatLevel.newest())
-        # Every column is required (validation let no null through), as in the lake: Parquet
-        # then stores no definition levels, and a null fails the cast and the file.
-        self._schema = pa.schema([f.with_nullable(False) for f in empty.schema])
+        self._schema = required(empty.schema)  # as the lake's
         self._writer = pq.ParquetWriter(path, self._schema, **_CLEANED_OPTIONS)
         self._queue = InOrder("cleaned", CLEANED_QUEUE)
 
