@@ -37,7 +37,7 @@ from engine.lake import required, source_id
 from engine.read import file_digest
 from engine.rules import LAKE_SCHEMA
 from engine.s3export import MonthExport, export_month, months_of
-from engine.s3lake import DATE_WORKERS, S3Lake, date_kpis
+from engine.s3lake import S3Lake, date_kpis
 from engine.sinks.dynamodb import category_items, daily_items
 from engine.sinks.retry import error_code
 from engine.state import KpiTables, PublishResult, Ticket, file_pk, put_status, refresh_date
@@ -386,7 +386,7 @@ def publish_dates(
             date=day.isoformat(),
         )
 
-    return map_in_order(publish, dates, workers=DATE_WORKERS, name="publish")
+    return map_in_order(publish, dates, workers=lake.tuning.date_workers, name="publish")
 
 
 def export_months(
@@ -418,7 +418,8 @@ def transform_object(settings: Settings, clients: Clients | None = None) -> int:
     start = time.perf_counter()
     source = source_name(settings)
     lake = S3Lake(
-        settings.cleaned_bucket, state_table=settings.state_table, s3=c.s3, dynamodb=c.dynamodb
+        settings.cleaned_bucket, state_table=settings.state_table, s3=c.s3, dynamodb=c.dynamodb,
+        tuning=settings.lake,
     )
     tables = KpiTables(
         category=settings.category_table, daily=settings.order_table, state=settings.state_table

@@ -41,7 +41,8 @@ def reprocess_range(
     """Republish every lake date in the settings' range; return one result per date."""
     c = Clients.from_env() if clients is None else clients
     lake = S3Lake(
-        settings.cleaned_bucket, state_table=settings.state_table, s3=c.s3, dynamodb=c.dynamodb
+        settings.cleaned_bucket, state_table=settings.state_table, s3=c.s3, dynamodb=c.dynamodb,
+        tuning=settings.lake,
     )
     tables = KpiTables(
         category=settings.category_table, daily=settings.order_table, state=settings.state_table

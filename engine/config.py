@@ -12,6 +12,51 @@ from engine.errors import ConfigError
 
 CATEGORIES_ENV = "ORDER_KPIS_CATEGORIES_FROM"
 
+# The S3 lake's tuning (``engine.s3lake``), for the transformer and the reprocess job.
+DEFAULT_DATE_WORKERS = 8
+DEFAULT_LOCAL_READ_MB = 64
+_MAX_DATE_WORKERS = 64  # each holds a thread, a local copy and a share of the connections
+_MAX_LOCAL_READ_MB = 16384  # a Fargate task has 20 GiB of disk unless given more
+
+
+@dataclass(frozen=True)
+class LakeTuning:
+    """How the S3 lake is read and written: settings with defaults, for tuning a task.
+
+    ``date_workers`` (``DATE_WORKERS``): dates read, published and uploaded side by side;
+    a date is a handful of round trips, so latency, not work, sets its time. Memory does
+    not grow with it (the KPI reads share one row budget), but local disk may: each date
+    being read may hold a copy of up to ``local_read_bytes``.
+    ``local_read_bytes`` (``LOCAL_READ_MB``, in MiB): a date whose lake objects add up to at
+    most this is copied whole to local disk and read there; a larger one is read from S3.
+    """
+
+    date_workers: int = DEFAULT_DATE_WORKERS
+    local_read_bytes: int = DEFAULT_LOCAL_READ_MB * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LakeTuning:
+        """Return the tuning from ``env`` (default ``os.environ``); raise ``ConfigError``
+        for a value that is not a whole number in its range."""
+        e = os.environ if env is None else env
+        workers = _whole(e, "DATE_WORKERS", DEFAULT_DATE_WORKERS, 1, _MAX_DATE_WORKERS)
+        mib = _whole(e, "LOCAL_READ_MB", DEFAULT_LOCAL_READ_MB, 0, _MAX_LOCAL_READ_MB)
+        return cls(date_workers=workers, local_read_bytes=mib * 1024 * 1024)
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={env[name]!r} must be a whole number from {low} to {high}"
+                          f" (default {default})")
+    return value
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -33,6 +78,8 @@ class Settings:
     """DynamoDB table for claims, statuses and per-date fences (``STATE_TABLE``)."""
     categories_uri: str | None = None
     """Optional products CSV (local path or s3://) whose ``category`` column is the allowed set."""
+    lake: LakeTuning = LakeTuning()
+    """How the S3 lake is read and written (``DATE_WORKERS``, ``LOCAL_READ_MB``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +97,7 @@ class Settings:
         return cls(
             input_key=unquote_plus(values["raw_input_key"]),
             categories_uri=e.get("CATEGORIES_S3_URI") or None,
+            lake=LakeTuning.from_env(e),
             **values,
         )
 
@@ -105,6 +153,8 @@ class ReprocessSettings:
     """First date to recompute, inclusive (``REPROCESS_DATE_FROM``, YYYY-MM-DD)."""
     date_to: dt.date
     """Last date to recompute, inclusive (``REPROCESS_DATE_TO``, YYYY-MM-DD)."""
+    lake: LakeTuning = LakeTuning()
+    """How the S3 lake is read (``DATE_WORKERS``, ``LOCAL_READ_MB``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReprocessSettings:
@@ -135,5 +185,6 @@ class ReprocessSettings:
             order_table=values["order_table"],
             category_table=values["category_table"],
             state_table=values["state_table"],
+            lake=LakeTuning.from_env(e),
             **dates,
         )

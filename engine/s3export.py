@@ -42,7 +42,7 @@ from botocore.exceptions import ClientError
 from engine.background import map_in_order
 from engine.errors import TransientError
 from engine.insight.export import partition_files
-from engine.s3lake import DATE_WORKERS, LakeReadError, S3Lake, date_kpis
+from engine.s3lake import LakeReadError, S3Lake, date_kpis
 from engine.sinks.retry import Backoff, error_code
 from engine.state import _backoff, _call
 
@@ -208,7 +208,8 @@ def _month_kpis(lake: S3Lake, month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     are read side by side, within the lake's ``in_flight`` rows.
     """
     tables = map_in_order(
-        lambda day: _date_kpis(lake, day), month_dates(month), workers=DATE_WORKERS, name="export"
+        lambda day: _date_kpis(lake, day), month_dates(month),
+        workers=lake.tuning.date_workers, name="export"
     )
     cats, days = [t[0] for t in tables], [t[1] for t in tables]
     return pl.concat(cats).sort("category", "order_date"), pl.concat(days).sort("order_date")

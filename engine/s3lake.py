@@ -35,6 +35,7 @@ from urllib3.exceptions import HTTPError
 
 from engine import kpis
 from engine.background import RowBudget, map_in_order
+from engine.config import LakeTuning
 from engine.errors import TransientError
 from engine.lake import Ingested, StagedSource, source_id
 from engine.rules import LAKE_SCHEMA
@@ -61,15 +62,16 @@ def _default(service: str) -> Any:
     return boto3.session.Session().client(service)
 
 
+# The defaults of ``LakeTuning`` (settings ``DATE_WORKERS`` and ``LOCAL_READ_MB``).
 # Dates the transformer reads and publishes side by side (``map_in_order``): a date is a
 # handful of S3 and DynamoDB round trips, so latency, not work, sets its time; memory is
 # bounded by ``S3Lake.in_flight``, not by this.
-DATE_WORKERS = 8
+DATE_WORKERS = LakeTuning().date_workers
 
 # A date whose objects add up to at most this is copied whole to local disk before its KPI
 # queries (one GET per object, instead of ranged GETs for footers, then columns, each a
 # round trip); a larger one is read from S3, only the columns the queries use.
-LOCAL_READ_BYTES = 64 * 1024 * 1024
+LOCAL_READ_BYTES = LakeTuning().local_read_bytes
 
 
 class S3Lake:
@@ -84,8 +86,11 @@ class S3Lake:
         s3: Any = None,
         dynamodb: Any = None,
         backoff: Backoff | None = None,
+        tuning: LakeTuning | None = None,
     ) -> None:
         self.bucket = bucket
+        self.tuning = tuning or LakeTuning(DATE_WORKERS, LOCAL_READ_BYTES)
+        """Dates side by side, and the size up to which a date is read from a local copy."""
         self.state_table = state_table
         self.prefix = prefix.strip("/")
         self.s3 = _default("s3") if s3 is None else s3
@@ -210,7 +215,8 @@ class S3Lake:
 
         ``StagedSource`` (the local lake's splitter) appends each row group's rows to one file
         per date under ``work``; each date's file is then uploaded from disk as the object,
-        rows in file order (the same file gives the same object), ``DATE_WORKERS`` at a time.
+        rows in file order (the same file gives the same object), ``tuning.date_workers`` at a
+        time.
         """
         import pyarrow.parquet as pq
 
@@ -228,7 +234,8 @@ class S3Lake:
             # A date's file of more than 8 MiB goes up in parts, on the transfer's own threads:
             # the dates side by side share what one upload would use (10), within the
             # client's pool of 10 connections.
-            side_by_side = max(1, min(DATE_WORKERS, len(dates)))
+            workers = self.tuning.date_workers
+            side_by_side = max(1, min(workers, len(dates)))
             transfer = TransferConfig(max_concurrency=max(1, 10 // side_by_side))
             map_in_order(
                 lambda day: self.s3.upload_file(
@@ -236,7 +243,7 @@ class S3Lake:
                     Config=transfer,
                 ),
                 sorted(dates),
-                workers=DATE_WORKERS,
+                workers=workers,
                 name="lake-put",
             )
         finally:
@@ -369,11 +376,11 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
     a time; if it is shared, its objects are first copied to local disk and ``latest_orders``
     runs in slices of about ``SLICE_ROWS`` rows, each reading the copy again.
 
-    A date whose objects add up to at most ``LOCAL_READ_BYTES`` is copied to local disk
+    A date whose objects add up to at most ``lake.tuning.local_read_bytes`` is copied to local disk
     whole first, one GET per object: reading its footers, then its columns, from S3 takes
     several ranged GETs per object, each a round trip.
 
-    Dates computed side by side (the transformer's ``DATE_WORKERS``) share the lake's
+    Dates computed side by side (``lake.tuning.date_workers``) share the lake's
     ``in_flight`` budget of ``SLICE_ROWS`` rows: a date waits until its rows fit, and a
     larger date runs alone, so memory stays that of one date of ``SLICE_ROWS`` rows.
     """
@@ -381,7 +388,7 @@ def date_kpis(lake: S3Lake, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, l
     keys = [key for key, _ in listed]
     with tempfile.TemporaryDirectory(prefix="date-kpis-") as tmp:
         copied: list[Path] | None = None
-        if sum(size for _, size in listed) <= LOCAL_READ_BYTES:  # an empty date, too
+        if sum(size for _, size in listed) <= lake.tuning.local_read_bytes:  # an empty date, too
             copied = lake.download(keys, Path(tmp), small=True)
 
         def read(builds: Sequence[Callable[[pl.LazyFrame], pl.LazyFrame]]) -> list[pl.DataFrame]:

@@ -46,9 +46,10 @@ V2 = [
 ]
 
 
-def run(stack: Stack, key: str) -> tuple[int, int | None]:
-    """Validate then (if valid) transform ``key``; give both exit codes."""
-    settings = Settings.from_env(stack.env(key))
+def run(stack: Stack, key: str, **env: str) -> tuple[int, int | None]:
+    """Validate then (if valid) transform ``key`` (``env``: more settings); give both exit
+    codes."""
+    settings = Settings.from_env({**stack.env(key), **env})
     clients = jobs.Clients(stack.s3, stack.dynamodb)
     v = jobs.validate_object(settings, clients)
     if v != 0:
@@ -138,12 +139,10 @@ def test_a_large_shared_date_is_deduplicated_in_slices_query_by_query(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, read_from: str
 ) -> None:
     import engine.kpis
-    import engine.s3lake
 
-    # A date of up to LOCAL_READ_BYTES is copied whole (one GET per object) and read
+    # A date of up to LOCAL_READ_MB is copied whole (one GET per object) and read
     # locally; a larger one is read from S3, only the columns the queries use.
-    if read_from == "S3":
-        monkeypatch.setattr(engine.s3lake, "LOCAL_READ_BYTES", 0)
+    tuning = {"LOCAL_READ_MB": "0"} if read_from == "S3" else {}
     remote_reads: list[int] = []
     real_collect_all = S3Lake.collect_all
 
@@ -172,7 +171,7 @@ def test_a_large_shared_date_is_deduplicated_in_slices_query_by_query(
     files = [("shared/v1.csv", V1), ("shared/v2.csv", V2), ("shared/v3.csv", v3)]
     for key, rows in files:
         stack.upload(key, order_csv(rows))
-        assert run(stack, key) == (0, 0)
+        assert run(stack, key, **tuning) == (0, 0)
     expect(stack, files)
     assert set(slices) == {3, 4}
     assert bool(remote_reads) == (read_from == "S3")
@@ -369,6 +368,32 @@ def test_unreachable_s3_exits_4(stack: Stack, monkeypatch: pytest.MonkeyPatch) -
         configure=False,
     )
     assert code == EXIT_TRANSIENT
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DATE_WORKERS", "0"), ("DATE_WORKERS", "eight"), ("DATE_WORKERS", "65"),
+     ("LOCAL_READ_MB", "-1"), ("LOCAL_READ_MB", "1.5")],
+)
+def test_a_bad_lake_tuning_setting_exits_2_naming_it(
+    stack: Stack, name: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {**stack.env("orders/x.csv"), name: value}
+    code = run_entrypoint(
+        "transformer", lambda: jobs.transform_object(Settings.from_env(env)), configure=False
+    )
+    assert code == EXIT_CONFIG
+    assert f"{name}={value!r} must be a whole number" in caplog.text
+
+
+def test_lake_tuning_defaults_and_settings() -> None:
+    from engine.config import LakeTuning
+
+    assert LakeTuning.from_env({}) == LakeTuning(8, 64 * 1024 * 1024)
+    assert LakeTuning.from_env({"DATE_WORKERS": " 3 ", "LOCAL_READ_MB": "0"}) == LakeTuning(3, 0)
+    assert LakeTuning.from_env({"DATE_WORKERS": "", "LOCAL_READ_MB": "128"}) == LakeTuning(
+        8, 128 * 1024 * 1024
+    )
 
 
 def test_missing_setting_exits_2(stack: Stack) -> None:
@@ -671,8 +696,9 @@ def test_a_cleaned_bucket_that_refuses_the_upload_exits_2_not_1(stack: Stack) ->
     assert code == EXIT_CONFIG  # NoSuchBucket, reported by upload_file as S3UploadFailedError
 
 
+@pytest.mark.parametrize("workers", [None, "1"])
 def test_dates_are_published_and_exported_side_by_side_within_the_row_budget(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, workers: str | None
 ) -> None:
     import engine.kpis
     import engine.s3lake as s3lake
@@ -701,11 +727,14 @@ def test_dates_are_published_and_exported_side_by_side_within_the_row_budget(
                 held.remove(n)
 
     monkeypatch.setattr(s3lake, "_date_kpis_of", gauged)
-    assert run(stack, key) == (0, 0)
+    assert run(stack, key, **({"DATE_WORKERS": workers} if workers else {})) == (0, 0)
     expect(stack, [(key, rows)])
-    # Two dates of orders at once, at most (the month's export also reads its 19 empty
-    # dates, which hold nothing and run beside them).
-    assert most["rows"] == 20 and most["dates"] >= 2
+    if workers is None:
+        # Two dates of orders at once, at most (the month's export also reads its 19 empty
+        # dates, which hold nothing and run beside them).
+        assert most["rows"] == 20 and most["dates"] >= 2
+    else:  # DATE_WORKERS=1: one date after the other, though the budget holds two
+        assert most == {"rows": 10, "dates": 1}
     month = stack.s3.get_object(
         Bucket=stack.cleaned_bucket, Key="kpis/kpis_csv/daily_kpis/month=2025-07/part-0.csv"
     )["Body"].read().decode()

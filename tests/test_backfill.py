@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from engine import backfill
-from engine.config import ReprocessSettings, backfill_state_machine
+from engine.config import LakeTuning, ReprocessSettings, backfill_state_machine
 from engine.errors import ConfigError, UsageError
 from engine.localaws import adaptations
 from engine.localaws.cli import kpi_rows
@@ -69,6 +69,11 @@ def test_reprocess_settings_need_a_valid_range() -> None:
            "REPROCESS_DATE_TO": "2025-01-31"}
     s = ReprocessSettings.from_env(env)
     assert (s.date_from, s.date_to) == (dt.date(2025, 1, 1), dt.date(2025, 1, 31))
+    assert s.lake == LakeTuning()
+    tuned = ReprocessSettings.from_env({**env, "DATE_WORKERS": "2", "LOCAL_READ_MB": "1"})
+    assert tuned.lake == LakeTuning(date_workers=2, local_read_bytes=1024 * 1024)
+    with pytest.raises(ConfigError, match="DATE_WORKERS"):
+        ReprocessSettings.from_env({**env, "DATE_WORKERS": "-2"})
     with pytest.raises(ConfigError, match="REPROCESS_DATE_TO"):
         ReprocessSettings.from_env({**env, "REPROCESS_DATE_TO": ""})
     with pytest.raises(ConfigError, match="not a date"):
@@ -421,7 +426,7 @@ def test_reprocess_task_runs_the_reprocess_entrypoint_with_contract_env() -> Non
     assert container["Command"] == ["python", "containers/reprocess.py"]
     env = {e["Name"] for e in container["Environment"]}
     assert env == {"S3_CLEANED_BUCKET", "ORDER_KPI_TABLE", "CATEGORY_KPI_TABLE", "STATE_TABLE",
-                   "LOG_LEVEL"}
+                   "LOG_LEVEL", "DATE_WORKERS", "LOCAL_READ_MB"}
     states = json.loads((ORCH / "backfill.asl.json").read_text(encoding="utf-8"))["States"]
     [override] = states["RunReprocess"]["Parameters"]["Overrides"]["ContainerOverrides"]
     assert override["Name"] == container["Name"]
