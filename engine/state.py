@@ -67,9 +67,10 @@ def file_pk(bucket: str, raw_key: str) -> str:
     return f"file#{bucket}/{raw_key}"
 
 
-def claim_key(bucket: str, raw_key: str, etag: str) -> tuple[str, str]:
-    """(pk, sk) of the event claim record for one object version."""
-    return f"claim#{bucket}/{raw_key}", f"etag#{etag}"
+def claim_key(bucket: str, raw_key: str, etag: str, sequencer: str = "") -> tuple[str, str]:
+    """(pk, sk) of the event claim record for one upload: its etag and S3 ``sequencer``
+    (unique per upload of a key; empty for a backfill child), as the workflow writes it."""
+    return f"claim#{bucket}/{raw_key}", f"etag#{etag}/seq#{sequencer}"
 
 
 @dataclass(frozen=True)

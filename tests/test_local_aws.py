@@ -309,3 +309,31 @@ def test_container_failure_fails_the_task_as_on_aws(stack: Any, ran: dict[str, A
     failed = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
     assert failed[0]["error"] == "States.TaskFailed"
     assert json.loads(failed[0]["cause"])["Containers"][0]["ExitCode"] == 3
+
+
+@pytest.mark.integration
+def test_an_earlier_version_put_back_restores_its_kpis(stack: Any, ran: dict[str, Any]) -> None:
+    """A, then B, then A again at one key: three uploads, three runs, and A's KPIs at the end.
+    A claim by etag alone took the second A for a duplicate delivery and kept B's KPIs. (Its
+    date is its own: the tests above read the shared stack's other dates.)"""
+    head = "order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+    a = (head + "R-1,C-1,2025-09-15,Books,P-1,2,5.00,false\n").encode()
+    b = (head + "R-1,C-1,2025-09-15,Books,P-1,9,11.00,false\n"
+         "R-2,C-2,2025-09-15,Clothing,P-2,1,1.00,true\n").encode()
+    for body in (a, b, a):
+        started = len(stack.executions())
+        _put(stack, "input/revert.csv", body)
+        stack.wait_executions(started + 1, timeout=45)
+    runs = _by_file(stack)["input/revert.csv"]
+    assert [e["status"] for e in runs] == ["SUCCEEDED"] * 3
+    want_cat, want_day = oracle.kpis([a])
+    got_cat, got_day = kpi_rows(stack)
+    mine = [r for r in got_day if r["order_date"] == "2025-09-15"]
+    assert [{c: _num(r[c]) for c in want_day[0]} for r in mine] == [
+        {c: _num(v) for c, v in want_day[0].items()}]
+    mine_cat = [r for r in got_cat if r["order_date"] == "2025-09-15"]
+    assert [{c: _num(r[c]) for c in want_cat[0]} for r in mine_cat] == [
+        {c: _num(v) for c, v in r.items()} for r in want_cat]
+    archived = stack.client("s3").get_object(
+        Bucket=stack.outputs["CleanedBucketName"], Key="processed/input/revert.csv")
+    assert archived["Body"].read() == a

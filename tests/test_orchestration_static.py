@@ -19,6 +19,8 @@ from cfnlint.api import lint
 from cfnlint.decode import decode_str
 from statelint.linter import Linter
 
+from engine.state import claim_key
+
 ROOT = Path(__file__).resolve().parents[1]
 ORCH = ROOT / "orchestration"
 TEMPLATE_TEXT = (ORCH / "template.yaml").read_text(encoding="utf-8")
@@ -449,6 +451,11 @@ def test_duplicate_delivery_is_claimed_once_and_ends_quietly() -> None:
     assert claim["Resource"] == "arn:aws:states:::dynamodb:putItem"
     assert claim["Parameters"]["ConditionExpression"] == "attribute_not_exists(pk)"
     assert "'claim#{}/{}', $.bucket, $.key" in claim["Parameters"]["Item"]["pk"]["S.$"]
+    # One upload is one claim: its etag and S3 sequencer, as engine.state.claim_key states.
+    sk = "States.Format('etag#{}/seq#{}', $.etag, $.sequencer)"
+    assert claim["Parameters"]["Item"]["sk"]["S.$"] == sk
+    assert ASL["States"]["ReleaseClaim"]["Parameters"]["Key"]["sk"]["S.$"] == sk
+    assert claim_key("b", "k", "E", "S") == ("claim#b/k", "etag#E/seq#S")
     dup = next(
         c
         for c in claim["Catch"]
