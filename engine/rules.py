@@ -27,8 +27,15 @@ from engine.columns import DEFAULT_CATEGORIES, ORDER_COLUMNS
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 INTEGER_PATTERN = r"^[0-9]+$"
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]{1,4})?$"
-# Longer values cannot be a sane quantity or price and would overflow exact arithmetic.
+# Longer values cannot be a sane quantity or price; the parsers then need no overflow care.
 MAX_NUMBER_CHARS = 18
+# The largest quantity and unit price: sane for any order line, and small enough that no
+# KPI sum can overflow. A date's items stay below 2^63 (Int64) up to ~9e9 order lines, and
+# its revenue in ten-thousandths, summed in Int128, below 10^36 (the Decimal(38, 2) money)
+# up to 10^13 order lines. Without them, 10 lines of 18-digit quantities gave a negative
+# total_items_sold, and 2,000 of the largest prices an Int128 overflow in the KPI query.
+MAX_QUANTITY = 1_000_000_000
+MAX_UNIT_PRICE = 1_000_000_000
 DATE_FORMAT = "%Y-%m-%d"
 PRICE_SCALE = 4
 
@@ -53,9 +60,13 @@ def _date(col: pl.Expr) -> pl.Expr:
     return col.str.to_date(DATE_FORMAT, strict=False)
 
 
+_FIRST_DAY = pl.date(1, 1, 1)
+
+
 def calendar_date(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
-    """A real calendar date written YYYY-MM-DD."""
-    return col.str.contains(DATE_PATTERN) & _date(col).is_not_null()
+    """A real calendar date written YYYY-MM-DD, from year 1 (there is no year 0: Polars'
+    parser takes ``0000-01-01``, and Python's dates stop at year 1)."""
+    return col.str.contains(DATE_PATTERN) & (_date(col) >= _FIRST_DAY).fill_null(False)
 
 
 def _integer(col: pl.Expr) -> pl.Expr:
@@ -66,17 +77,21 @@ def _decimal(col: pl.Expr) -> pl.Expr:
     return col.str.to_decimal(scale=PRICE_SCALE)
 
 
-def _positive(col: pl.Expr, pattern: str, value: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
+def _positive(
+    col: pl.Expr, pattern: str, value: Callable[[pl.Expr], pl.Expr], most: int
+) -> pl.Expr:
+    parsed = value(col)
     ok = (
         col.str.contains(pattern)
         & (col.str.len_bytes() <= MAX_NUMBER_CHARS)
-        & (value(col) > 0)
+        & (parsed > 0)
+        & (parsed <= most)
     )
     return ok.fill_null(False)
 
 
 def positive_integer(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
-    """Digits only, at most ``MAX_NUMBER_CHARS`` of them, above zero.
+    """Digits only, at most ``MAX_NUMBER_CHARS`` of them, from 1 to ``MAX_QUANTITY``.
 
     That is ``INTEGER_PATTERN``, checked without a regex: Polars' integer parser takes an
     optional sign and ASCII digits and nothing else, so a value above zero not written with a
@@ -85,15 +100,16 @@ def positive_integer(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
     """
     ok = (
         (col.str.len_bytes() <= MAX_NUMBER_CHARS)
-        & (_integer(col) > 0)
+        & _integer(col).is_between(1, MAX_QUANTITY)
         & ~col.str.starts_with("+")
     )
     return ok.fill_null(False)
 
 
 def positive_decimal(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
-    """Digits with at most 4 decimal places, at most ``MAX_NUMBER_CHARS`` long, above zero."""
-    return _positive(col, DECIMAL_PATTERN, _decimal)
+    """Digits with at most 4 decimal places, at most ``MAX_NUMBER_CHARS`` long, above zero
+    and at most ``MAX_UNIT_PRICE``."""
+    return _positive(col, DECIMAL_PATTERN, _decimal, MAX_UNIT_PRICE)
 
 
 def _letter_cases(word: str) -> list[str]:

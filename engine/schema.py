@@ -16,7 +16,7 @@ import polars as pl
 
 from engine import rules
 from engine.columns import DEFAULT_CATEGORIES
-from engine.rules import LAKE_SCHEMA, typed_columns
+from engine.rules import LAKE_SCHEMA, MAX_QUANTITY, MAX_UNIT_PRICE, typed_columns
 
 __all__ = ["LAKE_SCHEMA", "RULE_IDS", "RULE_MESSAGES", "OrderModel", "order_model", "typed_columns"]
 
@@ -26,8 +26,10 @@ RULE_MESSAGES: dict[str, str] = {
     "field_uniqueness": "must be unique within the file (the same order_id is on another line)",
     "allowed_category": "is not an allowed category",
     "calendar_date": "must be a real calendar date written YYYY-MM-DD",
-    "positive_integer": "must be a positive whole number",
-    "positive_decimal": "must be a positive number with at most 4 decimal places",
+    "positive_integer": f"must be a whole number from 1 to {MAX_QUANTITY:,}",
+    "positive_decimal": (
+        f"must be a number above 0 and at most {MAX_UNIT_PRICE:,}, with at most 4 decimal places"
+    ),
     "true_or_false": "must be true or false",
     "not_nullable": "is missing",
     "column_in_dataframe": "column is missing",

@@ -114,3 +114,23 @@ def test_latest_orders_keeps_the_later_ingestion_per_date_and_order() -> None:
     got = latest_orders(lf).collect().sort("order_date")
     assert got["quantity"].to_list() == [5, 2]
     assert got["returned"].to_list() == [True, False]
+
+
+def test_the_largest_valid_values_sum_exactly() -> None:
+    # The rules' bounds (MAX_QUANTITY, MAX_UNIT_PRICE) are what keeps these sums exact: 20
+    # lines of 18-digit quantities wrapped total_items_sold to a negative number, and 2,000
+    # lines of them at the largest 18-character price overflowed the revenue (Int128).
+    from engine.rules import MAX_QUANTITY, MAX_UNIT_PRICE
+
+    rows = [(f"O{i}", f"c{i % 3}", "2025-03-01", "Books", MAX_QUANTITY, str(MAX_UNIT_PRICE),
+             i % 2 == 0) for i in range(3000)]
+    csv_text = "order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+    csv_text += "".join(f"{r[0]},{r[1]},{r[2]},{r[3]},P,{r[4]},{r[5]},{str(r[6]).lower()}\n"
+                        for r in rows)
+    want_cat, want_day = oracle.kpis([csv_text.encode()])
+    assert want_day[0]["total_items_sold"] == "3000000000000"
+    assert want_day[0]["total_revenue"] == "3000000000000000000000.00"
+    got_cat = category_kpis(orders(rows)).collect()
+    got_day = daily_kpis(orders(rows)).collect()
+    assert [{k: str(v) for k, v in r.items()} for r in got_cat.to_dicts()] == want_cat
+    assert [{k: str(v) for k, v in r.items()} for r in got_day.to_dicts()] == want_day

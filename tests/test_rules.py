@@ -34,14 +34,16 @@ VALUES: dict[str, list[str]] = {
     "order_id": ["ORD1", "", "ORD 2", "é", '"q"'],
     "customer_id": ["C1", "", "C 9"],
     "order_date": ["2025-07-06", "2024-02-29", "2025-02-29", "2025-7-6", "2025/07/06",
+                   "0000-01-01", "0001-01-01",
                    "20250706", "+2025-07-06", "2025-07-06T00:00", "",
                    "\uff12\uff10\uff12\uff15-01-01"],
     "category": [*DEFAULT_CATEGORIES, "books", "Toys", "", "Books "],
     "product_id": ["P1", "", "SKU-9"],
     "quantity": ["1", "7", "0", "-1", "+3", "1.0", "01", "9" * 18, "9" * 19, "1e3", "",
-                 "٣"],
+                 "٣", "1000000000", "1000000001", "0001000000000"],
     "unit_price": ["19.99", "0.0001", "0", "0.00001", "1.", ".5", "-1", "1,5", "1e3",
-                   "9" * 18, "99999999999999.99", "1" * 19, "", "12.3400", "٣.5"],
+                   "9" * 18, "99999999999999.99", "1" * 19, "", "12.3400", "٣.5",
+                   "1000000000", "1000000000.0000", "1000000000.0001", "999999999.9999"],
     "returned": ["true", "false", "TRUE", "False", "tRuE", "yes", "1", "", "t rue"],
     "note": ["", "x"],
 }
@@ -186,9 +188,21 @@ def test_true_or_false_is_either_word_in_any_letter_case(values: list[str | None
 def test_positive_integer_is_the_digits_pattern_without_a_regex(values: list[str | None]) -> None:
     def expected(v: str | None) -> bool:
         return (v is not None and re.fullmatch(rules.INTEGER_PATTERN, v) is not None
-                and len(v.encode()) <= rules.MAX_NUMBER_CHARS and int(v) > 0)
+                and len(v.encode()) <= rules.MAX_NUMBER_CHARS
+                and 0 < int(v) <= rules.MAX_QUANTITY)
 
     assert _judge(rules.positive_integer, values) == [expected(v) for v in values]
+
+
+def test_bounds_and_year_one_by_hand() -> None:
+    # The largest values any KPI sum can take without overflow, and the first real year.
+    assert _judge(rules.positive_integer, ["1000000000", "1000000001", "999999999999999999"]) \
+        == [True, False, False]
+    assert _judge(rules.positive_decimal, ["1000000000", "1000000000.0000", "1000000000.0001",
+                                           "9999999999999.9999", "0.0001"]) \
+        == [True, True, False, False, True]
+    assert _judge(rules.calendar_date, ["0000-01-01", "0001-01-01", "9999-12-31", None]) \
+        == [False, True, True, False]
 
 
 def test_plain_valid_rows_pass_the_fused_verdict() -> None:
