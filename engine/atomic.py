@@ -9,11 +9,20 @@ from pathlib import Path
 
 import polars as pl
 
+# The process's umask, read once: files are created as ``open`` would create them (0644
+# under the usual umask), not with ``mkstemp``'s private 0600; other tools read them.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def _replace(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # The name's start only: a temporary name must fit where the final one does.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         write(tmp_path)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("order_kpis")
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 70
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO, EXIT_BUG = 0, 1, 2, 74, 70
 
 
 class _Parser(argparse.ArgumentParser):
@@ -363,6 +363,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+def _aws_setup_problem(e: Exception) -> str | None:
+    """Return a hint if ``e`` is boto's word that no region or credentials are set up."""
+    found = sys.modules.get("botocore.exceptions")
+    if found is None:
+        return None
+    if isinstance(e, found.NoRegionError):
+        return "set AWS_REGION (or AWS_DEFAULT_REGION), or a region in ~/.aws/config."
+    if isinstance(e, (found.NoCredentialsError, found.PartialCredentialsError)):
+        return "set AWS credentials (environment, ~/.aws/credentials or an instance role)."
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     # Where numpy is installed, pyarrow imports it, and its OpenBLAS starts a thread that
@@ -395,9 +407,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("order-kpis: interrupted; outputs were left as they were before", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine's answer, not a bug: permissions, a file for a folder
+        if args.debug:
+            raise
+        where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        print(f"order-kpis: error: {where + ': ' if where else ''}{e.strerror or e}"
+              "\nNothing was half-written: each output is replaced whole or not at all.",
+              file=sys.stderr)
+        return EXIT_IO
     except Exception as e:
         if args.debug:
             raise
+        if (hint := _aws_setup_problem(e)) is not None:
+            print(f"order-kpis: error: {e}\nHint: {hint}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"order-kpis: internal error (a bug, please report it): "
               f"{type(e).__name__}: {e}\nRun again with --debug for the traceback.",
               file=sys.stderr)

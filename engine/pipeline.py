@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +81,16 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
-    """Keep the file's bytes unchanged beside a JSON report of everything wrong with it."""
-    if report.sha256 is None:
-        report.size_bytes, report.sha256 = file_digest(path)
-    copy_atomic(path, rejected_dir / path.name)
+    """Keep the file's bytes unchanged beside a JSON report of everything wrong with it.
+    A file that cannot be read (its report says so) gets the report alone."""
+    try:
+        if report.sha256 is None:
+            report.size_bytes, report.sha256 = file_digest(path)
+        copy_atomic(path, rejected_dir / path.name)
+    except OSError as e:
+        if path.is_file() and os.access(path, os.R_OK):
+            raise  # the input is readable: the trouble is the output folder's
+        report.warnings.append(f"the file could not be kept in rejected/: {e.strerror or e}")
     report.write_json(rejected_dir / f"{path.name}.errors.json")
 
 

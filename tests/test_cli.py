@@ -138,6 +138,59 @@ def test_usage_errors_exit_2_without_traceback(args: tuple[str, ...]) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_outputs_the_machine_refuses_exit_74_naming_the_path(tmp_path: Path) -> None:
+    # An --out that is a file, a report path that is a folder: the machine's answer, named,
+    # not an internal error (exit 70), and no traceback.
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    r = run("process", str(VALID), "--out", str(a_file), "-q")
+    assert r.returncode == 74, r.stderr
+    assert str(a_file) in r.stderr and "Not a directory" in r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    r = run("validate", str(VALID), "--report-json", str(tmp_path))
+    assert r.returncode == 74 and "Is a directory" in r.stderr, r.stderr
+
+
+def test_missing_aws_region_is_a_usage_error_with_a_hint(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")}
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "query", "daily", "--from", "2025-07-06",
+         "--to", "2025-07-07", "--dynamodb"], capture_output=True, text=True, cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+             "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "AWS_REGION" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_atomic_outputs_are_readable_by_others_and_take_long_names(tmp_path: Path) -> None:
+    from engine.atomic import _UMASK, write_text_atomic
+
+    long = tmp_path / ("n" * 240 + ".csv")  # a temporary name embedding it whole: too long
+    write_text_atomic(long, "a\n")
+    assert long.read_text() == "a\n"
+    assert long.stat().st_mode & 0o777 == 0o666 & ~_UMASK  # 0644 under the usual umask
+    assert [p.name for p in tmp_path.iterdir()] == [long.name]  # no temporary left
+
+
+def test_an_unreadable_rejected_file_gets_its_report_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.pipeline as pipeline
+
+    def refuse(*_: object) -> None:
+        raise PermissionError(13, "Permission denied", str(VALID))
+
+    # Root reads any file, so the refusal is simulated where the bytes are copied.
+    monkeypatch.setattr(pipeline, "copy_atomic", refuse)
+    monkeypatch.setattr(pipeline.os, "access", lambda *_: False)
+    res = pipeline.process_paths([INVALID], tmp_path)
+    assert [f.outcome for f in res.files] == ["rejected"]
+    report = json.loads((tmp_path / "rejected" / f"{INVALID.name}.errors.json").read_text())
+    assert "the file could not be kept in rejected/: Permission denied" in report["warnings"]
+    assert not (tmp_path / "rejected" / INVALID.name).exists()
+
+
 def test_categories_from_products_file_replaces_the_allowed_set(tmp_path: Path) -> None:
     toys = tmp_path / "toys.csv"
     toys.write_text(VALID.read_text().replace("Electronics", "Toys"))
