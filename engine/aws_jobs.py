@@ -180,7 +180,7 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             "rows": report.rows,
             "invalid_rows": report.invalid_rows,
             "dates": list(report.dates),
-            "summary": report.summary(rejected=not report.ok),
+            "summary": report.notice(rejected=not report.ok),
             "updated_at": _now(),
         }
         if not report.ok:

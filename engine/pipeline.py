@@ -29,6 +29,7 @@ from engine.kpis import (
 )
 from engine.lake import Ingested, LocalLake, StagedSource, date_groups
 from engine.read import file_digest
+from engine.rules import LAKE_SCHEMA
 from engine.validate import BATCH_BYTES, ValidationReport, validate_file
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,21 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def _refuse_same_names(files: Sequence[Path]) -> None:
+    """Raise ``UsageError`` if two files share a name: the lake knows a source by its file
+    name, so the later one would silently replace the earlier one's orders."""
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.name in seen and seen[f.name].resolve() != f.resolve():
+            raise UsageError(
+                f"{seen[f.name]} and {f} have the same name: the lake knows a file by its name,"
+                " so the second would replace the first's orders",
+                hint="Rename one of them; if the second is a correction of the first, "
+                     "process it in a run of its own.",
+            )
+        seen.setdefault(f.name, f)
+
+
 def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     """Keep the file's bytes unchanged beside a JSON report of everything wrong with it.
     A file that cannot be read (its report says so) gets the report alone."""
@@ -115,6 +131,7 @@ def process_paths(
     file's validation piece by piece (``validate_file``).
     """
     files = expand_paths(paths)
+    _refuse_same_names(files)
     out = Path(out_dir)
     lake = LocalLake(out / "lake")
     rejected_dir = out / "rejected"
@@ -251,6 +268,17 @@ def _one_file(
     if not res.streamed or report.status != "valid":
         staged.discard()
     if report.status == "empty":
+        # A file is known by its name: one that held orders before and now holds none is a
+        # corrected export with no orders left, as on AWS (a zero-row cleaned object).
+        with commits.exclusive():
+            held = lake.source_dates(path.name)
+            if held:
+                ing = lake.add_source(path.name, pl.DataFrame(schema=LAKE_SCHEMA))
+                report.warnings.append(
+                    f"header only: it replaces the earlier file of this name, whose orders of "
+                    f"{len(held)} date(s) leave the lake"
+                )
+                return FileOutcome(name, "accepted", report, ing)
         log.info("%s: header only, no orders; no KPI changes", path)
         return FileOutcome(name, "empty", report)
     if report.status == "valid":
@@ -275,7 +303,8 @@ def _one_file(
         if on_invalid == "quarantine-rows" and report.structural is None:
             report.warnings.append(
                 f"{ratio:.2%} of rows are invalid, above --max-invalid-ratio {max_ratio:.2%}:"
-                " the whole file is rejected"
+                " the whole file is rejected" if ratio > max_ratio else
+                "no valid row is left to process: the whole file is rejected"
             )
         _reject(path, report, rejected_dir)
         return FileOutcome(name, "rejected", report)

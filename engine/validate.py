@@ -120,7 +120,8 @@ class ValidationReport:
     def summary(self, *, rejected: bool = False) -> str:
         """Return one paragraph for people (SNS, logs); ``rejected`` when the whole file was."""
         if self.structural is not None:
-            return f"{self.file} was rejected: {self.structural.message}"
+            verdict = "was rejected" if rejected else "is invalid"
+            return f"{self.file} {verdict}: {self.structural.message}"
         if self.status == "empty":
             return f"{self.file} has a header and no orders: it changes no KPI."
         if self.status == "valid":
@@ -131,6 +132,21 @@ class ValidationReport:
             f"{self.invalid_rows} of {self.rows} rows are invalid "
             f"({parts})."
         )
+
+    def notice(self, *, rejected: bool = False, first: int = 3) -> str:
+        """Return ``summary`` with the ``first`` findings at their lines, columns and values:
+        the paragraph a notification carries (the report holds them all)."""
+        text = self.summary(rejected=rejected)
+        if self.structural is not None or not self.findings:
+            return text
+        shown = []
+        for f in self.findings[:first]:
+            where = f"line {f.line}" if f.line is not None else "a row"
+            what = f.message if f.column is None else f"{f.column}: {f.message}: {_show(f.value)}"
+            shown.append(f"{where}: {what}")
+        more = len(self.findings) - first
+        return f"{text} First: {'; '.join(shown)}" + (
+            f"; and {more} more findings." if more > 0 else ".")
 
     def render(self, limit: int = 20, *, rejected: bool = False) -> str:
         """Return the terminal text: the first ``limit`` findings and the counts."""

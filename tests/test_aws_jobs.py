@@ -103,6 +103,12 @@ def test_invalid_file_is_rejected_with_exit_3_and_a_summary(stack: Stack) -> Non
     status = stack.record(file_pk(stack.input_bucket, stack.env(key)["S3_INPUT_KEY"]), "status")
     assert status is not None and status["status"] == "REJECTED"
     assert "rejected" in status["summary"] and status["invalid_rows"] == 1
+    # The notice names the first findings at their line, column and value (5 on that row:
+    # customer_id, order_date, category, quantity, returned), and how many more there are.
+    line = len(V1) + 2  # the header is line 1
+    first = status["summary"].split(" First: ", 1)[1]
+    assert first.count(f"line {line}: ") == 3 and first.endswith("; and 2 more findings.")
+    assert "'2025/07/06'" in status["summary"] or "'Toys'" in status["summary"]
     assert stack.object_keys() == [f"rejected/{key}", f"rejected/{key}.errors.json"]
     assert stack.items(stack.category_table) == []
 

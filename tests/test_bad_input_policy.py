@@ -72,6 +72,17 @@ def test_quarantine_above_ratio_rejects_the_whole_file(
     assert (out / "rejected" / src.name).read_bytes() == src.read_bytes()
 
 
+def test_quarantine_of_a_file_with_no_valid_row_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Within the ratio (1.0), but nothing is left: the reason is not the ratio.
+    src = ROOT / "fixtures" / "invalid_order.csv"  # 3 bad rows of 3
+    rc, err = _run(capsys, "process", "-q", str(src), "--out", str(tmp_path / "out"),
+                   "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "1")
+    assert rc == 1 and "no valid row is left to process" in err
+    assert "above --max-invalid-ratio" not in err
+
+
 def test_ragged_row_is_quarantined_with_its_field_count(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

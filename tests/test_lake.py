@@ -48,6 +48,26 @@ def test_header_only_file_changes_no_kpi(tmp_path: Path) -> None:
     assert (out / "daily_kpis.csv").read_bytes() == before
 
 
+def test_a_corrected_export_left_with_no_orders_removes_the_earlier_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same file name again replaces that source, including dates it no longer holds:
+    # header only, it holds none (as on AWS, where it is a zero-row cleaned object).
+    keep = write(tmp_path / "keep.csv", "K,c,2025-07-07,Books,P,2,3.5,false")
+    f = write(tmp_path / "f.csv", "A,c,2025-07-06,Books,P,1,10,false",
+              "B,d,2025-07-07,Clothing,P,1,20,true")
+    out = tmp_path / "out"
+    assert main(["process", str(keep), str(f), "--out", str(out), "-q"]) == 0
+    write(f)
+    capsys.readouterr()
+    assert main(["process", str(f), "--out", str(out), "-q"]) == 0
+    assert "header only: it replaces the earlier file of this name" in capsys.readouterr().err
+    want_cat, want_day = oracle.kpis([keep.read_bytes()])
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+    assert LocalLake(out / "lake").dates() == [dt.date(2025, 7, 7)]
+
+
 def test_crash_while_writing_tables_keeps_old_tables_and_next_run_converges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -297,3 +317,17 @@ def test_staged_objects_hold_required_columns_and_a_null_never_enters_the_lake(
             lake.add_staged(staged)
     assert lake.objects(dt.date(2025, 7, 6)) == [obj]
     assert not (tmp_path / "lake" / "_staging").exists()
+
+
+def test_two_files_of_one_name_in_one_run_are_refused(tmp_path: Path) -> None:
+    # The second would replace the first's orders without a word (the lake knows a file by
+    # its name); the same file named twice is one file.
+    (tmp_path / "jan").mkdir()
+    (tmp_path / "feb").mkdir()
+    a = write(tmp_path / "jan" / "orders.csv", "A,c,2025-01-06,Books,P,1,10,false")
+    b = write(tmp_path / "feb" / "orders.csv", "B,c,2025-02-06,Books,P,1,10,false")
+    out = tmp_path / "out"
+    assert main(["process", str(a), str(b), "--out", str(out), "-q"]) == 2
+    assert not out.exists()
+    assert main(["process", str(a), str(tmp_path / "jan" / ".." / "jan" / "orders.csv"),
+                 "--out", str(out), "-q"]) == 0

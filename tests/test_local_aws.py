@@ -269,6 +269,12 @@ def test_invalid_file_is_rejected_with_summary_and_no_kpis(stack: Any,
     assert msg["Subject"] == "order-kpis: file rejected"
     assert "summary: s3://" in msg["Message"] and "was rejected: 3 of 3 rows are invalid" in \
         msg["Message"]
+    # the first findings at their lines (fixtures/invalid_order.csv, line 2: the date), and
+    # where the report with every finding is
+    assert "First: line 2: order_date: must be a real calendar date written YYYY-MM-DD: " \
+        "'2025/07/06'" in msg["Message"]
+    assert "| every finding: s3://" in msg["Message"] and \
+        "invalid_order.csv.errors.json" in msg["Message"]
     s3 = stack.client("s3")
     cleaned = {o["Key"] for o in s3.list_objects_v2(
         Bucket=stack.outputs["CleanedBucketName"]).get("Contents", [])}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -372,6 +373,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the generator command line; return the exit code."""
     args = _parser().parse_args(argv)
+    from engine.errors import UsageError
+
+    try:
+        _numpy()  # before any file is opened: none is left empty behind
+    except UsageError as e:
+        print(f"generate: error: {e}", file=sys.stderr)
+        return 2
     cats = ALL_CATEGORIES if args.categories == "all" else tuple(args.categories.split(","))
     options: dict[str, object] = {
         "days": args.days,
