@@ -37,7 +37,7 @@ from engine.lake import required, source_id
 from engine.read import file_digest
 from engine.rules import LAKE_SCHEMA
 from engine.s3export import MonthExport, export_month, months_of
-from engine.s3lake import S3Lake, date_kpis
+from engine.s3lake import S3Lake, date_kpis, get_to_file
 from engine.sinks.dynamodb import category_items, daily_items
 from engine.sinks.retry import error_code
 from engine.state import KpiTables, PublishResult, Ticket, file_pk, put_status, refresh_date
@@ -98,22 +98,19 @@ class Fetched:
 def _get_to_file(
     s3: Any, bucket: str, key: str, dest: Path, *, hint: str | None = None
 ) -> Fetched:
-    """Copy an object to ``dest`` 1 MiB at a time; its metadata come from the same response.
+    """Copy an object to ``dest``; its metadata come from the same response.
 
-    One ``GetObject`` rather than ``download_file``: the managed download makes its own
-    ``HeadObject``, so metadata read beside it could belong to another version of the key.
+    ``GetObject`` rather than ``download_file``: the managed download makes its own
+    ``HeadObject``, so metadata read beside it could belong to another version of the key. A
+    body cut off on its way is read again, the same version (``s3lake.get_to_file``).
     """
     try:
-        obj = s3.get_object(Bucket=bucket, Key=key)
+        obj = get_to_file(s3, bucket, key, dest)
     except ClientError as exc:
         if error_code(exc) in ("NoSuchKey", "404"):
             raise MissingObjectError(f"s3://{bucket}/{key}", hint=hint) from None
         raise
-    size = 0
-    with open(dest, "wb") as f:
-        for chunk in obj["Body"].iter_chunks(1 << 20):
-            f.write(chunk)
-            size += len(chunk)
+    size = dest.stat().st_size
     return Fetched(size, str(obj.get("ETag", "")).strip('"'), dict(obj.get("Metadata", {})))
 
 

@@ -27,11 +27,14 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     EndpointConnectionError,
+    IncompleteReadError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from urllib3.exceptions import HTTPError
 
 from engine.errors import OrderKpisError
 from engine.sinks.retry import error_code, is_retryable
@@ -195,7 +198,12 @@ def is_transient(exc: BaseException) -> bool:
         return exc.transient
     if isinstance(exc, ClientError):
         return is_retryable(exc) or error_code(exc) in _S3_RETRYABLE
-    return isinstance(exc, (EndpointConnectionError, BotoConnectionError, ReadTimeoutError))
+    # The network: no connection, a timeout, a body cut off on its way (as urllib3 or
+    # botocore says it, or the socket), all worth the same task again later.
+    return isinstance(exc, (
+        EndpointConnectionError, BotoConnectionError, ReadTimeoutError, IncompleteReadError,
+        ResponseStreamingError, HTTPError, ConnectionError, TimeoutError,
+    ))
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -74,6 +74,37 @@ DATE_WORKERS = LakeTuning().date_workers
 LOCAL_READ_BYTES = LakeTuning().local_read_bytes
 
 
+def get_to_file(
+    s3: Any, bucket: str, key: str, path: Path, *, attempts: int = 4
+) -> dict[str, Any]:
+    """One ``GetObject``, its body streamed to ``path``; return the response's other fields
+    (``ETag``, ``Metadata``...), which describe the same object as the bytes.
+
+    A body cut off on its way (a reset, a timeout, a short read) is asked for again, as
+    ``download_file`` does, up to ``attempts`` times in all; a repeat asks for the same
+    version (``IfMatch`` the first answer's ETag), so the bytes stay those of that answer.
+    """
+    backoff = Backoff(max_attempts=attempts, base_delay=0.2, max_delay=2.0)
+    same: dict[str, str] = {}
+    for attempt in range(attempts):
+        response = s3.get_object(Bucket=bucket, Key=key, **same)
+        if not same and response.get("ETag"):
+            same = {"IfMatch": response["ETag"]}
+        body = response["Body"]
+        try:
+            with open(path, "wb") as out:
+                shutil.copyfileobj(body, out, 1024 * 1024)
+            return {k: v for k, v in response.items() if k != "Body"}
+        except (BotoCoreError, HTTPError, ConnectionError, TimeoutError):
+            if attempt == attempts - 1:
+                raise
+            log.warning("reading s3://%s/%s was cut off; reading it again", bucket, key)
+        finally:
+            body.close()
+        backoff.wait(attempt)
+    raise AssertionError("unreachable")  # the last attempt returned or raised
+
+
 class S3Lake:
     """The lake under ``s3://<bucket>/<prefix>/``; ``_seq`` from the state table."""
 
@@ -303,22 +334,7 @@ class S3Lake:
         return paths
 
     def _get_to_file(self, key: str, path: Path, attempts: int = 4) -> None:
-        """One ``GetObject``, its body streamed to ``path``; a body cut off on its way (a
-        reset, a timeout, a short read) is asked for again, as ``download_file`` does."""
-        backoff = Backoff(max_attempts=attempts, base_delay=0.2, max_delay=2.0)
-        for attempt in range(attempts):
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-            try:
-                with open(path, "wb") as out:
-                    shutil.copyfileobj(body, out, 1024 * 1024)
-                return
-            except (BotoCoreError, HTTPError, ConnectionError, TimeoutError):
-                if attempt == attempts - 1:
-                    raise
-                log.warning("reading s3://%s/%s was cut off; reading it again", self.bucket, key)
-            finally:
-                body.close()
-            backoff.wait(attempt)
+        get_to_file(self.s3, self.bucket, key, path, attempts=attempts)
 
     def scan(self, dates: Iterable[dt.date], *, keys: list[str] | None = None) -> pl.LazyFrame:
         """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated).

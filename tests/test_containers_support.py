@@ -148,3 +148,17 @@ def upload_failure(code: str) -> S3UploadFailedError:
 )
 def test_a_failed_managed_upload_exits_as_the_s3_error_it_wraps(code: str, exit_code: int) -> None:
     assert exit_code_for(upload_failure(code)) == exit_code
+
+
+def test_a_body_cut_off_on_its_way_is_transient_not_configuration() -> None:
+    # A download that ran out of retries ended the task with exit 2 ("configuration"), and
+    # the workflow's notice told people to fix settings instead of running it again.
+    from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+    from urllib3.exceptions import ProtocolError
+
+    for exc in (IncompleteReadError(actual_bytes=1, expected_bytes=2),
+                ResponseStreamingError(error=ProtocolError("reset")),
+                ProtocolError("Connection broken"), ConnectionResetError(104, "reset"),
+                TimeoutError("timed out")):
+        assert exit_code_for(exc) == EXIT_TRANSIENT, exc
+    assert exit_code_for(ValueError("a bug")) == 1
