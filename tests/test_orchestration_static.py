@@ -250,6 +250,12 @@ def test_task_role_reads_only_input_prefix_and_exactly_three_tables() -> None:
     ]
     written = {r["Fn::Sub"].split("/")[1] for r in stmts["ReadWriteCleaned"]["Resource"]}
     assert written == {"cleaned", "lake", "reports", "rejected", "kpis"}
+    # The code tells a missing object by its 404, which S3 gives only to a caller that may
+    # list the bucket, whatever the key: a prefix condition (a GET carries no prefix) turns
+    # it into 403 AccessDenied.
+    assert stmts["ListCleaned"] == {"Sid": "ListCleaned", "Effect": "Allow",
+                                    "Action": "s3:ListBucket",
+                                    "Resource": {"Fn::GetAtt": ["CleanedBucket", "Arn"]}}
 
 
 # ----------------------------------------------------------------- template: tasks and trigger

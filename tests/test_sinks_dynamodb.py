@@ -19,7 +19,6 @@ from engine.errors import (
 )
 from engine.sinks.dynamodb import (
     CATEGORY_KEY,
-    BatchWriter,
     category_items,
     daily_items,
     from_attribute_values,
@@ -172,15 +171,6 @@ def test_duplicate_keys_keep_the_last_item() -> None:
     result = write_items(TABLE, batch, client=fake, key=KEY)
     assert result.duplicates_dropped == 2 and result.written == 23
     assert fake.stored["k005"]["v"] == {"N": "7"}
-
-
-def test_batch_writer_flushes_on_exit() -> None:
-    fake = FakeDynamo()
-    with BatchWriter(TABLE, client=fake, key=KEY) as writer:
-        for item in items(130):
-            writer.put(item)
-    assert writer.written == 130 == len(fake.stored)
-    assert all(len(c) <= 25 for c in fake.calls)
 
 
 # --- KPI frames -> items -------------------------------------------------------------------
