@@ -8,11 +8,13 @@ usage() {
 Usage: orchestration/deploy.sh --subnets subnet-a,subnet-b --security-groups sg-x[,sg-y]
                                [--region R] [--account ID] [--stack NAME] [--prefix NAME]
                                [--tag TAG] [--assign-public-ip ENABLED|DISABLED]
-                               [--log-retention DAYS] [--dry-run]
+                               [--log-retention DAYS] [--param KEY=VALUE]... [--dry-run]
 
 Builds containers/Dockerfile, pushes it to the ECR repository named after --prefix (created if
 missing), deploys orchestration/template.yaml and prints the stack outputs.
 Region and account default to the AWS CLI's configuration; --dry-run needs both given.
+--param passes any other template parameter, e.g. --param CategoriesS3Uri=s3://B/config/p.csv
+or --param TransformerDateWorkers=16 (repeatable).
 USAGE
 }
 
@@ -22,6 +24,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 stack="order-kpis"; prefix="order-kpis"; tag=""; region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
 account=""; subnets=""; security_groups=""; public_ip="DISABLED"; retention="30"; dry_run=0
+params=()
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -34,6 +37,9 @@ while [[ $# -gt 0 ]]; do
     --tag) tag="${2:?--tag needs a value}"; shift 2 ;;
     --assign-public-ip) public_ip="${2:?--assign-public-ip needs a value}"; shift 2 ;;
     --log-retention) retention="${2:?--log-retention needs a value}"; shift 2 ;;
+    --param)
+      [[ "${2:-}" =~ ^[A-Za-z0-9]+=.*$ ]] || die "--param needs KEY=VALUE, got '${2:-}'"
+      params+=("$2"); shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1" ;;
@@ -83,6 +89,7 @@ run docker push "$image"
 run aws cloudformation deploy --region "$region" --stack-name "$stack" \
   --template-file "$here/template.yaml" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
   --parameter-overrides "NamePrefix=$prefix" "ImageUri=$image" "SubnetIds=$subnets" \
-  "SecurityGroupIds=$security_groups" "AssignPublicIp=$public_ip" "LogRetentionDays=$retention"
+  "SecurityGroupIds=$security_groups" "AssignPublicIp=$public_ip" "LogRetentionDays=$retention" \
+  ${params[@]+"${params[@]}"}
 run aws cloudformation describe-stacks --region "$region" --stack-name "$stack" \
   --query "Stacks[0].Outputs" --output table

@@ -258,6 +258,21 @@ def test_task_role_reads_only_input_prefix_and_exactly_three_tables() -> None:
                                     "Resource": {"Fn::GetAtt": ["CleanedBucket", "Arn"]}}
 
 
+def test_the_products_file_is_a_stack_parameter_the_validator_may_read() -> None:
+    # CATEGORIES_S3_URI was documented as a container setting no deployed stack could set.
+    param = TEMPLATE["Parameters"]["CategoriesS3Uri"]
+    assert param["Default"] == ""
+    pattern = re.compile(param["AllowedPattern"])
+    assert pattern.match("") and pattern.match("s3://my-cleaned-bucket/config/products.csv")
+    assert not pattern.match("s3://my-cleaned-bucket/products.csv")
+    td = TEMPLATE["Resources"]["ValidatorTaskDefinition"]["Properties"]
+    env = {e["Name"]: e["Value"] for e in td["ContainerDefinitions"][0]["Environment"]}
+    assert env["CATEGORIES_S3_URI"] == {"Ref": "CategoriesS3Uri"}
+    read = statements_of("TaskRole")["ReadConfig"]
+    assert (read["Action"], read["Resource"]) == (
+        "s3:GetObject", {"Fn::Sub": "${CleanedBucket.Arn}/config/*"})
+
+
 # ----------------------------------------------------------------- template: tasks and trigger
 
 
@@ -538,6 +553,8 @@ def test_deploy_dry_run_prints_every_command_and_runs_none() -> None:
         "t1",
         "--prefix",
         "kpis",
+        "--param",
+        "CategoriesS3Uri=s3://kpis-cleaned/config/products.csv",
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -563,6 +580,7 @@ def test_deploy_dry_run_prints_every_command_and_runs_none() -> None:
         "SecurityGroupIds=sg-01",
         "NamePrefix=kpis",
         f"--template-file {ORCH}/template.yaml",
+        "CategoriesS3Uri=s3://kpis-cleaned/config/products.csv",
     ):
         assert part in deploy
 
