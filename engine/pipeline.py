@@ -81,19 +81,17 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def _refuse_same_names(files: Sequence[Path]) -> None:
-    """Raise ``UsageError`` if two files share a name: the lake knows a source by its file
-    name, so the later one would silently replace the earlier one's orders."""
-    seen: dict[str, Path] = {}
-    for f in files:
-        if f.name in seen and seen[f.name].resolve() != f.resolve():
-            raise UsageError(
-                f"{seen[f.name]} and {f} have the same name: the lake knows a file by its name,"
-                " so the second would replace the first's orders",
-                hint="Rename one of them; if the second is a correction of the first, "
-                     "process it in a run of its own.",
-            )
-        seen.setdefault(f.name, f)
+def _same_names(files: Sequence[Path]) -> dict[int, Path]:
+    """Return, for each file whose name an earlier file of the run has, that earlier file:
+    the lake knows a source by its file name, so the later one replaces its orders (a
+    corrected export), which the run must say rather than do silently."""
+    first: dict[str, Path] = {}
+    earlier: dict[int, Path] = {}
+    for i, f in enumerate(files):
+        if f.name in first:
+            earlier[i] = first[f.name]
+        first.setdefault(f.name, f)
+    return earlier
 
 
 def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
@@ -131,7 +129,7 @@ def process_paths(
     file's validation piece by piece (``validate_file``).
     """
     files = expand_paths(paths)
-    _refuse_same_names(files)
+    earlier = _same_names(files)
     out = Path(out_dir)
     lake = LocalLake(out / "lake")
     rejected_dir = out / "rejected"
@@ -151,10 +149,14 @@ def process_paths(
     with lake.locked():
         commits = _Commits(lake)
         try:
-            for path in files:
+            for i, path in enumerate(files):
                 progress = None if on_progress is None else functools.partial(on_progress, path)
                 outcome = _one_file(path, lake, commits, rejected_dir, cats, on_invalid,
                                     max_invalid_ratio, batch_bytes, progress)
+                if i in earlier and outcome.outcome in ("accepted", "quarantined"):
+                    outcome.report.warnings.insert(0, (
+                        f"same name as {earlier[i]}, earlier in this run: as a file known by "
+                        "its name, it replaces that file's orders"))
                 result.files.append(outcome)
                 tell()
             commits.wait()
