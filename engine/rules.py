@@ -77,15 +77,11 @@ def _decimal(col: pl.Expr) -> pl.Expr:
     return col.str.to_decimal(scale=PRICE_SCALE)
 
 
-def _positive(
-    col: pl.Expr, pattern: str, value: Callable[[pl.Expr], pl.Expr], most: int
-) -> pl.Expr:
-    parsed = value(col)
+def _positive(col: pl.Expr, pattern: str, value: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
     ok = (
         col.str.contains(pattern)
         & (col.str.len_bytes() <= MAX_NUMBER_CHARS)
-        & (parsed > 0)
-        & (parsed <= most)
+        & value(col)
     )
     return ok.fill_null(False)
 
@@ -109,7 +105,13 @@ def positive_integer(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
 def positive_decimal(col: pl.Expr, categories: Sequence[str] = ()) -> pl.Expr:
     """Digits with at most 4 decimal places, at most ``MAX_NUMBER_CHARS`` long, above zero
     and at most ``MAX_UNIT_PRICE``."""
-    return _positive(col, DECIMAL_PATTERN, _decimal, MAX_UNIT_PRICE)
+    # Compared as the decimal's integer count of ten-thousandths: comparing the Decimal with
+    # a bound cost more than parsing it (0.17 -> 0.39 CPU-s per 6 pieces of 32 MB; as
+    # integers, 0.20).
+    def in_bounds(c: pl.Expr) -> pl.Expr:
+        return _decimal(c).to_physical().is_between(1, MAX_UNIT_PRICE * 10**PRICE_SCALE)
+
+    return _positive(col, DECIMAL_PATTERN, in_bounds)
 
 
 def _letter_cases(word: str) -> list[str]:
