@@ -9,10 +9,24 @@ from pathlib import Path
 
 import polars as pl
 
-# The process's umask, read once: files are created as ``open`` would create them (0644
-# under the usual umask), not with ``mkstemp``'s private 0600; other tools read them.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+def _umask() -> int:
+    """Return the process's umask, read without changing it where Linux says it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back (at import, on one thread)
+    os.umask(mask)
+    return mask
+
+
+# Files are created as ``open`` would create them (0644 under the usual umask), not with
+# ``mkstemp``'s private 0600: other tools read them.
+_UMASK = _umask()
 
 
 def _replace(path: Path, write: Callable[[Path], object]) -> None:
@@ -45,10 +59,15 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 
 
 def copy_atomic(src: str | Path, dst: str | Path) -> None:
-    """Copy ``src`` to ``dst`` byte for byte, atomically."""
+    """Copy ``src`` to ``dst`` byte for byte, atomically, keeping its permission bits (a
+    private input stays private, as ``cp`` keeps it)."""
     import shutil
 
-    _replace(Path(dst), lambda p: shutil.copyfile(src, p))
+    def copy(p: Path) -> None:
+        shutil.copyfile(src, p)
+        shutil.copymode(src, p)
+
+    _replace(Path(dst), copy)
 
 
 def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> None:

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 invalid data, 2 usage error; anything else is a bug.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("order_kpis")
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO, EXIT_BUG = 0, 1, 2, 74, 70
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO, EXIT_UNREACHABLE, EXIT_BUG = 0, 1, 2, 74, 75, 70
 
 
 class _Parser(argparse.ArgumentParser):
@@ -369,10 +370,20 @@ def _aws_setup_problem(e: Exception) -> str | None:
     if found is None:
         return None
     if isinstance(e, found.NoRegionError):
-        return "set AWS_REGION (or AWS_DEFAULT_REGION), or a region in ~/.aws/config."
+        return "set AWS_DEFAULT_REGION, or a region in ~/.aws/config."
     if isinstance(e, (found.NoCredentialsError, found.PartialCredentialsError)):
         return "set AWS credentials (environment, ~/.aws/credentials or an instance role)."
     return None
+
+
+def _aws_unreachable(e: Exception) -> bool:
+    """Whether ``e`` is boto's word that the network to AWS failed (no connection, a
+    timeout): some of these are ``OSError`` too, others not; all mean the same."""
+    found = sys.modules.get("botocore.exceptions")
+    return found is not None and isinstance(e, (
+        found.EndpointConnectionError, found.ConnectionError, found.ConnectTimeoutError,
+        found.ReadTimeoutError, found.ConnectionClosedError,
+    ))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -407,20 +418,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("order-kpis: interrupted; outputs were left as they were before", file=sys.stderr)
         return 130
-    except OSError as e:  # the machine's answer, not a bug: permissions, a file for a folder
-        if args.debug:
-            raise
-        where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
-        print(f"order-kpis: error: {where + ': ' if where else ''}{e.strerror or e}"
-              "\nNothing was half-written: each output is replaced whole or not at all.",
-              file=sys.stderr)
-        return EXIT_IO
+    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
     except Exception as e:
         if args.debug:
             raise
         if (hint := _aws_setup_problem(e)) is not None:
             print(f"order-kpis: error: {e}\nHint: {hint}", file=sys.stderr)
             return EXIT_USAGE
+        if _aws_unreachable(e):
+            print(f"order-kpis: error: AWS could not be reached: {e}\nNothing was changed by"
+                  " the call that failed; run the command again.", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        if isinstance(e, OSError) and e.filename is not None:
+            # The machine's answer about a path, not a bug: permissions, a file for a folder.
+            where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+            print(f"order-kpis: error: {where}: {e.strerror or e}\nNothing was half-written:"
+                  " each output is replaced whole or not at all.", file=sys.stderr)
+            return EXIT_IO
         print(f"order-kpis: internal error (a bug, please report it): "
               f"{type(e).__name__}: {e}\nRun again with --debug for the traceback.",
               file=sys.stderr)

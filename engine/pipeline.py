@@ -81,19 +81,6 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def _same_names(files: Sequence[Path]) -> dict[int, Path]:
-    """Return, for each file whose name an earlier file of the run has, that earlier file:
-    the lake knows a source by its file name, so the later one replaces its orders (a
-    corrected export), which the run must say rather than do silently."""
-    first: dict[str, Path] = {}
-    earlier: dict[int, Path] = {}
-    for i, f in enumerate(files):
-        if f.name in first:
-            earlier[i] = first[f.name]
-        first.setdefault(f.name, f)
-    return earlier
-
-
 def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     """Keep the file's bytes unchanged beside a JSON report of everything wrong with it.
     A file that cannot be read (its report says so) gets the report alone."""
@@ -129,7 +116,6 @@ def process_paths(
     file's validation piece by piece (``validate_file``).
     """
     files = expand_paths(paths)
-    earlier = _same_names(files)
     out = Path(out_dir)
     lake = LocalLake(out / "lake")
     rejected_dir = out / "rejected"
@@ -149,14 +135,19 @@ def process_paths(
     with lake.locked():
         commits = _Commits(lake)
         try:
-            for i, path in enumerate(files):
+            entered: dict[str, Path] = {}  # file name -> the run's file of it in the lake
+            for path in files:
                 progress = None if on_progress is None else functools.partial(on_progress, path)
                 outcome = _one_file(path, lake, commits, rejected_dir, cats, on_invalid,
                                     max_invalid_ratio, batch_bytes, progress)
-                if i in earlier and outcome.outcome in ("accepted", "quarantined"):
-                    outcome.report.warnings.insert(0, (
-                        f"same name as {earlier[i]}, earlier in this run: as a file known by "
-                        "its name, it replaces that file's orders"))
+                if outcome.outcome in ("accepted", "quarantined"):
+                    # The lake knows a source by its file name: a second file of one name
+                    # replaces the first one's orders (a corrected export); say so.
+                    if path.name in entered:
+                        outcome.report.warnings.insert(0, (
+                            f"same name as {entered[path.name]}, earlier in this run: as a "
+                            "file known by its name, it replaces that file's orders"))
+                    entered[path.name] = path
                 result.files.append(outcome)
                 tell()
             commits.wait()

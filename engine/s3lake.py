@@ -74,6 +74,10 @@ DATE_WORKERS = LakeTuning().date_workers
 LOCAL_READ_BYTES = LakeTuning().local_read_bytes
 
 
+class ObjectReplacedError(TransientError):
+    """An object was replaced between two reads of the same version (``get_to_file``)."""
+
+
 def get_to_file(
     s3: Any, bucket: str, key: str, path: Path, *, attempts: int = 4
 ) -> dict[str, Any]:
@@ -87,7 +91,14 @@ def get_to_file(
     backoff = Backoff(max_attempts=attempts, base_delay=0.2, max_delay=2.0)
     same: dict[str, str] = {}
     for attempt in range(attempts):
-        response = s3.get_object(Bucket=bucket, Key=key, **same)
+        try:
+            response = s3.get_object(Bucket=bucket, Key=key, **same)
+        except ClientError as exc:
+            if same and error_code(exc) in ("PreconditionFailed", "412"):
+                raise ObjectReplacedError(
+                    f"s3://{bucket}/{key} was replaced while it was read; run again"
+                ) from None
+            raise
         if not same and response.get("ETag"):
             same = {"IfMatch": response["ETag"]}
         body = response["Body"]

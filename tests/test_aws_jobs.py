@@ -785,3 +785,27 @@ def test_a_small_date_copy_cut_off_on_its_way_is_read_again(tmp_path: Path) -> N
     with pytest.raises(LakeReadError, match=r"x\.parquet"):
         lake.download(["lake/order_date=2025-07-06/x.parquet"], tmp_path, small=True)
     assert len(s3.bodies) == 4 and all(b.closed for b in s3.bodies)
+
+
+def test_an_input_replaced_between_two_reads_is_transient(tmp_path: Path) -> None:
+    # The first body is cut off; the repeat asks for the same version (If-Match) and S3
+    # answers 412 because a new upload replaced it: run again later (exit 4), not exit 2.
+    from botocore.exceptions import ClientError, IncompleteReadError
+
+    from engine.containers_support import exit_code_for
+    from engine.s3lake import ObjectReplacedError
+
+    class Cut(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise IncompleteReadError(actual_bytes=0, expected_bytes=10)
+
+    class S3:
+        def get_object(self, Bucket: str, Key: str, **same: str) -> dict[str, Any]:
+            if same:
+                raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": "x"}},
+                                  "GetObject")
+            return {"Body": Cut(b""), "ETag": '"v1"'}
+
+    with pytest.raises(ObjectReplacedError, match="replaced while it was read") as caught:
+        jobs._get_to_file(S3(), "b", "input/x.csv", tmp_path / "x.csv")
+    assert exit_code_for(caught.value) == EXIT_TRANSIENT

@@ -151,6 +151,31 @@ def test_outputs_the_machine_refuses_exit_74_naming_the_path(tmp_path: Path) -> 
     assert r.returncode == 74 and "Is a directory" in r.stderr, r.stderr
 
 
+def test_a_reader_that_goes_away_stops_the_output_quietly(tmp_path: Path) -> None:
+    # `| head` or `| true`: not an error of ours (it was exit 74 "Broken pipe", then 70).
+    cmd = (f"{sys.executable} -m engine.cli process {VALID} --out {tmp_path / 'o'} | true;"
+           " echo ${PIPESTATUS[0]}")
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.stdout.strip() == "141", r.stderr
+    assert "error" not in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "o" / "daily_kpis.csv").exists()  # the work itself was done
+
+
+def test_aws_out_of_reach_exits_75_saying_so(tmp_path: Path) -> None:
+    from tests.aws.fixtures import free_port
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_MAX_ATTEMPTS": "1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}  # nothing listens there
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "query", "daily", "--from", "2025-07-06",
+         "--to", "2025-07-07", "--dynamodb"], capture_output=True, text=True, cwd=ROOT,
+        env=env, timeout=120)
+    assert r.returncode == 75, r.stderr
+    assert "AWS could not be reached" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_missing_aws_region_is_a_usage_error_with_a_hint(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")}
@@ -160,17 +185,34 @@ def test_missing_aws_region_is_a_usage_error_with_a_hint(tmp_path: Path) -> None
         env={**env, "PYTHONPATH": str(ROOT), "AWS_CONFIG_FILE": str(tmp_path / "none"),
              "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}, timeout=120)
     assert r.returncode == 2, r.stderr
-    assert "AWS_REGION" in r.stderr and "Traceback" not in r.stderr
+    assert "AWS_DEFAULT_REGION" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_atomic_outputs_are_readable_by_others_and_take_long_names(tmp_path: Path) -> None:
-    from engine.atomic import _UMASK, write_text_atomic
-
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_outputs_follow_the_umask_and_take_long_names(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    # They came out 0600 whatever the umask (mkstemp's private mode): unreadable by the
+    # other tools the KPI tables are for. Run in a process of its own with that umask.
     long = tmp_path / ("n" * 240 + ".csv")  # a temporary name embedding it whole: too long
-    write_text_atomic(long, "a\n")
+    code = ("import os, sys; os.umask(int(sys.argv[2], 8));"
+            " from engine.atomic import write_text_atomic, copy_atomic;"
+            " write_text_atomic(sys.argv[1], 'a\\n')")
+    subprocess.run([sys.executable, "-c", code, str(long), oct(umask)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert long.read_text() == "a\n"
-    assert long.stat().st_mode & 0o777 == 0o666 & ~_UMASK  # 0644 under the usual umask
+    assert long.stat().st_mode & 0o777 == mode
     assert [p.name for p in tmp_path.iterdir()] == [long.name]  # no temporary left
+
+
+def test_a_copy_keeps_the_permissions_of_its_source(tmp_path: Path) -> None:
+    from engine.atomic import copy_atomic
+
+    private = tmp_path / "private.csv"
+    private.write_text("x")
+    private.chmod(0o600)
+    copy_atomic(private, tmp_path / "rejected" / "private.csv")
+    assert (tmp_path / "rejected" / "private.csv").stat().st_mode & 0o777 == 0o600
 
 
 def test_an_unreadable_rejected_file_gets_its_report_alone(

@@ -338,3 +338,7 @@ def test_a_second_file_of_one_name_in_a_run_replaces_the_first_and_says_so(
     assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
     assert main(["process", str(a), "--out", str(out), "-q"]) == 0
     assert "same name" not in capsys.readouterr().err  # across runs: the rule as always
+    # An earlier file of the name that did not enter the lake is replaced by nothing.
+    bad = write(tmp_path / "jan" / "orders.csv", "A,c,2025-01-06,Books,P,0,10,false")
+    assert main(["process", str(bad), str(b), "--out", str(tmp_path / "o2"), "-q"]) == 1
+    assert "same name" not in capsys.readouterr().err

@@ -253,9 +253,9 @@ def test_task_role_reads_only_input_prefix_and_exactly_three_tables() -> None:
     # The code tells a missing object by its 404, which S3 gives only to a caller that may
     # list the bucket, whatever the key: a prefix condition (a GET carries no prefix) turns
     # it into 403 AccessDenied.
-    assert stmts["ListCleaned"] == {"Sid": "ListCleaned", "Effect": "Allow",
-                                    "Action": "s3:ListBucket",
-                                    "Resource": {"Fn::GetAtt": ["CleanedBucket", "Arn"]}}
+    for sid, bucket in (("ListCleaned", "CleanedBucket"), ("ListInput", "InputBucket")):
+        assert stmts[sid] == {"Sid": sid, "Effect": "Allow", "Action": "s3:ListBucket",
+                              "Resource": {"Fn::GetAtt": [bucket, "Arn"]}}
 
 
 def test_the_products_file_is_a_stack_parameter_the_validator_may_read() -> None:
