@@ -376,16 +376,6 @@ def _aws_setup_problem(e: Exception) -> str | None:
     return None
 
 
-def _aws_unreachable(e: Exception) -> bool:
-    """Whether ``e`` is boto's word that the network to AWS failed (no connection, a
-    timeout): some of these are ``OSError`` too, others not; all mean the same."""
-    found = sys.modules.get("botocore.exceptions")
-    return found is not None and isinstance(e, (
-        found.EndpointConnectionError, found.ConnectionError, found.ConnectTimeoutError,
-        found.ReadTimeoutError, found.ConnectionClosedError,
-    ))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     # Where numpy is installed, pyarrow imports it, and its OpenBLAS starts a thread that
@@ -428,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (hint := _aws_setup_problem(e)) is not None:
             print(f"order-kpis: error: {e}\nHint: {hint}", file=sys.stderr)
             return EXIT_USAGE
-        if _aws_unreachable(e):
+        from engine.sinks.retry import is_aws_network_error
+
+        if is_aws_network_error(e):  # some are OSErrors too: they come first
             print(f"order-kpis: error: AWS could not be reached: {e}\nNothing was changed by"
                   " the call that failed; run the command again.", file=sys.stderr)
             return EXIT_UNREACHABLE

@@ -23,21 +23,11 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from boto3.exceptions import S3UploadFailedError
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    IncompleteReadError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError
 
 from engine.errors import OrderKpisError
-from engine.sinks.retry import error_code, is_retryable
+from engine.sinks.retry import error_code, is_aws_network_error, is_retryable
 
 log = logging.getLogger("order_kpis.container")
 
@@ -198,12 +188,9 @@ def is_transient(exc: BaseException) -> bool:
         return exc.transient
     if isinstance(exc, ClientError):
         return is_retryable(exc) or error_code(exc) in _S3_RETRYABLE
-    # The network: no connection, a timeout, a body cut off on its way (as urllib3 or
-    # botocore says it, or the socket), all worth the same task again later.
-    return isinstance(exc, (
-        EndpointConnectionError, BotoConnectionError, ReadTimeoutError, IncompleteReadError,
-        ResponseStreamingError, HTTPError, ConnectionError, TimeoutError,
-    ))
+    # The network: no connection, a timeout, a body cut off on its way (as botocore,
+    # urllib3 or the socket says it), all worth the same task again later.
+    return is_aws_network_error(exc) or isinstance(exc, (HTTPError, ConnectionError, TimeoutError))
 
 
 def exit_code_for(exc: BaseException) -> int:

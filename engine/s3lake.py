@@ -62,18 +62,6 @@ def _default(service: str) -> Any:
     return boto3.session.Session().client(service)
 
 
-# The defaults of ``LakeTuning`` (settings ``DATE_WORKERS`` and ``LOCAL_READ_MB``).
-# Dates the transformer reads and publishes side by side (``map_in_order``): a date is a
-# handful of S3 and DynamoDB round trips, so latency, not work, sets its time; memory is
-# bounded by ``S3Lake.in_flight``, not by this.
-DATE_WORKERS = LakeTuning().date_workers
-
-# A date whose objects add up to at most this is copied whole to local disk before its KPI
-# queries (one GET per object, instead of ranged GETs for footers, then columns, each a
-# round trip); a larger one is read from S3, only the columns the queries use.
-LOCAL_READ_BYTES = LakeTuning().local_read_bytes
-
-
 class ObjectReplacedError(TransientError):
     """An object was replaced between two reads of the same version (``get_to_file``)."""
 
@@ -131,8 +119,10 @@ class S3Lake:
         tuning: LakeTuning | None = None,
     ) -> None:
         self.bucket = bucket
-        self.tuning = tuning or LakeTuning(DATE_WORKERS, LOCAL_READ_BYTES)
-        """Dates side by side, and the size up to which a date is read from a local copy."""
+        self.tuning = tuning or LakeTuning()
+        """Dates side by side (memory is bounded by ``in_flight``, not by them), and the size
+        up to which a date is copied whole and read locally (one GET per object, instead of
+        ranged GETs for footers, then columns, each a round trip)."""
         self.state_table = state_table
         self.prefix = prefix.strip("/")
         self.s3 = _default("s3") if s3 is None else s3
@@ -336,16 +326,13 @@ class S3Lake:
             path = folder / f"{i:05d}.parquet"
             try:
                 if small:
-                    self._get_to_file(key, path)
+                    get_to_file(self.s3, self.bucket, key, path)
                 else:
                     self.s3.download_file(self.bucket, key, str(path))
             except (ClientError, BotoCoreError, HTTPError, OSError) as exc:
                 raise LakeReadError(self.bucket, f"{key}: {exc}") from exc
             paths.append(path)
         return paths
-
-    def _get_to_file(self, key: str, path: Path, attempts: int = 4) -> None:
-        get_to_file(self.s3, self.bucket, key, path, attempts=attempts)
 
     def scan(self, dates: Iterable[dt.date], *, keys: list[str] | None = None) -> pl.LazyFrame:
         """Return a lazy scan of every row stored for ``dates`` (all sources, undeduplicated).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,18 @@ def error_code(exc: Any) -> str:
     """The AWS error code of a botocore ClientError ('' when there is none)."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+def is_aws_network_error(exc: BaseException) -> bool:
+    """Whether botocore says the network to AWS failed: no connection, a timeout, a body cut
+    off on its way. Imports botocore only if the caller already has (then ``exc`` may be
+    one of its errors)."""
+    found = sys.modules.get("botocore.exceptions")
+    return found is not None and isinstance(exc, (
+        found.ConnectionError,  # no connection, connect timeouts, proxy and TLS failures
+        found.HTTPClientError,  # read timeouts, a connection closed, a body cut off mid-way
+        found.IncompleteReadError,  # a body shorter than its length
+    ))
 
 
 def is_retryable(exc: BaseException) -> bool:
