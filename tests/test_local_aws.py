@@ -111,6 +111,37 @@ def test_patches_install_and_remove_cleanly() -> None:
     assert adaptations.installed() == []
 
 
+def test_dynamodb_writes_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # DynamoDB applies each write atomically; moto's UpdateItem is a read-modify-write in
+    # Python on the server's request threads, so counters (lake seq, date tickets) could
+    # hand one number out twice. Here two slow writes from two threads never overlap.
+    import threading
+    import time
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    inside, most = [0], [0]
+
+    def slow_write(self: Any, *args: Any, **kwargs: Any) -> None:
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        inside[0] -= 1
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", slow_write)
+    adaptations.install_dynamodb_atomic_writes()
+    try:
+        writers = [threading.Thread(target=DynamoDBBackend.update_item, args=(None,))
+                   for _ in range(3)]
+        for t in writers:
+            t.start()
+        for t in writers:
+            t.join(10)
+    finally:
+        adaptations.remove_all()
+    assert most[0] == 1
+
+
 def test_ecs_casing_converts_pascal_parameters_to_boto3() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_ecs as ecs_mod,

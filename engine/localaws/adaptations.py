@@ -414,6 +414,33 @@ def install_aws_sdk_s3_copy_source() -> None:
     _patch(cls, "_eval_service_task", _eval_service_task)
 
 
+def install_dynamodb_atomic_writes() -> None:
+    """Run moto's DynamoDB writes one at a time, as DynamoDB applies each atomically.
+
+    Gap (moto 5.2.5): ``UpdateItem`` reads the item, copies it, creates it if missing and
+    stores the result, in Python, while the server answers requests on many threads; two
+    ``ADD`` calls that meet there can both return the same number. The lake's sequence
+    numbers and the per-date tickets are such counters (two sources with one ``_seq`` would
+    both count in a shared date), so every write goes through one lock here.
+    """
+    import functools
+    import threading
+
+    cls = _mod("moto.dynamodb.models").DynamoDBBackend
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items",
+                 "batch_write_item"):
+        original = getattr(cls, name, None)
+        if original is None:
+            continue
+
+        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        _patch(cls, name, functools.wraps(original)(locked))
+
+
 def iso_timestamps(value: Any) -> Any:
     """Return ``value`` with every datetime replaced by its ISO 8601 text (nested)."""
     if isinstance(value, dt.datetime):
@@ -861,6 +888,7 @@ def install_all(runner: TaskRunner) -> None:
     install_item_reader_s3_listing()
     install_distributed_map_results_and_tolerance()
     install_map_run_api()
+    install_dynamodb_atomic_writes()
 
 
 ADAPTATIONS: dict[str, Callable[..., Any]] = {
@@ -879,4 +907,5 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
     "Distributed Map tolerated failures and ResultWriter files":
         install_distributed_map_results_and_tolerance,
     "DescribeMapRun/ListMapRuns after other executions ended": install_map_run_api,
+    "DynamoDB writes atomic (counters)": install_dynamodb_atomic_writes,
 }
