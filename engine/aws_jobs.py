@@ -37,7 +37,7 @@ from engine.lake import required, source_id
 from engine.read import file_digest
 from engine.rules import LAKE_SCHEMA
 from engine.s3export import MonthExport, export_month, months_of
-from engine.s3lake import S3Lake, date_kpis, get_to_file
+from engine.s3lake import ObjectReplacedError, S3Lake, date_kpis, get_to_file
 from engine.sinks.dynamodb import category_items, daily_items
 from engine.sinks.retry import error_code
 from engine.state import KpiTables, PublishResult, Ticket, file_pk, put_status, refresh_date
@@ -96,16 +96,18 @@ class Fetched:
 
 
 def _get_to_file(
-    s3: Any, bucket: str, key: str, dest: Path, *, hint: str | None = None
+    s3: Any, bucket: str, key: str, dest: Path, *, hint: str | None = None,
+    if_match: str | None = None,
 ) -> Fetched:
     """Copy an object to ``dest``; its metadata come from the same response.
 
     ``GetObject`` rather than ``download_file``: the managed download makes its own
     ``HeadObject``, so metadata read beside it could belong to another version of the key. A
     body cut off on its way is read again, the same version (``s3lake.get_to_file``).
+    ``if_match``: only that version (ETag) of the key; another raises ``ObjectReplacedError``.
     """
     try:
-        obj = get_to_file(s3, bucket, key, dest)
+        obj = get_to_file(s3, bucket, key, dest, if_match=if_match)
     except ClientError as exc:
         if error_code(exc) in ("NoSuchKey", "404"):
             raise MissingObjectError(f"s3://{bucket}/{key}", hint=hint) from None
@@ -135,6 +137,30 @@ def _put_json(s3: Any, bucket: str, key: str, data: Mapping[str, Any]) -> None:
 # -- validator ---------------------------------------------------------------------------
 
 
+def _superseded(settings: Settings, c: Clients, uri: str) -> int:
+    """Record that the upload to validate (``input_etag``) is no longer the key's object.
+
+    A later upload replaced it, or it was moved or deleted, before it could be read: its bytes
+    are gone, so there is nothing to validate and nothing changes; a later upload of the key
+    has its own run. The status record carries the upload's ETag, so the workflow reads this
+    verdict as its own.
+    """
+    summary = (
+        f"{uri} (ETag {settings.input_etag}) was not processed: the key no longer holds that "
+        "upload (a later upload replaced it, or it was moved or deleted, before it was read). "
+        "Nothing changed; a later upload of the key is processed by its own run."
+    )
+    log.warning("%s", summary)
+    _status(settings, c, "status", {
+        "status": "SUPERSEDED",
+        "decoded_key": settings.input_key,
+        "etag": settings.input_etag,
+        "summary": summary,
+        "updated_at": _now(),
+    })
+    return EXIT_OK
+
+
 def validate_object(settings: Settings, clients: Clients | None = None) -> int:
     """Validate ``s3://<input bucket>/<key>``; store its outputs and status; give the exit code."""
     c = Clients.from_env() if clients is None else clients
@@ -144,12 +170,17 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="order-kpis-") as tmpdir:
         tmp = Path(tmpdir)
         local = tmp / "input.csv"
-        fetched = run_step(
-            "download",
-            lambda: _get_to_file(s3, bucket, key, local),
-            lambda r: {"bytes": r.size},
-            source=uri,
-        )
+        try:
+            fetched = run_step(
+                "download",
+                lambda: _get_to_file(s3, bucket, key, local, if_match=settings.input_etag),
+                lambda r: {"bytes": r.size},
+                source=uri,
+            )
+        except (MissingObjectError, ObjectReplacedError):
+            if settings.input_etag is None:
+                raise
+            return _superseded(settings, c, uri)
         cats = run_step(
             "categories",
             lambda: _load_categories(settings.categories_uri, s3, tmp),

@@ -80,6 +80,9 @@ class Settings:
     """Optional products CSV (local path or s3://) whose ``category`` column is the allowed set."""
     lake: LakeTuning = LakeTuning()
     """How the S3 lake is read and written (``DATE_WORKERS``, ``LOCAL_READ_MB``)."""
+    input_etag: str | None = None
+    """The upload to process (``S3_INPUT_ETAG``, the event's etag): the validator reads that
+    version of the key only, and a key that holds another one (or none) was superseded."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +101,7 @@ class Settings:
             input_key=unquote_plus(values["raw_input_key"]),
             categories_uri=e.get("CATEGORIES_S3_URI") or None,
             lake=LakeTuning.from_env(e),
+            input_etag=e.get("S3_INPUT_ETAG", "").strip('"') or None,
             **values,
         )
 

@@ -67,7 +67,7 @@ class ObjectReplacedError(TransientError):
 
 
 def get_to_file(
-    s3: Any, bucket: str, key: str, path: Path, *, attempts: int = 4
+    s3: Any, bucket: str, key: str, path: Path, *, attempts: int = 4, if_match: str | None = None
 ) -> dict[str, Any]:
     """One ``GetObject``, its body streamed to ``path``; return the response's other fields
     (``ETag``, ``Metadata``...), which describe the same object as the bytes.
@@ -75,9 +75,11 @@ def get_to_file(
     A body cut off on its way (a reset, a timeout, a short read) is asked for again, as
     ``download_file`` does, up to ``attempts`` times in all; a repeat asks for the same
     version (``IfMatch`` the first answer's ETag), so the bytes stay those of that answer.
+    ``if_match``: the first request too asks for that ETag; a key holding another version
+    raises ``ObjectReplacedError`` at once.
     """
     backoff = Backoff(max_attempts=attempts, base_delay=0.2, max_delay=2.0)
-    same: dict[str, str] = {}
+    same: dict[str, str] = {"IfMatch": if_match} if if_match else {}
     for attempt in range(attempts):
         try:
             response = s3.get_object(Bucket=bucket, Key=key, **same)
@@ -85,6 +87,8 @@ def get_to_file(
             if same and error_code(exc) in ("PreconditionFailed", "412"):
                 raise ObjectReplacedError(
                     f"s3://{bucket}/{key} was replaced while it was read; run again"
+                    if attempt
+                    else f"s3://{bucket}/{key} holds another version than ETag {if_match}"
                 ) from None
             raise
         if not same and response.get("ETag"):

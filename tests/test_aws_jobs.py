@@ -96,6 +96,40 @@ def test_valid_file_gives_the_oracle_kpis_and_records(stack: Stack, key: str) ->
     )
 
 
+def test_an_upload_the_key_no_longer_holds_is_superseded_and_changes_nothing(
+    stack: Stack,
+) -> None:
+    """The workflow names the upload (S3_INPUT_ETAG, the event's etag). A key that holds
+    another upload by the time the validator reads it, or none, is not validated: its bytes
+    are gone, and a later upload has its own run."""
+    key = "orders/replaced.csv"
+    stack.upload(key, order_csv(V1))
+    etag = stack.s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"]
+    stack.upload(key, order_csv(V2))  # a later upload of the key
+    before = stack.object_keys()
+    raw = stack.env(key)["S3_INPUT_KEY"]
+    settings = Settings.from_env({**stack.env(key), "S3_INPUT_ETAG": etag})
+    clients = jobs.Clients(stack.s3, stack.dynamodb)
+    for gone in (False, True):
+        if gone:
+            stack.s3.delete_object(Bucket=stack.input_bucket, Key=key)
+        assert jobs.validate_object(settings, clients) == 0
+        status = stack.record(file_pk(stack.input_bucket, raw), "status")
+        assert status is not None and status["status"] == "SUPERSEDED"
+        assert status["etag"] == etag.strip('"') and status["decoded_key"] == key
+        assert "no longer holds that upload" in status["summary"] and key in status["summary"]
+        assert stack.object_keys() == before  # no cleaned file, no report, no lake object
+    assert stack.items(stack.order_table) == []
+
+
+def test_the_upload_the_key_holds_is_validated_as_usual(stack: Stack) -> None:
+    key = "orders/current.csv"
+    stack.upload(key, order_csv(V1))
+    etag = stack.s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"].strip('"')
+    assert run(stack, key, S3_INPUT_ETAG=etag) == (0, 0)
+    expect(stack, [(key, V1)])
+
+
 def test_invalid_file_is_rejected_with_exit_3_and_a_summary(stack: Stack) -> None:
     key = "bad day/orders+1.csv"
     stack.upload(key, order_csv([*V1, ("ORD9", "", "2025/07/06", "Toys", "P9", -1, "1", "x")]))

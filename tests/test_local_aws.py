@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -374,3 +375,124 @@ def test_an_earlier_version_put_back_restores_its_kpis(stack: Any, ran: dict[str
     archived = stack.client("s3").get_object(
         Bucket=stack.outputs["CleanedBucketName"], Key="processed/input/revert.csv")
     assert archived["Body"].read() == a
+
+
+def _states_entered(stack: Any, arn: str) -> list[tuple[str, Any]]:
+    """Return (state name, time) of every state the execution entered, in order."""
+    events = stack.client("stepfunctions").get_execution_history(
+        executionArn=arn, maxResults=1000)["events"]
+    return [(e["stateEnteredEventDetails"]["name"], e["timestamp"]) for e in events
+            if "stateEnteredEventDetails" in e]
+
+
+def _wait_for_state(stack: Any, key: str, state: str, timeout: float = 45.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in _by_file(stack).get(key, []):
+            if any(name == state for name, _ in _states_entered(stack, e["executionArn"])):
+                return e
+        time.sleep(0.2)
+    raise AssertionError(f"no execution of {key} entered {state} within {timeout} s")
+
+
+@pytest.mark.integration
+def test_a_later_upload_during_a_run_waits_for_it_and_wins(stack: Any,
+                                                           ran: dict[str, Any]) -> None:
+    """B uploaded at A's key while A's execution runs its transformer. Executions of one key
+    run one at a time (the key lock), and A's archive copy and delete name A's etag: A's
+    bytes are gone (B replaced them), so A is not archived and B is neither archived in A's
+    place nor deleted unprocessed (as it was before); B's run comes after A's and its KPIs
+    are the date's."""
+    head = "order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+    a = (head + "Q-1,C-1,2025-10-01,Books,P-1,2,5.00,false\n").encode()
+    b = (head + "Q-1,C-1,2025-10-01,Books,P-1,3,7.00,false\n"
+         "Q-2,C-2,2025-10-01,Clothing,P-2,1,2.50,true\n").encode()
+    started = len(stack.executions())
+    stack.notifications("SuccessTopicArn")  # drop earlier tests' notices
+    _put(stack, "input/race.csv", a)
+    first = _wait_for_state(stack, "input/race.csv", "RunTransformer")
+    _put(stack, "input/race.csv", b)
+    stack.wait_executions(started + 2, timeout=120)
+    runs = {e["executionArn"]: e for e in _by_file(stack)["input/race.csv"]}
+    assert len(runs) == 2 and {e["status"] for e in runs.values()} == {"SUCCEEDED"}
+    [second] = [arn for arn in runs if arn != first["executionArn"]]
+    a_states = _states_entered(stack, first["executionArn"])
+    b_states = _states_entered(stack, second)
+    names_a = [n for n, _ in a_states]
+    assert "NotifyReplacedBeforeArchive" in names_a and "DeleteSource" not in names_a
+    # B's validator started only after A let go of the key.
+    a_released = max(t for n, t in a_states if n == "ReleaseKeyLock")
+    b_validated = min(t for n, t in b_states if n == "RunValidator")
+    assert b_validated >= a_released
+    assert [n for n, _ in b_states].count("RunTransformer") == 1
+    s3 = stack.client("s3")
+    archived = s3.get_object(Bucket=stack.outputs["CleanedBucketName"],
+                             Key="processed/input/race.csv")["Body"].read()
+    assert archived == b
+    inputs = [o["Key"] for o in s3.list_objects_v2(
+        Bucket=stack.outputs["InputBucketName"]).get("Contents", [])]
+    assert "input/race.csv" not in inputs
+    _, want_day = oracle.kpis([b])
+    _, got_day = kpi_rows(stack)
+    mine = [{c: _num(r[c]) for c in want_day[0]} for r in got_day
+            if r["order_date"] == "2025-10-01"]
+    assert mine == [{c: _num(v) for c, v in want_day[0].items()}]
+    notices = [m for m in stack.notifications("SuccessTopicArn", wait=2.0)
+               if "/input/race.csv" in m["Message"]]
+    assert sorted(m["Subject"] for m in notices) == [
+        "order-kpis: file processed", "order-kpis: file processed, then replaced"]
+    lock = stack.client("dynamodb").get_item(
+        TableName=stack.outputs["StateTableName"], ConsistentRead=True,
+        Key={"pk": {"S": f"lock#{stack.outputs['InputBucketName']}/input/race.csv"},
+             "sk": {"S": "lock"}})
+    assert "Item" not in lock
+
+
+@pytest.mark.integration
+def test_an_upload_gone_before_it_is_read_changes_nothing(stack: Any,
+                                                          ran: dict[str, Any]) -> None:
+    """An event whose upload the key no longer holds (replaced, or removed): the validator
+    reads nothing, the execution ends as superseded with a notice, and the object the key
+    holds now is left alone."""
+    bucket = stack.outputs["InputBucketName"]
+    s3 = stack.client("s3")
+    # Outside input/, so that no event starts a run of its own.
+    s3.put_object(Bucket=bucket, Key="held/now.csv", Body=ran["files"]["b"])
+    started = len(stack.executions())
+    stack.notifications("SuccessTopicArn")
+    sfn = stack.client("stepfunctions")
+    for n, key in enumerate(("held/now.csv", "input/never-there.csv")):
+        sfn.start_execution(stateMachineArn=stack.outputs["StateMachineArn"],
+                            name=f"superseded-{n}", input=json.dumps(
+            {"bucket": bucket, "key": key, "etag": "0123456789abcdef0123456789abcdef",
+             "sequencer": "0A", "event_id": "e", "event_time": "2025-10-01T00:00:00Z"}))
+    stack.wait_executions(started + 2, timeout=60)
+    for key in ("held/now.csv", "input/never-there.csv"):
+        [ex] = _by_file(stack)[key]
+        assert ex["status"] == "SUCCEEDED", key
+        names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
+        assert names[-2:] == ["ThenEnd", "Superseded"] and "RunTransformer" not in names
+    assert s3.get_object(Bucket=bucket, Key="held/now.csv")["Body"].read() == ran["files"]["b"]
+    notices = stack.notifications("SuccessTopicArn", wait=2.0)
+    assert sorted(m["Subject"] for m in notices) == ["order-kpis: upload superseded"] * 2
+    assert all("no longer holds that upload" in m["Message"] for m in notices)
+
+
+@pytest.mark.integration
+def test_a_lock_left_by_an_execution_that_no_longer_runs_is_broken(
+        stack: Any, ran: dict[str, Any]) -> None:
+    """A lock whose holder ended without releasing it (stopped by hand) does not block the
+    key: the next execution sees the holder is not running, breaks the lock and goes on."""
+    finished = ran["executions"]["input/orders_2025-07-07.csv"][0]["executionArn"]
+    stack.client("dynamodb").put_item(TableName=stack.outputs["StateTableName"], Item={
+        "pk": {"S": f"lock#{stack.outputs['InputBucketName']}/input/stale.csv"},
+        "sk": {"S": "lock"}, "execution": {"S": finished}})
+    started = len(stack.executions())
+    _put(stack, "input/stale.csv", ran["files"]["a"])
+    stack.wait_executions(started + 1, timeout=60)
+    [ex] = _by_file(stack)["input/stale.csv"]
+    assert ex["status"] == "SUCCEEDED"
+    names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
+    assert names[:6] == ["ClaimEvent", "TakeKeyLock", "ReadKeyLock", "IsKeyLockHeld",
+                         "CheckKeyLockHolder", "IsKeyLockHolderRunning"]
+    assert names[6:9] == ["BreakKeyLock", "TakeKeyLock", "RunValidator"]

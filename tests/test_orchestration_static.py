@@ -461,9 +461,73 @@ def test_a_failed_validator_task_still_reads_the_verdict() -> None:
         "CopyToRejected",
         "DeleteRejectedSource",
         "NotifyRejected",
-        "FileRejected",
+        "ReleaseKeyLock",
+        "ThenEnd",
     ]
+    assert states["NotifyRejected"]["ResultSelector"] == {"then": "FileRejected"}
+    assert ends_of(states)["FileRejected"] == "FileRejected"
     assert states["FileRejected"]["Type"] == "Fail"
+
+
+def ends_of(states: dict[str, Any]) -> dict[str, str]:
+    """Return {value of $.end.then: the state ThenEnd goes to} (its Default under '*')."""
+    choice = states["ThenEnd"]
+    assert all(c["Variable"] == "$.end.then" for c in choice["Choices"])
+    return {**{c["StringEquals"]: c["Next"] for c in choice["Choices"]}, "*": choice["Default"]}
+
+
+def test_every_path_releases_the_key_lock_once_then_ends_where_it_chose() -> None:
+    states = ASL["States"]
+    assert ends_of(states) == {"Done": "Done", "FileRejected": "FileRejected",
+                               "Superseded": "Superseded", "*": "NotifyFailure"}
+    # Only ReleaseKeyLock leads to ThenEnd, and whatever it meets, it goes on there.
+    release = states["ReleaseKeyLock"]
+    assert release["Next"] == "ThenEnd" and [c["Next"] for c in release["Catch"]] == ["ThenEnd"]
+    assert release["Parameters"]["ConditionExpression"] == "#execution = :me"
+    into = {n for n, st in states.items() if st.get("Next") == "ReleaseKeyLock"}
+    assert into == {"NotifyRejected", "NotifySuccess", "NotifyReplacedBeforeArchive",
+                    "NotifySuperseded", "EndInFailure"}
+    for name in into - {"EndInFailure"}:
+        assert states[name]["ResultPath"] == "$.end", name
+    assert states["EndInFailure"]["Result"] == {"then": "NotifyFailure"}
+    # A failure releases its claim first, then the lock (the same item key as the take).
+    assert states["ReleaseClaim"]["Next"] == "EndInFailure"
+    take = states["TakeKeyLock"]["Parameters"]
+    assert take["Item"]["pk"] == release["Parameters"]["Key"]["pk"]
+    assert take["Item"]["sk"] == release["Parameters"]["Key"]["sk"] == {"S": "lock"}
+    # Every Succeed and Fail but the duplicate delivery (which never took the lock) and the
+    # end of a failure (after the release) is reached only through ThenEnd.
+    for end in ("Done", "FileRejected", "Superseded"):
+        assert {n for n, st in states.items() if st.get("Next") == end} == set(), end
+    assert states["NotifyFailure"]["Next"] == "PipelineFailed"
+
+
+def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
+    states = ASL["States"]
+    assert states["ClaimEvent"]["Next"] == "TakeKeyLock"
+    assert states["TakeKeyLock"]["Next"] == "RunValidator"
+    held = next(c for c in states["TakeKeyLock"]["Catch"]
+                if c["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"])
+    assert held["Next"] == "ReadKeyLock"
+    assert states["ReadKeyLock"]["Parameters"]["ConsistentRead"] is True
+    assert states["IsKeyLockHolderRunning"]["Choices"] == [
+        {"Variable": "$.key_lock_holder.status", "StringEquals": "RUNNING",
+         "Next": "WaitForKeyLock"}]
+    assert states["IsKeyLockHolderRunning"]["Default"] == "BreakKeyLock"
+    assert states["WaitForKeyLock"]["Next"] == "TakeKeyLock"
+    # Breaking deletes the lock only if the holder that was seen finished still holds it.
+    brk = states["BreakKeyLock"]["Parameters"]
+    assert brk["ExpressionAttributeValues"][":holder"] == {"S.$": "$.key_lock.Item.execution.S"}
+    assert states["BreakKeyLock"]["Next"] == "TakeKeyLock"
+    # Only the upload of the event is read, copied and deleted: everything names its etag.
+    env = states["RunValidator"]["Parameters"]["Overrides"]["ContainerOverrides"][0]
+    assert {"Name": "S3_INPUT_ETAG", "Value.$": "$.etag"} in env["Environment"]
+    for name in ("CopyToRejected", "ArchiveFile"):
+        assert states[name]["Parameters"]["CopySourceIfMatch.$"] == "$.etag", name
+    for name in ("DeleteRejectedSource", "DeleteSource"):
+        assert states[name]["Parameters"]["IfMatch.$"] == "$.etag", name
+    rules = {c.get("StringEquals"): c["Next"] for c in states["CheckVerdict"]["Choices"]}
+    assert rules["SUPERSEDED"] == "NotifySuperseded"
 
 
 def test_duplicate_delivery_is_claimed_once_and_ends_quietly() -> None:
@@ -496,12 +560,17 @@ def test_failure_notices_carry_execution_file_step_and_error() -> None:
         "$.error.Cause",
     ):
         assert part in msg
-    # Every catch-all of a task leads, through one Pass naming the step, to the notice.
+    # Every catch-all of a task leads, through one Pass naming the step, to the notice;
+    # through a Choice first where some errors are expected (a 412 from a copy or delete of
+    # an upload a later one replaced, a lock holder too old to describe), whose Default is
+    # that Pass.
     for name, state in ASL["States"].items():
-        if state["Type"] != "Task" or name in ("NotifyFailure", "ReleaseClaim"):
+        if state["Type"] != "Task" or name in ("NotifyFailure", "ReleaseClaim", "ReleaseKeyLock"):
             continue
         (catch_all,) = [c for c in state["Catch"] if "States.ALL" in c["ErrorEquals"]]
         marker = ASL["States"][catch_all["Next"]]
+        if marker["Type"] == "Choice":
+            marker = ASL["States"][marker["Default"]]
         assert catch_all["ResultPath"] == "$.error"
         assert (marker["Type"], marker["Result"], marker["ResultPath"]) == (
             "Pass",

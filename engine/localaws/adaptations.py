@@ -414,6 +414,72 @@ def install_aws_sdk_s3_copy_source() -> None:
     _patch(cls, "_eval_service_task", _eval_service_task)
 
 
+def install_aws_sdk_sfn_casing() -> None:
+    """Convert ``aws-sdk:sfn:*`` parameters to boto3's casing, and responses back.
+
+    Gap (moto 5.2.5): its generic AWS SDK integration hands ``ExecutionArn`` to boto3, whose
+    Step Functions client names it ``executionArn``, and returns ``status`` where AWS gives
+    ``Status``. The workflow's ``aws-sdk:sfn:describeExecution`` (is the execution holding a
+    key's lock still running?) needs both. Other services' calls are left as they are.
+    """
+    cls = _aws_sdk_class()
+    params_original: Any = cls._normalise_parameters
+    response_original: Any = cls._normalise_response
+
+    def is_sfn(self: Any) -> bool:
+        return bool(self._get_boto_service_name() == "stepfunctions")
+
+    def _normalise_parameters(self: Any, parameters: dict[str, Any], *args: Any) -> None:
+        params_original(self, parameters, *args)
+        if is_sfn(self):
+            op = _operation_model("stepfunctions", self._get_boto_service_action())
+            self._to_boto_request(parameters, op.input_shape)
+
+    def _normalise_response(self: Any, response: Any, *args: Any) -> None:
+        response_original(self, response, *args)
+        if is_sfn(self) and isinstance(response, dict):
+            op = _operation_model("stepfunctions", self._get_boto_service_action())
+            self._from_boto_response(response, op.output_shape)
+            for k, v in list(response.items()):
+                if isinstance(v, dt.datetime):
+                    response[k] = v.isoformat()
+
+    _patch(cls, "_normalise_parameters", _normalise_parameters)
+    _patch(cls, "_normalise_response", _normalise_response)
+
+
+def install_s3_copy_source_if_match() -> None:
+    """Answer ``CopyObject`` 412 when the source is not the version ``CopySourceIfMatch`` names.
+
+    Gap (moto 5.2.5): its ``CopyObject`` honours ``x-amz-copy-source-if-none-match`` only and
+    copies whatever the key holds. The workflow archives an upload with
+    ``CopySourceIfMatch`` its etag, so that a later upload of the key is never archived (and
+    then deleted) in its place.
+    """
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    s3_responses = _mod("moto.s3.responses")
+    precondition_failed = _mod("moto.s3.exceptions").PreconditionFailed
+    cls = s3_responses.S3Response
+    original = cls.copy_object
+
+    def copy_object(self: Any) -> Any:
+        wanted = self.headers.get("x-amz-copy-source-if-match")
+        if wanted:
+            source = self.headers.get("x-amz-copy-source")
+            if isinstance(source, bytes):
+                source = source.decode("utf-8")
+            parsed = urlparse(source)
+            bucket, key = unquote(parsed.path).lstrip("/").split("/", 1)
+            version = parse_qs(parsed.query).get("versionId", [None])[0]
+            found = self.backend.get_object(bucket, key, version_id=version)
+            if found is not None and found.etag.strip('"') != wanted.strip('"'):
+                raise precondition_failed("x-amz-copy-source-If-Match")
+        return original(self)
+
+    _patch(cls, "copy_object", copy_object)
+
+
 def install_dynamodb_atomic_writes() -> None:
     """Run moto's DynamoDB writes one at a time, as DynamoDB applies each atomically.
 
@@ -889,6 +955,8 @@ def install_all(runner: TaskRunner) -> None:
     install_distributed_map_results_and_tolerance()
     install_map_run_api()
     install_dynamodb_atomic_writes()
+    install_s3_copy_source_if_match()
+    install_aws_sdk_sfn_casing()
 
 
 ADAPTATIONS: dict[str, Callable[..., Any]] = {
@@ -908,4 +976,6 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
         install_distributed_map_results_and_tolerance,
     "DescribeMapRun/ListMapRuns after other executions ended": install_map_run_api,
     "DynamoDB writes atomic (counters)": install_dynamodb_atomic_writes,
+    "S3 CopyObject honours CopySourceIfMatch": install_s3_copy_source_if_match,
+    "aws-sdk:sfn casing (describeExecution)": install_aws_sdk_sfn_casing,
 }
