@@ -46,6 +46,10 @@ from engine.validate import ValidationResult, validate_file
 log = logging.getLogger(__name__)
 
 
+class OtherUploadError(TerminalError):
+    """The cleaned rows come from another upload of the key than the one to transform."""
+
+
 class MissingObjectError(TerminalError):
     """An object the task needs is not in S3 (deleted, or an earlier step never ran)."""
 
@@ -224,7 +228,10 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             return EXIT_REJECTED
 
         ckey, report_key = cleaned_key(settings), f"reports/{key}.json"
-        metadata = {"sha256": report.sha256 or "", "rows": str(cleaned_rows)}
+        # input-etag: the upload these rows come from (the transformer checks it).
+        metadata = {
+            "sha256": report.sha256 or "", "rows": str(cleaned_rows), "input-etag": fetched.etag
+        }
         run_step(
             "write_cleaned",
             # A managed (multipart above 8 MiB) upload reads the file from disk part by part.
@@ -367,14 +374,26 @@ def _status(settings: Settings, c: Clients, sk: str, attributes: Mapping[str, An
 
 
 def download_cleaned(settings: Settings, s3: Any, dest: Path) -> Fetched:
-    """Copy the file's cleaned rows to ``dest``; their metadata carry the original's sha256."""
-    return _get_to_file(
+    """Copy the file's cleaned rows to ``dest``; their metadata carry the original's sha256
+    and the ETag of the upload they come from, which must be ``settings.input_etag`` when
+    that is set (a validator of another upload, still running after its execution was
+    stopped, may have written the object since)."""
+    fetched = _get_to_file(
         s3,
         settings.cleaned_bucket,
         cleaned_key(settings),
         dest,
         hint="The validator writes this object; run it (it must exit 0) first.",
     )
+    came_from = fetched.metadata.get("input-etag")
+    if settings.input_etag and came_from and came_from != settings.input_etag:
+        raise OtherUploadError(
+            f"s3://{settings.cleaned_bucket}/{cleaned_key(settings)} holds the rows of another "
+            f"upload of s3://{settings.input_bucket}/{settings.input_key} (ETag {came_from}, "
+            f"not {settings.input_etag}); nothing was changed",
+            hint="Start the execution of this upload again: its validator writes its rows.",
+        )
+    return fetched
 
 
 def date_snapshot(

@@ -82,7 +82,8 @@ class Settings:
     """How the S3 lake is read and written (``DATE_WORKERS``, ``LOCAL_READ_MB``)."""
     input_etag: str | None = None
     """The upload to process (``S3_INPUT_ETAG``, the event's etag): the validator reads that
-    version of the key only, and a key that holds another one (or none) was superseded."""
+    version of the key only (a key that holds another one, or none, was superseded), and the
+    transformer refuses cleaned rows that another upload's validator wrote."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -96,7 +96,8 @@ def _decode_or_raise(path: str, data: bytes, *, base_offset: int = 0, first_line
 
 
 def _read_header(path: str, head: bytes) -> tuple[str, ...]:
-    """Return the header's column names, normalised (stripped, lower case)."""
+    """Return the header's column names as written, stripped (``check_header`` matches them
+    in lower case)."""
     if not head:
         raise InputFileError(
             path, "the file is empty (0 bytes)", kind="empty",
@@ -134,7 +135,7 @@ def _read_header(path: str, head: bytes) -> tuple[str, ...]:
         names = next(csv.reader([text.rstrip("\r")]))
     except (csv.Error, StopIteration):
         names = [text]
-    names = [n.strip().lower() for n in names]
+    names = [n.strip() for n in names]
     if not any(names):
         raise InputFileError(
             path, "no header row: line 1 is blank", line=1, kind="header",
@@ -143,14 +144,16 @@ def _read_header(path: str, head: bytes) -> tuple[str, ...]:
     return tuple(names)
 
 
-def check_header(path: str, header: tuple[str, ...]) -> tuple[str, ...]:
-    """Raise if the header cannot serve the contract; return the extra (ignored) columns."""
+def check_header(path: str, written: tuple[str, ...]) -> tuple[str, ...]:
+    """Raise if the header (its names as ``written``) cannot serve the contract; return the
+    extra (ignored) columns. Names match in lower case; messages quote them as written."""
+    header = tuple(n.lower() for n in written)
     seen: dict[str, int] = {}
     for i, name in enumerate(header, start=1):
         if name in seen and name:
             raise InputFileError(
                 path,
-                f"duplicate column name '{name}' (columns {seen[name]} and {i})",
+                f"duplicate column name '{written[i - 1]}' (columns {seen[name]} and {i})",
                 line=1, column=name, kind="header",
             )
         seen[name] = i
@@ -160,13 +163,13 @@ def check_header(path: str, header: tuple[str, ...]) -> tuple[str, ...]:
         if any(_LOOKS_LIKE_DATA.match(n) for n in header):
             raise InputFileError(
                 path,
-                "no header row: line 1 looks like data (" + ",".join(header)[:120] + ")",
+                "no header row: line 1 looks like data (" + ",".join(written)[:120] + ")",
                 line=1, kind="header",
                 hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
             )
         raise InputFileError(
             path,
-            "unrecognised header (" + ",".join(header)[:120] + ")",
+            "unrecognised header (" + ",".join(written)[:120] + ")",
             line=1, kind="header",
             hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
         )
@@ -178,7 +181,7 @@ def check_header(path: str, header: tuple[str, ...]) -> tuple[str, ...]:
             + ", ".join(missing),
             line=1, column=missing[0], kind="header",
         )
-    return tuple(n for n in header if n not in required)
+    return tuple(w for n, w in zip(header, written, strict=True) if n not in required)
 
 
 def layout(
@@ -335,8 +338,9 @@ def open_header(
             head = f.read(HEAD_BYTES)
     except OSError as e:
         raise InputFileError(name, f"cannot be read ({e.strerror})", kind="io") from None
-    header = _read_header(name, head)
-    extras = check_header(name, header)
+    written = _read_header(name, head)
+    extras = check_header(name, written)
+    header = tuple(n.lower() for n in written)
     # Polars names columns positionally; an empty or repeated extra name must stay unique.
     names = tuple(h if h else f"__unnamed_{i}" for i, h in enumerate(header))
     return size, header, extras, names

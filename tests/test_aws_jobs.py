@@ -128,6 +128,27 @@ def test_the_upload_the_key_holds_is_validated_as_usual(stack: Stack) -> None:
     etag = stack.s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"].strip('"')
     assert run(stack, key, S3_INPUT_ETAG=etag) == (0, 0)
     expect(stack, [(key, V1)])
+    settings = Settings.from_env(stack.env(key))
+    cleaned = stack.s3.head_object(Bucket=stack.cleaned_bucket, Key=jobs.cleaned_key(settings))
+    assert cleaned["Metadata"]["input-etag"] == etag
+
+
+def test_the_transformer_refuses_rows_another_upload_wrote(stack: Stack) -> None:
+    """A validator still running after its execution was stopped can overwrite the cleaned
+    rows of the key after the next upload's validator: the transformer of that next upload
+    must not take them for its own."""
+    key = "orders/two-validators.csv"
+    stack.upload(key, order_csv(V1))
+    settings = Settings.from_env(stack.env(key))
+    clients = jobs.Clients(stack.s3, stack.dynamodb)
+    assert jobs.validate_object(settings, clients) == 0
+    later = Settings.from_env({**stack.env(key), "S3_INPUT_ETAG": "0123456789abcdef"})
+    code = run_entrypoint(
+        "transformer", lambda: jobs.transform_object(later, clients), configure=False
+    )
+    assert code == EXIT_CONFIG
+    assert stack.items(stack.order_table) == [] and stack.items(stack.category_table) == []
+    assert not [k for k in stack.object_keys() if k.startswith("lake/")]
 
 
 def test_invalid_file_is_rejected_with_exit_3_and_a_summary(stack: Stack) -> None:
@@ -522,7 +543,9 @@ def test_a_file_in_many_pieces_is_stored_piece_by_piece_then_date_by_date(
     cleaned = pq.ParquetFile(io.BytesIO(data))
     groups = cleaned.metadata.num_row_groups
     assert groups >= 8  # one per piece: the validator never held the file's rows
-    assert meta == {"sha256": hashlib.sha256(text.encode()).hexdigest(), "rows": "400"}
+    etag = stack.s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"].strip('"')
+    assert meta == {"sha256": hashlib.sha256(text.encode()).hexdigest(), "rows": "400",
+                    "input-etag": etag}
     whole = pl.read_parquet(data)
     assert whole.schema == LAKE_SCHEMA
     assert whole.to_dicts() == typed(rows)

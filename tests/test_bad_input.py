@@ -65,7 +65,9 @@ CASES = [
     Case("empty_file.csv", 1, ("empty (0 bytes)",), rule="empty", structural=True),
     Case("bom_only_no_header.csv", 1, ("byte-order mark",), rule="empty", structural=True),
     Case("header_only_no_orders.csv", 0, ("no orders", "changes no KPI")),
-    Case("no_header_data_on_line_1.csv", 1, ("no header row", "looks like data"), line=1,
+    # the line quoted as written: it was shown lower-cased ("ord1,cust1,...")
+    Case("no_header_data_on_line_1.csv", 1,
+         ("no header row", "looks like data (ORD1,CUST1,2025-07-06,Electronics,PROD001,"), line=1,
          rule="header", structural=True),
     Case("blank_first_line.csv", 1, ("no header row", "line 1 is blank"), line=1,
          rule="header", structural=True),

@@ -18,6 +18,7 @@ import pytest
 
 from engine.localaws import adaptations
 from engine.localaws.cli import kpi_rows
+from engine.localaws.stack import ACCOUNT
 from tests import oracle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -493,6 +494,36 @@ def test_a_lock_left_by_an_execution_that_no_longer_runs_is_broken(
     [ex] = _by_file(stack)["input/stale.csv"]
     assert ex["status"] == "SUCCEEDED"
     names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
-    assert names[:6] == ["ClaimEvent", "TakeKeyLock", "ReadKeyLock", "IsKeyLockHeld",
-                         "CheckKeyLockHolder", "IsKeyLockHolderRunning"]
-    assert names[6:9] == ["BreakKeyLock", "TakeKeyLock", "RunValidator"]
+    assert names[:7] == ["ClaimEvent", "StartKeyLockWait", "TakeKeyLock", "ReadKeyLock",
+                         "IsKeyLockHeld", "CheckKeyLockHolder", "IsKeyLockHolderRunning"]
+    assert names[7:10] == ["BreakKeyLock", "TakeKeyLock", "RunValidator"]
+
+
+@pytest.mark.integration
+def test_an_execution_waits_while_the_lock_holder_runs(stack: Any, ran: dict[str, Any]) -> None:
+    """The key's lock held by an execution that is still running: the next execution of the
+    key polls (counting its polls) and runs nothing until the holder has ended; a holder
+    stopped by hand never releases it, so the waiter then breaks it and goes on."""
+    sfn = stack.client("stepfunctions")
+    holder_machine = sfn.create_state_machine(
+        name="lock-holder", roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
+        definition=json.dumps({"StartAt": "Hold", "States": {
+            "Hold": {"Type": "Wait", "Seconds": 300, "End": True}}}))["stateMachineArn"]
+    holder = sfn.start_execution(stateMachineArn=holder_machine, name="holder")["executionArn"]
+    stack.client("dynamodb").put_item(TableName=stack.outputs["StateTableName"], Item={
+        "pk": {"S": f"lock#{stack.outputs['InputBucketName']}/input/held.csv"},
+        "sk": {"S": "lock"}, "execution": {"S": holder}})
+    started = len(stack.executions())
+    _put(stack, "input/held.csv", ran["files"]["a"])
+    waiter = _wait_for_state(stack, "input/held.csv", "WaitForKeyLock")
+    time.sleep(3)
+    names = [n for n, _ in _states_entered(stack, waiter["executionArn"])]
+    assert "RunValidator" not in names and "CountKeyLockPoll" in names
+    sfn.stop_execution(executionArn=holder)
+    stack.wait_executions(started + 1, timeout=60)
+    [ex] = _by_file(stack)["input/held.csv"]
+    assert ex["status"] == "SUCCEEDED"
+    names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
+    broke = names.index("BreakKeyLock")
+    assert names[broke - 2:broke] == ["CheckKeyLockHolder", "IsKeyLockHolderRunning"]
+    assert names[broke + 1:broke + 3] == ["TakeKeyLock", "RunValidator"]

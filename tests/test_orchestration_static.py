@@ -504,7 +504,8 @@ def test_every_path_releases_the_key_lock_once_then_ends_where_it_chose() -> Non
 
 def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
     states = ASL["States"]
-    assert states["ClaimEvent"]["Next"] == "TakeKeyLock"
+    assert states["ClaimEvent"]["Next"] == "StartKeyLockWait"
+    assert states["StartKeyLockWait"]["Next"] == "TakeKeyLock"
     assert states["TakeKeyLock"]["Next"] == "RunValidator"
     held = next(c for c in states["TakeKeyLock"]["Catch"]
                 if c["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"])
@@ -512,9 +513,24 @@ def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
     assert states["ReadKeyLock"]["Parameters"]["ConsistentRead"] is True
     assert states["IsKeyLockHolderRunning"]["Choices"] == [
         {"Variable": "$.key_lock_holder.status", "StringEquals": "RUNNING",
-         "Next": "WaitForKeyLock"}]
+         "Next": "CountKeyLockPoll"}]
     assert states["IsKeyLockHolderRunning"]["Default"] == "BreakKeyLock"
-    assert states["WaitForKeyLock"]["Next"] == "TakeKeyLock"
+    # A poll is ~20 history events and a history holds 25,000: the polls are counted,
+    # spaced out after 30, and capped at 1,000 (~16 h), after which the execution fails
+    # with its claim released instead of dying at the history limit with no notice.
+    assert states["StartKeyLockWait"]["Result"] == {"polls": 0}
+    assert states["CountKeyLockPoll"]["Parameters"] == {
+        "polls.$": "States.MathAdd($.key_lock_wait.polls, 1)"}
+    how = states[states["CountKeyLockPoll"]["Next"]]
+    assert [(c["NumericLessThanEquals"], c["Next"]) for c in how["Choices"]] == [
+        (30, "WaitForKeyLock"), (1000, "WaitLongerForKeyLock")]
+    assert (states["WaitForKeyLock"]["Seconds"], states["WaitLongerForKeyLock"]["Seconds"]) == (
+        10, 60)
+    assert states["WaitForKeyLock"]["Next"] == states["WaitLongerForKeyLock"]["Next"] == (
+        "TakeKeyLock")
+    too_long = states[how["Default"]]
+    assert too_long["ResultPath"] == "$.error"
+    assert states[too_long["Next"]]["Next"] == "ReleaseClaim"
     # Breaking deletes the lock only if the holder that was seen finished still holds it.
     brk = states["BreakKeyLock"]["Parameters"]
     assert brk["ExpressionAttributeValues"][":holder"] == {"S.$": "$.key_lock.Item.execution.S"}
@@ -526,15 +542,43 @@ def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
         assert states[name]["Parameters"]["CopySourceIfMatch.$"] == "$.etag", name
     for name in ("DeleteRejectedSource", "DeleteSource"):
         assert states[name]["Parameters"]["IfMatch.$"] == "$.etag", name
+    transformer = states["RunTransformer"]["Parameters"]["Overrides"]["ContainerOverrides"][0]
+    assert {"Name": "S3_INPUT_ETAG", "Value.$": "$.etag"} in transformer["Environment"]
+    # What S3 answers a conditional copy or delete that must not fail the execution: 412 (a
+    # later upload holds the key), 404 (nothing does), and for a delete 409 (a write to the
+    # key at that moment). Other errors go to the step's failure.
+    for name, then, codes in (
+        ("CopyToRejected", "NotifyRejected", {"412", "404"}),
+        ("DeleteRejectedSource", "NotifyRejected", {"412", "409", "404"}),
+        ("ArchiveFile", "NotifyReplacedBeforeArchive", {"412", "404"}),
+        ("DeleteSource", "NotifySuccess", {"412", "409", "404"}),
+    ):
+        (catch,) = states[name]["Catch"]
+        choice = states[catch["Next"]]
+        (rule,) = choice["Choices"]
+        assert rule["Next"] == then and choice["Default"] == f"{name}Failed"
+        assert {r["StringMatches"] for r in rule["Or"]} == {f"*Status Code: {c}*" for c in codes}
+        assert all(r["Variable"] == "$.error.Cause" for r in rule["Or"])
     rules = {c.get("StringEquals"): c["Next"] for c in states["CheckVerdict"]["Choices"]}
     assert rules["SUPERSEDED"] == "NotifySuperseded"
+    # ...but a backfill child outside input/ fails (no event will follow the change).
+    in_backfill = next(c for c in states["CheckVerdict"]["Choices"] if "And" in c)
+    assert in_backfill["Next"] == "SupersededInBackfill"
+    assert {"Variable": "$.backfill", "IsPresent": True} in in_backfill["And"]
+    assert {"Not": {"Variable": "$.key", "StringMatches": "input/*"}} in in_backfill["And"]
+    assert states["CheckVerdict"]["Choices"].index(in_backfill) < [
+        c.get("StringEquals") for c in states["CheckVerdict"]["Choices"]].index("SUPERSEDED")
+    assert states["SupersededInBackfill"]["Next"] == "VerdictFailed"
 
 
 def test_duplicate_delivery_is_claimed_once_and_ends_quietly() -> None:
     claim = ASL["States"]["ClaimEvent"]
     assert ASL["StartAt"] == "ClaimEvent"
     assert claim["Resource"] == "arn:aws:states:::dynamodb:putItem"
-    assert claim["Parameters"]["ConditionExpression"] == "attribute_not_exists(pk)"
+    # Not taken, or taken by this very execution (a retried put that had applied).
+    assert claim["Parameters"]["ConditionExpression"] == (
+        "attribute_not_exists(pk) OR #execution = :me")
+    assert claim["Parameters"]["ExpressionAttributeValues"] == {":me": {"S.$": "$$.Execution.Id"}}
     assert "'claim#{}/{}', $.bucket, $.key" in claim["Parameters"]["Item"]["pk"]["S.$"]
     # One upload is one claim: its etag and S3 sequencer, as engine.state.claim_key states.
     sk = "States.Format('etag#{}/seq#{}', $.etag, $.sequencer)"

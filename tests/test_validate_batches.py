@@ -542,3 +542,25 @@ def test_only_the_validation_pass_marks_pieces_unpadded(tmp_path: Path) -> None:
     assert len(first_pass) > 1 and all(first_pass)
     assert marks(padded, check_padding=True)[-1] is False  # the piece with " C1"
     assert not any(marks(plain))  # replay and the duplicate search do not look
+
+
+def test_header_names_match_in_any_case_and_messages_quote_them_as_written(
+    tmp_path: Path,
+) -> None:
+    from engine.read import open_header
+
+    row = "O1,C1,2025-07-06,Books,P1,1,2.50,false\n"
+    ok = tmp_path / "ok.csv"
+    ok.write_text("Order_ID, Customer_Id,ORDER_DATE,category,Product_ID,Quantity,Unit_Price,"
+                  "Returned,Note\n" + row)
+    _, header, extras, _ = open_header(str(ok), "ok.csv")
+    assert header[:2] == ("order_id", "customer_id") and extras == ("Note",)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("order_id,customer_id,order_date,category,product_id,quantity,unit_price,"
+                     "returned,QUANTITY\n" + row)
+    with pytest.raises(InputFileError, match="duplicate column name 'QUANTITY' "):
+        open_header(str(twice), "twice.csv")
+    other = tmp_path / "other.csv"
+    other.write_text("Id,Name,Price\n1,a,2\n")
+    with pytest.raises(InputFileError, match=r"unrecognised header \(Id,Name,Price\)"):
+        open_header(str(other), "other.csv")
