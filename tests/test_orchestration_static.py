@@ -188,6 +188,30 @@ def test_input_bucket_sends_events_and_cleaned_bucket_ages_out_archives() -> Non
     assert by_prefix["rejected/"]["ExpirationInDays"] > 0
 
 
+def test_cleaned_bucket_keeps_replaced_archives_and_drops_replaced_working_objects() -> None:
+    """A later upload of a key replaces its archive (processed/<key>) or rejected copy: the
+    bucket is versioned so the earlier bytes stay, as long as an archive would. Every other
+    prefix the jobs and workflows write is rewritten often: its replaced versions, and the
+    delete markers left alone, must go, or they pile up unseen."""
+    props = TEMPLATE["Resources"]["CleanedBucket"]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    by_prefix = {r.get("Prefix"): r for r in props["LifecycleConfiguration"]["Rules"]}
+    for kept in ("processed/", "rejected/"):
+        rule = by_prefix[kept]
+        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] >= rule["ExpirationInDays"]
+    # engine/aws_jobs.py (cleaned/, reports/, rejected/), engine/s3lake.py (lake/),
+    # engine/s3export.py (kpis/), the backfill's ResultWriter, and the products file (config/).
+    backfill = json.loads((ORCH / "backfill.asl.json").read_text())
+    writer = next(s["ResultWriter"] for s in backfill["States"].values() if "ResultWriter" in s)
+    written = {"cleaned/", "reports/", "lake/", "kpis/", "config/",
+               writer["Parameters"]["Prefix"] + "/"}
+    for prefix in written:
+        rule = by_prefix[prefix]
+        assert rule["Status"] == "Enabled" and rule["ExpiredObjectDeleteMarker"] is True, prefix
+        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 30, prefix
+    assert set(by_prefix) - {None} == written | {"processed/", "rejected/"}
+
+
 def table_problems(tpl: dict[str, Any]) -> list[str]:
     """Return the tables that are not on-demand with point-in-time recovery and SSE."""
     problems = []
