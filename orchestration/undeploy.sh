@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Delete the order-kpis stack. Buckets must be empty for CloudFormation to delete them, so
-# --empty-buckets empties both first (this deletes every processed and rejected file).
+# --empty-buckets empties both first (this deletes every processed and rejected file, and
+# every earlier version of them: the cleaned bucket is versioned).
 # --dry-run prints every command and runs none.
 set -euo pipefail
 
@@ -43,8 +44,19 @@ if (( empty )); then
     (( dry_run )) && die "--empty-buckets with --dry-run needs --account"
     account="$(aws sts get-caller-identity --query Account --output text)"
   fi
-  for kind in input cleaned; do
-    run aws s3 rm --region "$region" --recursive "s3://${prefix}-${kind}-${account}-${region}"
+  run aws s3 rm --region "$region" --recursive "s3://${prefix}-input-${account}-${region}"
+  # The cleaned bucket is versioned: every version and delete marker must go, 1000 a call.
+  cleaned="${prefix}-cleaned-${account}-${region}"
+  for kind in Versions DeleteMarkers; do
+    printf '+ delete every %s entry of s3://%s (list-object-versions, delete-objects, 1000 at a time)\n' \
+      "$kind" "$cleaned"
+    while (( ! dry_run )); do
+      batch="$(aws s3api list-object-versions --region "$region" --bucket "$cleaned" \
+        --max-items 1000 --output json \
+        --query "{Objects: ${kind}[].{Key: Key, VersionId: VersionId}, Quiet: \`true\`}")"
+      [[ "$batch" == *'"VersionId"'* ]] || break
+      aws s3api delete-objects --region "$region" --bucket "$cleaned" --delete "$batch" > /dev/null
+    done
   done
 fi
 run aws cloudformation delete-stack --region "$region" --stack-name "$stack"

@@ -755,9 +755,15 @@ def test_undeploy_dry_run_prints_the_deletion_and_needs_a_region() -> None:
     assert proc.returncode == 0, proc.stderr
     rm = "+ aws s3 rm --region eu-west-1 --recursive s3://order-kpis"
     cfn = "+ aws cloudformation"
+    cleaned = "s3://order-kpis-cleaned-123456789012-eu-west-1"
     assert proc.stdout.splitlines() == [
         f"{rm}-input-123456789012-eu-west-1",
-        f"{rm}-cleaned-123456789012-eu-west-1",
+        # versioned: a recursive rm would only add delete markers, and the stack's
+        # deletion would then fail on a bucket that is not empty
+        f"+ delete every Versions entry of {cleaned} "
+        "(list-object-versions, delete-objects, 1000 at a time)",
+        f"+ delete every DeleteMarkers entry of {cleaned} "
+        "(list-object-versions, delete-objects, 1000 at a time)",
         f"{cfn} delete-stack --region eu-west-1 --stack-name order-kpis",
         f"{cfn} wait stack-delete-complete --region eu-west-1 --stack-name order-kpis",
     ]
