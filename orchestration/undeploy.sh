@@ -45,19 +45,29 @@ if (( empty )); then
     account="$(aws sts get-caller-identity --query Account --output text)"
   fi
   run aws s3 rm --region "$region" --recursive "s3://${prefix}-input-${account}-${region}"
-  # The cleaned bucket is versioned: every version and delete marker must go, 1000 a call.
+  # The cleaned bucket is versioned: every version and delete marker must go. One page of
+  # at most 1000 entries (versions and markers together) per listing, deleted in one call
+  # from a file (a page of long keys is too long for one command-line argument); a key S3
+  # refused to delete stops the script (it would be listed again forever).
   cleaned="${prefix}-cleaned-${account}-${region}"
-  for kind in Versions DeleteMarkers; do
-    printf '+ delete every %s entry of s3://%s (list-object-versions, delete-objects, 1000 at a time)\n' \
-      "$kind" "$cleaned"
-    while (( ! dry_run )); do
-      batch="$(aws s3api list-object-versions --region "$region" --bucket "$cleaned" \
-        --max-items 1000 --output json \
-        --query "{Objects: ${kind}[].{Key: Key, VersionId: VersionId}, Quiet: \`true\`}")"
-      [[ "$batch" == *'"VersionId"'* ]] || break
-      aws s3api delete-objects --region "$region" --bucket "$cleaned" --delete "$batch" > /dev/null
+  printf '+ delete every version and delete marker of s3://%s (list-object-versions, delete-objects, 1000 at a time)\n' \
+    "$cleaned"
+  if (( ! dry_run )); then
+    batch="$(mktemp)"
+    trap 'rm -f "$batch"' EXIT
+    while :; do
+      aws s3api list-object-versions --region "$region" --bucket "$cleaned" --no-paginate \
+        --max-keys 1000 --output json \
+        --query '{Objects: [Versions, DeleteMarkers][].{Key: Key, VersionId: VersionId}, Quiet: `true`}' \
+        > "$batch"
+      grep -q '"VersionId"' "$batch" || break
+      refused="$(aws s3api delete-objects --region "$region" --bucket "$cleaned" \
+        --delete "file://$batch" --output text --query 'Errors[0].[Key, Code, Message]')"
+      if [[ -n "$refused" && "$refused" != "None" ]]; then
+        die "s3://$cleaned: S3 refused to delete a version ($refused); deleting versions needs s3:ListBucketVersions and s3:DeleteObjectVersion"
+      fi
     done
-  done
+  fi
 fi
 run aws cloudformation delete-stack --region "$region" --stack-name "$stack"
 run aws cloudformation wait stack-delete-complete --region "$region" --stack-name "$stack"

@@ -494,9 +494,9 @@ def test_a_lock_left_by_an_execution_that_no_longer_runs_is_broken(
     [ex] = _by_file(stack)["input/stale.csv"]
     assert ex["status"] == "SUCCEEDED"
     names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
-    assert names[:7] == ["ClaimEvent", "StartKeyLockWait", "TakeKeyLock", "ReadKeyLock",
+    assert names[:6] == ["StartKeyLockWait", "TakeKeyLock", "ReadKeyLock",
                          "IsKeyLockHeld", "CheckKeyLockHolder", "IsKeyLockHolderRunning"]
-    assert names[7:10] == ["BreakKeyLock", "TakeKeyLock", "RunValidator"]
+    assert names[6:10] == ["BreakKeyLock", "TakeKeyLock", "ClaimEvent", "RunValidator"]
 
 
 @pytest.mark.integration
@@ -526,4 +526,4 @@ def test_an_execution_waits_while_the_lock_holder_runs(stack: Any, ran: dict[str
     names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
     broke = names.index("BreakKeyLock")
     assert names[broke - 2:broke] == ["CheckKeyLockHolder", "IsKeyLockHolderRunning"]
-    assert names[broke + 1:broke + 3] == ["TakeKeyLock", "RunValidator"]
+    assert names[broke + 1:broke + 4] == ["TakeKeyLock", "ClaimEvent", "RunValidator"]

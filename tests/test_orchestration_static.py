@@ -195,10 +195,17 @@ def test_cleaned_bucket_keeps_replaced_archives_and_drops_replaced_working_objec
     delete markers left alone, must go, or they pile up unseen."""
     props = TEMPLATE["Resources"]["CleanedBucket"]["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
-    by_prefix = {r.get("Prefix"): r for r in props["LifecycleConfiguration"]["Rules"]}
-    for kept in ("processed/", "rejected/"):
+    rules = props["LifecycleConfiguration"]["Rules"]
+    by_prefix = {r.get("Prefix"): r for r in rules}
+    assert len(by_prefix) == len(rules)  # one rule per prefix: none hides another
+    # An expiring archive becomes a noncurrent version too: the noncurrent days add to the
+    # archive's life, so they stay well under it.
+    for kept, days in (("processed/", 90), ("rejected/", 30)):
         rule = by_prefix[kept]
-        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] >= rule["ExpirationInDays"]
+        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == days
+        assert days < rule["ExpirationInDays"]
+        # S3 refuses ExpiredObjectDeleteMarker beside Days; with Days it removes them itself.
+        assert "ExpiredObjectDeleteMarker" not in rule
     # engine/aws_jobs.py (cleaned/, reports/, rejected/), engine/s3lake.py (lake/),
     # engine/s3export.py (kpis/), the backfill's ResultWriter, and the products file (config/).
     backfill = json.loads((ORCH / "backfill.asl.json").read_text())
@@ -462,7 +469,7 @@ def test_workflow_is_sequential_and_transforms_only_after_a_valid_verdict() -> N
     for gate in ("RunValidator", "ReadValidation", "CheckVerdict"):
         assert not reachable_avoiding(ASL, "RunTransformer", avoid=gate)
         assert not reachable_avoiding(ASL, "ArchiveFile", avoid=gate)
-    assert reachable_avoiding(ASL, "RunTransformer", avoid="CopyToRejected")
+    assert reachable_avoiding(ASL, "RunTransformer", avoid="DeleteRejectedSource")
     bad = copy.deepcopy(ASL)
     bad["States"]["ClaimEvent"]["Next"] = "RunTransformer"
     assert reachable_avoiding(bad, "RunTransformer", avoid="RunValidator")
@@ -475,14 +482,14 @@ def test_a_failed_validator_task_still_reads_the_verdict() -> None:
     assert catches["States.TaskFailed"]["ResultPath"] != "$"  # keep bucket/key for the next steps
     assert states["ReadValidation"]["Parameters"]["ConsistentRead"] is True
     rules = {c.get("StringEquals"): c["Next"] for c in states["CheckVerdict"]["Choices"]}
-    assert rules["REJECTED"] == "CopyToRejected"
+    # The validator kept the bytes it read in rejected/; the workflow deletes the input.
+    assert rules["REJECTED"] == "DeleteRejectedSource"
     assert rules["VALID"] == "RunTransformer"
-    path, name = [], "CopyToRejected"
+    path, name = [], "DeleteRejectedSource"
     while "Next" in states[name]:
         path.append(name)
         name = states[name]["Next"]
     assert [*path, name] == [
-        "CopyToRejected",
         "DeleteRejectedSource",
         "NotifyRejected",
         "ReleaseKeyLock",
@@ -503,34 +510,44 @@ def ends_of(states: dict[str, Any]) -> dict[str, str]:
 def test_every_path_releases_the_key_lock_once_then_ends_where_it_chose() -> None:
     states = ASL["States"]
     assert ends_of(states) == {"Done": "Done", "FileRejected": "FileRejected",
-                               "Superseded": "Superseded", "*": "NotifyFailure"}
+                               "Superseded": "Superseded", "DuplicateDelivery": "DuplicateDelivery",
+                               "*": "NotifyFailure"}
     # Only ReleaseKeyLock leads to ThenEnd, and whatever it meets, it goes on there.
     release = states["ReleaseKeyLock"]
     assert release["Next"] == "ThenEnd" and [c["Next"] for c in release["Catch"]] == ["ThenEnd"]
     assert release["Parameters"]["ConditionExpression"] == "#execution = :me"
     into = {n for n, st in states.items() if st.get("Next") == "ReleaseKeyLock"}
     assert into == {"NotifyRejected", "NotifySuccess", "NotifyReplacedBeforeArchive",
-                    "NotifySuperseded", "EndInFailure"}
-    for name in into - {"EndInFailure"}:
+                    "NotifySuperseded", "EndInFailure", "DuplicateDeliveryFound"}
+    for name in into - {"EndInFailure", "DuplicateDeliveryFound"}:
         assert states[name]["ResultPath"] == "$.end", name
+    assert states["DuplicateDeliveryFound"]["Result"] == {"then": "DuplicateDelivery"}
     assert states["EndInFailure"]["Result"] == {"then": "NotifyFailure"}
     # A failure releases its claim first, then the lock (the same item key as the take).
     assert states["ReleaseClaim"]["Next"] == "EndInFailure"
     take = states["TakeKeyLock"]["Parameters"]
     assert take["Item"]["pk"] == release["Parameters"]["Key"]["pk"]
     assert take["Item"]["sk"] == release["Parameters"]["Key"]["sk"] == {"S": "lock"}
-    # Every Succeed and Fail but the duplicate delivery (which never took the lock) and the
-    # end of a failure (after the release) is reached only through ThenEnd.
-    for end in ("Done", "FileRejected", "Superseded"):
+    # Every end, the failure notice included, is reached only through ThenEnd: no path skips
+    # the release.
+    for end in ("Done", "FileRejected", "Superseded", "DuplicateDelivery", "NotifyFailure"):
         assert {n for n, st in states.items() if st.get("Next") == end} == set(), end
+        assert {n for n, st in states.items()
+                for c in st.get("Catch", []) if c["Next"] == end} == set(), end
     assert states["NotifyFailure"]["Next"] == "PipelineFailed"
 
 
 def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
     states = ASL["States"]
-    assert states["ClaimEvent"]["Next"] == "StartKeyLockWait"
+    # The lock before the claim: an execution stopped while it waits holds neither.
+    assert ASL["StartAt"] == "StartKeyLockWait"
     assert states["StartKeyLockWait"]["Next"] == "TakeKeyLock"
-    assert states["TakeKeyLock"]["Next"] == "RunValidator"
+    assert states["TakeKeyLock"]["Next"] == "ClaimEvent"
+    assert states["ClaimEvent"]["Next"] == "RunValidator"
+    # Failing before the claim releases only the lock.
+    for name in ("TakeKeyLock", "ReadKeyLock", "BreakKeyLock", "ClaimEvent"):
+        (catch_all,) = [c for c in states[name]["Catch"] if "States.ALL" in c["ErrorEquals"]]
+        assert states[catch_all["Next"]]["Next"] == "EndInFailure", name
     held = next(c for c in states["TakeKeyLock"]["Catch"]
                 if c["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"])
     assert held["Next"] == "ReadKeyLock"
@@ -539,22 +556,22 @@ def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
         {"Variable": "$.key_lock_holder.status", "StringEquals": "RUNNING",
          "Next": "CountKeyLockPoll"}]
     assert states["IsKeyLockHolderRunning"]["Default"] == "BreakKeyLock"
-    # A poll is ~20 history events and a history holds 25,000: the polls are counted,
-    # spaced out after 30, and capped at 1,000 (~16 h), after which the execution fails
-    # with its claim released instead of dying at the history limit with no notice.
+    # A poll is ~25 history events and a history holds 25,000: the polls are counted,
+    # spaced out after 30, and capped at 800 (~13 h), after which the execution fails with
+    # a notice (holding no claim yet) instead of dying at the history limit with none.
     assert states["StartKeyLockWait"]["Result"] == {"polls": 0}
     assert states["CountKeyLockPoll"]["Parameters"] == {
         "polls.$": "States.MathAdd($.key_lock_wait.polls, 1)"}
     how = states[states["CountKeyLockPoll"]["Next"]]
     assert [(c["NumericLessThanEquals"], c["Next"]) for c in how["Choices"]] == [
-        (30, "WaitForKeyLock"), (1000, "WaitLongerForKeyLock")]
+        (30, "WaitForKeyLock"), (800, "WaitLongerForKeyLock")]
     assert (states["WaitForKeyLock"]["Seconds"], states["WaitLongerForKeyLock"]["Seconds"]) == (
         10, 60)
     assert states["WaitForKeyLock"]["Next"] == states["WaitLongerForKeyLock"]["Next"] == (
         "TakeKeyLock")
     too_long = states[how["Default"]]
     assert too_long["ResultPath"] == "$.error"
-    assert states[too_long["Next"]]["Next"] == "ReleaseClaim"
+    assert states[too_long["Next"]]["Next"] == "EndInFailure"
     # Breaking deletes the lock only if the holder that was seen finished still holds it.
     brk = states["BreakKeyLock"]["Parameters"]
     assert brk["ExpressionAttributeValues"][":holder"] == {"S.$": "$.key_lock.Item.execution.S"}
@@ -562,8 +579,7 @@ def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
     # Only the upload of the event is read, copied and deleted: everything names its etag.
     env = states["RunValidator"]["Parameters"]["Overrides"]["ContainerOverrides"][0]
     assert {"Name": "S3_INPUT_ETAG", "Value.$": "$.etag"} in env["Environment"]
-    for name in ("CopyToRejected", "ArchiveFile"):
-        assert states[name]["Parameters"]["CopySourceIfMatch.$"] == "$.etag", name
+    assert states["ArchiveFile"]["Parameters"]["CopySourceIfMatch.$"] == "$.etag"
     for name in ("DeleteRejectedSource", "DeleteSource"):
         assert states[name]["Parameters"]["IfMatch.$"] == "$.etag", name
     transformer = states["RunTransformer"]["Parameters"]["Overrides"]["ContainerOverrides"][0]
@@ -571,8 +587,10 @@ def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
     # What S3 answers a conditional copy or delete that must not fail the execution: 412 (a
     # later upload holds the key), 404 (nothing does), and for a delete 409 (a write to the
     # key at that moment). Other errors go to the step's failure.
+    # A 404 counts only for the key's absence (NoSuchKey), not a missing bucket.
+    answers = {"412": "*Status Code: 412*", "409": "*Status Code: 409*",
+               "404": "*The specified key does not exist*"}
     for name, then, codes in (
-        ("CopyToRejected", "NotifyRejected", {"412", "404"}),
         ("DeleteRejectedSource", "NotifyRejected", {"412", "409", "404"}),
         ("ArchiveFile", "NotifyReplacedBeforeArchive", {"412", "404"}),
         ("DeleteSource", "NotifySuccess", {"412", "409", "404"}),
@@ -581,7 +599,7 @@ def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
         choice = states[catch["Next"]]
         (rule,) = choice["Choices"]
         assert rule["Next"] == then and choice["Default"] == f"{name}Failed"
-        assert {r["StringMatches"] for r in rule["Or"]} == {f"*Status Code: {c}*" for c in codes}
+        assert {r["StringMatches"] for r in rule["Or"]} == {answers[c] for c in codes}
         assert all(r["Variable"] == "$.error.Cause" for r in rule["Or"])
     rules = {c.get("StringEquals"): c["Next"] for c in states["CheckVerdict"]["Choices"]}
     assert rules["SUPERSEDED"] == "NotifySuperseded"
@@ -597,7 +615,6 @@ def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
 
 def test_duplicate_delivery_is_claimed_once_and_ends_quietly() -> None:
     claim = ASL["States"]["ClaimEvent"]
-    assert ASL["StartAt"] == "ClaimEvent"
     assert claim["Resource"] == "arn:aws:states:::dynamodb:putItem"
     # Not taken, or taken by this very execution (a retried put that had applied).
     assert claim["Parameters"]["ConditionExpression"] == (
@@ -614,7 +631,9 @@ def test_duplicate_delivery_is_claimed_once_and_ends_quietly() -> None:
         for c in claim["Catch"]
         if c["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"]
     )
-    assert ASL["States"][dup["Next"]]["Type"] == "Succeed"
+    found = ASL["States"][dup["Next"]]
+    assert (found["Next"], found["Result"]) == ("ReleaseKeyLock", {"then": "DuplicateDelivery"})
+    assert ASL["States"]["DuplicateDelivery"]["Type"] == "Succeed"
 
 
 def test_failure_notices_carry_execution_file_step_and_error() -> None:
@@ -645,7 +664,7 @@ def test_failure_notices_carry_execution_file_step_and_error() -> None:
             name,
             "$.failed_step",
         )
-        assert marker["Next"] in ("ReleaseClaim", "NotifyFailure")
+        assert marker["Next"] in ("ReleaseClaim", "EndInFailure")
 
 
 def risky_paths(asl_text: str) -> list[str]:
@@ -760,9 +779,7 @@ def test_undeploy_dry_run_prints_the_deletion_and_needs_a_region() -> None:
         f"{rm}-input-123456789012-eu-west-1",
         # versioned: a recursive rm would only add delete markers, and the stack's
         # deletion would then fail on a bucket that is not empty
-        f"+ delete every Versions entry of {cleaned} "
-        "(list-object-versions, delete-objects, 1000 at a time)",
-        f"+ delete every DeleteMarkers entry of {cleaned} "
+        f"+ delete every version and delete marker of {cleaned} "
         "(list-object-versions, delete-objects, 1000 at a time)",
         f"{cfn} delete-stack --region eu-west-1 --stack-name order-kpis",
         f"{cfn} wait stack-delete-complete --region eu-west-1 --stack-name order-kpis",
