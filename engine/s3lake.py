@@ -63,7 +63,8 @@ def _default(service: str) -> Any:
 
 
 class ObjectReplacedError(TransientError):
-    """An object was replaced between two reads of the same version (``get_to_file``)."""
+    """The key holds another version than the one asked for (``get_to_file``): replaced
+    between two reads of one version, or not the ETag the caller named."""
 
 
 def get_to_file(

@@ -86,6 +86,13 @@ class Finding:
     message: str
     hint: str | None = None
 
+    def text(self) -> str:
+        """``column: message: 'value'``; a finding about the whole row is its message alone
+        (it already names what is wrong)."""
+        if self.column is None:
+            return self.message
+        return f"{self.column}: {self.message}: {_show(self.value)}"
+
 
 @dataclass
 class ValidationReport:
@@ -142,8 +149,7 @@ class ValidationReport:
         shown = []
         for f in self.findings[:first]:
             where = f"line {f.line}" if f.line is not None else "a row"
-            what = f.message if f.column is None else f"{f.column}: {f.message}: {_show(f.value)}"
-            shown.append(f"{where}: {what}")
+            shown.append(f"{where}: {f.text()}")
         more = len(self.findings) - first
         return f"{text} First: {'; '.join(shown)}" + (
             f"; and {more} more findings." if more > 0 else ".")
@@ -157,10 +163,7 @@ class ValidationReport:
             return "\n".join(lines)
         for f in self.findings[:limit]:
             where = f"{self.file}:{f.line}" if f.line is not None else self.file
-            if f.column is None:  # the whole row: the message already names what is wrong
-                lines.append(f"  {where}: {f.message}")
-            else:
-                lines.append(f"  {where}: {f.column}: {f.message}: {_show(f.value)}")
+            lines.append(f"  {where}: {f.text()}")
         if len(self.findings) > limit:
             lines.append(f"  ... and {len(self.findings) - limit} more findings")
         if self.findings:

@@ -297,11 +297,13 @@ def _install_boto_casing(
     *,
     keep_moto_normalising: bool,
     fix_response: Callable[[dict[str, Any]], None] | None = None,
+    only_service: str | None = None,
 ) -> None:
     """Make a service integration convert parameters to boto3's casing and responses back.
 
     Uses moto's own converters (``_to_boto_request``/``_from_boto_response``) with botocore's
-    shapes; ``keep_moto_normalising`` runs moto's own normalisation first.
+    shapes; ``keep_moto_normalising`` runs moto's own normalisation first. ``only_service``:
+    convert the calls to that boto3 service only (for the generic AWS SDK integration).
     """
     params_original: Any = cls._normalise_parameters
     response_original: Any = cls._normalise_response
@@ -311,8 +313,10 @@ def _install_boto_casing(
                               service_action_name: str | None = None) -> None:
         if keep_moto_normalising:
             params_original(self, parameters, boto_service_name, service_action_name)
-        op = _operation_model(self._get_boto_service_name(boto_service_name),
-                              self._get_boto_service_action(service_action_name))
+        service = self._get_boto_service_name(boto_service_name)
+        if only_service not in (None, service):
+            return
+        op = _operation_model(service, self._get_boto_service_action(service_action_name))
         if op.input_shape is not None:
             self._to_boto_request(parameters, op.input_shape)
 
@@ -320,8 +324,10 @@ def _install_boto_casing(
                             service_action_name: str | None = None) -> None:
         if keep_moto_normalising:
             response_original(self, response, boto_service_name, service_action_name)
-        op = _operation_model(self._get_boto_service_name(boto_service_name),
-                              self._get_boto_service_action(service_action_name))
+        service = self._get_boto_service_name(boto_service_name)
+        if only_service not in (None, service):
+            return
+        op = _operation_model(service, self._get_boto_service_action(service_action_name))
         if op.output_shape is not None:
             self._from_boto_response(response, op.output_shape)
         if fix_response is not None:
@@ -422,30 +428,8 @@ def install_aws_sdk_sfn_casing() -> None:
     ``Status``. The workflow's ``aws-sdk:sfn:describeExecution`` (is the execution holding a
     key's lock still running?) needs both. Other services' calls are left as they are.
     """
-    cls = _aws_sdk_class()
-    params_original: Any = cls._normalise_parameters
-    response_original: Any = cls._normalise_response
-
-    def is_sfn(self: Any) -> bool:
-        return bool(self._get_boto_service_name() == "stepfunctions")
-
-    def _normalise_parameters(self: Any, parameters: dict[str, Any], *args: Any) -> None:
-        params_original(self, parameters, *args)
-        if is_sfn(self):
-            op = _operation_model("stepfunctions", self._get_boto_service_action())
-            self._to_boto_request(parameters, op.input_shape)
-
-    def _normalise_response(self: Any, response: Any, *args: Any) -> None:
-        response_original(self, response, *args)
-        if is_sfn(self) and isinstance(response, dict):
-            op = _operation_model("stepfunctions", self._get_boto_service_action())
-            self._from_boto_response(response, op.output_shape)
-            for k, v in list(response.items()):
-                if isinstance(v, dt.datetime):
-                    response[k] = v.isoformat()
-
-    _patch(cls, "_normalise_parameters", _normalise_parameters)
-    _patch(cls, "_normalise_response", _normalise_response)
+    _install_boto_casing(_aws_sdk_class(), keep_moto_normalising=True,
+                         fix_response=_dates_as_text, only_service="stepfunctions")
 
 
 def install_s3_copy_source_if_match() -> None:
@@ -732,16 +716,18 @@ def install_sfn_casing() -> None:
     poller reads ``ExecutionArn`` from a response that has ``executionArn``. moto's own
     normalisation (``Input`` as JSON text) runs first.
     """
-    def dates_as_text(response: dict[str, Any]) -> None:
-        for k, v in list(response.items()):
-            if isinstance(v, dt.datetime):  # StartDate/StopDate: AWS gives text
-                response[k] = v.isoformat()
-
     _install_boto_casing(
         _mod(_SERVICES + "state_task_service_sfn").StateTaskServiceSfn,
         keep_moto_normalising=True,
-        fix_response=dates_as_text,
+        fix_response=_dates_as_text,
     )
+
+
+def _dates_as_text(response: dict[str, Any]) -> None:
+    """Step Functions' results give dates (StartDate, StopDate...) as text, boto3 datetimes."""
+    for k, v in list(response.items()):
+        if isinstance(v, dt.datetime):
+            response[k] = v.isoformat()
 
 
 def s3_listing_items(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
