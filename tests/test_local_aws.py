@@ -113,35 +113,93 @@ def test_patches_install_and_remove_cleanly() -> None:
     assert adaptations.installed() == []
 
 
-def test_dynamodb_writes_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    # DynamoDB applies each write atomically; moto's UpdateItem is a read-modify-write in
-    # Python on the server's request threads, so counters (lake seq, date tickets) could
-    # hand one number out twice. Here two slow writes from two threads never overlap.
+def _most_at_once(monkeypatch: pytest.MonkeyPatch, cls: Any, names: list[str],
+                  install: Any) -> int:
+    """Install ``install`` over slow stand-ins of ``cls.names``; call each from two threads
+    at once; return how many calls were ever inside at the same time."""
     import threading
     import time
 
-    from moto.dynamodb.models import DynamoDBBackend
-
     inside, most = [0], [0]
 
-    def slow_write(self: Any, *args: Any, **kwargs: Any) -> None:
+    def slow_call(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
         inside[0] += 1
         most[0] = max(most[0], inside[0])
         time.sleep(0.05)
         inside[0] -= 1
+        return []
 
-    monkeypatch.setattr(DynamoDBBackend, "update_item", slow_write)
-    adaptations.install_dynamodb_atomic_writes()
+    for name in names:
+        monkeypatch.setattr(cls, name, slow_call)
+    install()
     try:
-        writers = [threading.Thread(target=DynamoDBBackend.update_item, args=(None,))
-                   for _ in range(3)]
-        for t in writers:
+        callers = [threading.Thread(target=getattr(cls, name), args=(None,))
+                   for name in names for _ in range(2)]
+        for t in callers:
             t.start()
-        for t in writers:
+        for t in callers:
             t.join(10)
     finally:
         adaptations.remove_all()
-    assert most[0] == 1
+    return most[0]
+
+
+def test_dynamodb_writes_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # DynamoDB applies each write atomically; moto's UpdateItem is a read-modify-write in
+    # Python on the server's request threads, so counters (lake seq, date tickets) could
+    # hand one number out twice. Here slow writes from several threads never overlap.
+    from moto.dynamodb.models import DynamoDBBackend
+
+    assert _most_at_once(monkeypatch, DynamoDBBackend, ["update_item", "put_item"],
+                         adaptations.install_dynamodb_atomic_writes) == 1
+
+
+def test_ecs_task_calls_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto's DescribeTasks iterates the task dicts that a RunTask on another request thread
+    # adds to ("dictionary changed size during iteration": the .sync poll's States.Runtime).
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    assert _most_at_once(monkeypatch, EC2ContainerServiceBackend,
+                         list(adaptations.ECS_TASK_CALLS),
+                         adaptations.install_ecs_one_call_at_a_time) == 1
+
+
+def test_moto_ecs_describe_tasks_breaks_on_a_run_task_meanwhile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gap itself, in moto alone and without threads: a RunTask that lands while
+    DescribeTasks walks the tasks (here, from inside its walk) breaks the walk. If moto mends
+    it, this test says so and the adaptation can go."""
+    import boto3
+    from moto import mock_aws
+    from moto.ecs.models import Task, ecs_backends
+
+    with mock_aws():
+        ec2, ecs = (boto3.client(s, region_name="us-east-1") for s in ("ec2", "ecs"))
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+        ecs.create_cluster(clusterName="c")
+        ecs.register_task_definition(
+            family="t", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256",
+            memory="512", containerDefinitions=[{"name": "v", "image": "i", "memory": 512}])
+        backend = ecs_backends[ACCOUNT]["us-east-1"]
+        net = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}}
+
+        def run() -> list[Any]:
+            return list(backend.run_task("c", "t", 1, None, "", None, "FARGATE",
+                                         networking_configuration=net))
+
+        arns = [t.task_arn for t in run()]
+        advance = Task.advance
+
+        def advance_while_another_task_starts(self: Any) -> None:
+            monkeypatch.setattr(Task, "advance", advance)
+            run()
+            advance(self)
+
+        monkeypatch.setattr(Task, "advance", advance_while_another_task_starts)
+        with pytest.raises(RuntimeError, match="changed size during iteration"):
+            backend.describe_tasks("c", arns)
 
 
 def test_ecs_casing_converts_pascal_parameters_to_boto3() -> None:
@@ -346,7 +404,7 @@ def test_container_failure_fails_the_task_as_on_aws(stack: Any, ran: dict[str, A
     events = stack.client("stepfunctions").get_execution_history(
         executionArn=ex["executionArn"])["events"]
     failed = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
-    assert failed[0]["error"] == "States.TaskFailed"
+    assert failed[0]["error"] == "States.TaskFailed", failed[0]
     assert json.loads(failed[0]["cause"])["Containers"][0]["ExitCode"] == 3
 
 

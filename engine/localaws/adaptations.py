@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import importlib
 import itertools
 import json
@@ -464,22 +465,10 @@ def install_s3_copy_source_if_match() -> None:
     _patch(cls, "copy_object", copy_object)
 
 
-def install_dynamodb_atomic_writes() -> None:
-    """Run moto's DynamoDB writes one at a time, as DynamoDB applies each atomically.
-
-    Gap (moto 5.2.5): ``UpdateItem`` reads the item, copies it, creates it if missing and
-    stores the result, in Python, while the server answers requests on many threads; two
-    ``ADD`` calls that meet there can both return the same number. The lake's sequence
-    numbers and the per-date tickets are such counters (two sources with one ``_seq`` would
-    both count in a shared date), so every write goes through one lock here.
-    """
-    import functools
-    import threading
-
-    cls = _mod("moto.dynamodb.models").DynamoDBBackend
+def _one_call_at_a_time(cls: Any, names: Sequence[str]) -> None:
+    """Make the backend methods ``names`` of ``cls`` run one at a time, under one lock."""
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items",
-                 "batch_write_item"):
+    for name in names:
         original = getattr(cls, name, None)
         if original is None:
             continue
@@ -489,6 +478,38 @@ def install_dynamodb_atomic_writes() -> None:
                 return _original(*args, **kwargs)
 
         _patch(cls, name, functools.wraps(original)(locked))
+
+
+def install_dynamodb_atomic_writes() -> None:
+    """Run moto's DynamoDB writes one at a time, as DynamoDB applies each atomically.
+
+    Gap (moto 5.2.5): ``UpdateItem`` reads the item, copies it, creates it if missing and
+    stores the result, in Python, while the server answers requests on many threads; two
+    ``ADD`` calls that meet there can both return the same number. The lake's sequence
+    numbers and the per-date tickets are such counters (two sources with one ``_seq`` would
+    both count in a shared date), so every write goes through one lock here.
+    """
+    _one_call_at_a_time(_mod("moto.dynamodb.models").DynamoDBBackend,
+                        ("put_item", "update_item", "delete_item", "transact_write_items",
+                         "batch_write_item"))
+
+
+ECS_TASK_CALLS = ("run_task", "start_task", "describe_tasks", "list_tasks", "stop_task")
+
+
+def install_ecs_one_call_at_a_time() -> None:
+    """Run moto's ECS task calls one at a time, as ECS answers each consistently.
+
+    Gap (moto 5.2.5): the backend keeps tasks in dicts that ``DescribeTasks`` iterates while
+    ``RunTask``, on another of the server's request threads, adds to them: "dictionary
+    changed size during iteration", a 500. The interpreter's ``ecs:runTask.sync`` poll has
+    no retries and turns it into ``States.Runtime``: in CI, five executions started at once
+    and a rejected file was reported as a pipeline failure. Install after
+    ``install_ecs_local_tasks``, so that starting and polling the local process is inside too.
+    """
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    _one_call_at_a_time(EC2ContainerServiceBackend, ECS_TASK_CALLS)
 
 
 def iso_timestamps(value: Any) -> Any:
@@ -933,6 +954,7 @@ def install_all(runner: TaskRunner) -> None:
     install_ecs_casing()
     install_ecs_sync_exit_code()
     install_ecs_local_tasks(runner)
+    install_ecs_one_call_at_a_time()
     install_aws_sdk_s3_copy_source()
     install_aws_sdk_timestamps()
     install_context_start_time_text()
@@ -953,6 +975,7 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
     "ECS integration casing": install_ecs_casing,
     "ECS .sync fails on non-zero exit": install_ecs_sync_exit_code,
     "ECS tasks as local processes": install_ecs_local_tasks,
+    "ECS task calls one at a time": install_ecs_one_call_at_a_time,
     "aws-sdk:s3 CopySource encoded once": install_aws_sdk_s3_copy_source,
     "aws-sdk timestamps as text": install_aws_sdk_timestamps,
     "$$.Execution.StartTime as text": install_context_start_time_text,
