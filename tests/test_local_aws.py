@@ -292,13 +292,13 @@ def ran(stack: Any) -> dict[str, Any]:
     _put(stack, "input/invalid_order.csv", invalid)
     _put(stack, "input/aug-a.csv", a)
     _put(stack, "input/aug-b.csv", b)
-    stack.wait_executions(5, timeout=45)
+    stack.wait_executions(5, timeout=180)
     # The same event twice: the trigger's input for a processed file, sent again.
     first = _by_file(stack)["input/valid+order.csv"][0]
     stack.client("stepfunctions").start_execution(
         stateMachineArn=stack.outputs["StateMachineArn"], name="redelivery",
         input=first["input"])
-    stack.wait_executions(6, timeout=20)
+    stack.wait_executions(6, timeout=90)
     return {"files": {"valid": valid, "other": other, "a": a, "b": b},
             "success": stack.notifications("SuccessTopicArn", wait=2.0),
             "failure": stack.notifications("FailureTopicArn", wait=2.0),
@@ -420,7 +420,7 @@ def test_an_earlier_version_put_back_restores_its_kpis(stack: Any, ran: dict[str
     for body in (a, b, a):
         started = len(stack.executions())
         _put(stack, "input/revert.csv", body)
-        stack.wait_executions(started + 1, timeout=45)
+        stack.wait_executions(started + 1, timeout=180)
     runs = _by_file(stack)["input/revert.csv"]
     assert [e["status"] for e in runs] == ["SUCCEEDED"] * 3
     want_cat, want_day = oracle.kpis([a])
@@ -444,7 +444,7 @@ def _states_entered(stack: Any, arn: str) -> list[tuple[str, Any]]:
             if "stateEnteredEventDetails" in e]
 
 
-def _wait_for_state(stack: Any, key: str, state: str, timeout: float = 45.0) -> dict[str, Any]:
+def _wait_for_state(stack: Any, key: str, state: str, timeout: float = 120.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for e in _by_file(stack).get(key, []):
@@ -471,7 +471,7 @@ def test_a_later_upload_during_a_run_waits_for_it_and_wins(stack: Any,
     _put(stack, "input/race.csv", a)
     first = _wait_for_state(stack, "input/race.csv", "RunTransformer")
     _put(stack, "input/race.csv", b)
-    stack.wait_executions(started + 2, timeout=120)
+    stack.wait_executions(started + 2, timeout=240)
     runs = {e["executionArn"]: e for e in _by_file(stack)["input/race.csv"]}
     assert len(runs) == 2 and {e["status"] for e in runs.values()} == {"SUCCEEDED"}
     [second] = [arn for arn in runs if arn != first["executionArn"]]
@@ -525,7 +525,7 @@ def test_an_upload_gone_before_it_is_read_changes_nothing(stack: Any,
                             name=f"superseded-{n}", input=json.dumps(
             {"bucket": bucket, "key": key, "etag": "0123456789abcdef0123456789abcdef",
              "sequencer": "0A", "event_id": "e", "event_time": "2025-10-01T00:00:00Z"}))
-    stack.wait_executions(started + 2, timeout=60)
+    stack.wait_executions(started + 2, timeout=180)
     for key in ("held/now.csv", "input/never-there.csv"):
         [ex] = _by_file(stack)[key]
         assert ex["status"] == "SUCCEEDED", key
@@ -548,7 +548,7 @@ def test_a_lock_left_by_an_execution_that_no_longer_runs_is_broken(
         "sk": {"S": "lock"}, "execution": {"S": finished}})
     started = len(stack.executions())
     _put(stack, "input/stale.csv", ran["files"]["a"])
-    stack.wait_executions(started + 1, timeout=60)
+    stack.wait_executions(started + 1, timeout=180)
     [ex] = _by_file(stack)["input/stale.csv"]
     assert ex["status"] == "SUCCEEDED"
     names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
@@ -578,7 +578,7 @@ def test_an_execution_waits_while_the_lock_holder_runs(stack: Any, ran: dict[str
     names = [n for n, _ in _states_entered(stack, waiter["executionArn"])]
     assert "RunValidator" not in names and "CountKeyLockPoll" in names
     sfn.stop_execution(executionArn=holder)
-    stack.wait_executions(started + 1, timeout=60)
+    stack.wait_executions(started + 1, timeout=180)
     [ex] = _by_file(stack)["input/held.csv"]
     assert ex["status"] == "SUCCEEDED"
     names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
