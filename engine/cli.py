@@ -376,6 +376,47 @@ def _aws_setup_problem(e: Exception) -> str | None:
     return None
 
 
+_CREDENTIALS_HINT = ("the credentials in use may not make this call, or have expired: check"
+                     " who they are (aws sts get-caller-identity) and what their policies allow.")
+_REFUSAL_HINTS = {
+    "ResourceNotFoundException": "a table (or other resource) named by the command does not exist"
+    " in this account and region: check --category-table, --order-table, --state-table and"
+    " AWS_DEFAULT_REGION.",
+    "StateMachineDoesNotExist": "check --state-machine-arn (or ORDER_KPIS_BACKFILL_STATE_MACHINE):"
+    " the stack output BackfillStateMachineArn, in this region.",
+    "InvalidArn": "check --state-machine-arn (or ORDER_KPIS_BACKFILL_STATE_MACHINE): the stack"
+    " output BackfillStateMachineArn.",
+    "NoSuchBucket": "the bucket does not exist: check the s3:// URI.",
+    **dict.fromkeys(("AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                     "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken",
+                     "ExpiredTokenException", "InvalidSignatureException",
+                     "SignatureDoesNotMatch", "InvalidAccessKeyId"), _CREDENTIALS_HINT),
+}
+
+
+def _aws_answer(e: Exception) -> tuple[int, str] | None:
+    """Return (exit code, message) if ``e`` is AWS answering a call with an error.
+
+    Refusals (a missing table or state machine, access denied, a value AWS will not take) are
+    the caller's to fix: 2, with AWS's words and a hint. AWS failing to answer (5xx,
+    throttling after the SDK's retries) is worth running again: 75.
+    """
+    found = sys.modules.get("botocore.exceptions")
+    if found is None or not isinstance(e, found.ClientError):
+        return None
+    from engine.sinks.retry import error_code, is_retryable
+
+    code = error_code(e) or "?"
+    status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    said = e.response.get("Error", {}).get("Message") or ""
+    call = f"{e.operation_name} ({code}{': ' + said if said else ''})"
+    if status >= 500 or is_retryable(e) or code in ("Throttling", "SlowDown"):
+        return EXIT_UNREACHABLE, (f"AWS could not answer {call}.\nNothing was changed by the"
+                                  " call that failed; run the command again.")
+    hint = _REFUSAL_HINTS.get(code, "check the names and options given to the command.")
+    return EXIT_USAGE, f"AWS refused {call}.\nHint: {hint}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     # Where numpy is installed, pyarrow imports it, and its OpenBLAS starts a thread that
@@ -424,6 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"order-kpis: error: AWS could not be reached: {e}\nNothing was changed by"
                   " the call that failed; run the command again.", file=sys.stderr)
             return EXIT_UNREACHABLE
+        if (answer := _aws_answer(e)) is not None:
+            code, message = answer
+            print(f"order-kpis: error: {message}", file=sys.stderr)
+            return code
         if isinstance(e, OSError) and e.filename is not None:
             # The machine's answer about a path, not a bug: permissions, a file for a folder.
             where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)

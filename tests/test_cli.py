@@ -13,6 +13,9 @@ import pytest
 
 from engine.cli import main
 from tests import oracle
+from tests.insight_aws import moto_endpoint
+
+__all__ = ["moto_endpoint"]  # a fixture, used by name
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "fixtures"
@@ -174,6 +177,48 @@ def test_aws_out_of_reach_exits_75_saying_so(tmp_path: Path) -> None:
         env=env, timeout=120)
     assert r.returncode == 75, r.stderr
     assert "AWS could not be reached" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("argv", "said", "hint"), [
+    (["query", "daily", "--from", "2025-07-06", "--to", "2025-07-07", "--dynamodb",
+      "--order-table", "NoSuchTable"], "AWS refused BatchGetItem (ResourceNotFoundException",
+     "--order-table"),
+    (["query", "category", "--category", "Books", "--from", "2025-07-06", "--to", "2025-07-07",
+      "--dynamodb"], "AWS refused Query (ResourceNotFoundException", "--category-table"),
+    (["backfill", "s3://some-bucket/input/", "--state-machine-arn",
+      "arn:aws:states:us-east-1:123456789012:stateMachine:none"],
+     "AWS refused StartExecution (StateMachineDoesNotExist", "BackfillStateMachineArn"),
+])
+def test_aws_refusing_a_call_is_a_usage_error_in_its_words(
+        moto_endpoint: str, capsys: pytest.CaptureFixture[str], argv: list[str], said: str,
+        hint: str) -> None:
+    # A table or state machine that is not there was "internal error (a bug)", exit 70.
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert said in err and hint in err and "bug" not in err and "Traceback" not in err
+
+
+def test_aws_answers_are_sorted_into_refusals_and_failures_to_answer() -> None:
+    from botocore.exceptions import ClientError
+
+    from engine.cli import _aws_answer
+
+    def answer(code: str, status: int) -> tuple[int, str] | None:
+        return _aws_answer(ClientError({"Error": {"Code": code, "Message": "m"},
+                                        "ResponseMetadata": {"HTTPStatusCode": status}}, "Query"))
+
+    assert answer("InternalServerError", 500) == (75, "AWS could not answer Query"
+                                                  " (InternalServerError: m).\nNothing was"
+                                                  " changed by the call that failed; run the"
+                                                  " command again.")
+    assert answer("ProvisionedThroughputExceededException", 400)[0] == 75  # type: ignore[index]
+    assert answer("SlowDown", 503)[0] == 75  # type: ignore[index]
+    code, text = answer("AccessDeniedException", 400)  # type: ignore[misc]
+    assert code == 2 and "get-caller-identity" in text
+    code, text = answer("ValidationException", 400)  # type: ignore[misc]
+    assert code == 2 and text.startswith("AWS refused Query (ValidationException: m)")
+    assert _aws_answer(ValueError("not AWS")) is None
 
 
 def test_missing_aws_region_is_a_usage_error_with_a_hint(tmp_path: Path) -> None:
