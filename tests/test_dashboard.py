@@ -24,6 +24,7 @@ from engine.insight.dashboard import (
     dashboard_data,
     format_money,
     load_rejections,
+    load_rejections_s3,
     period_cards,
 )
 from engine.insight.query import DynamoTables
@@ -129,6 +130,51 @@ def test_dynamodb_dashboard_embeds_the_same_data_as_the_local_one(
     assert set(spy.calls) == {"query", "batch_get_item"}
     embedded = re.search(r'id="kpi-data">([^<]*)<', out.read_text()).group(1)  # type: ignore[union-attr]
     assert json.loads(embedded) == dashboard_data(*frames(oracle()))
+
+
+@pytest.mark.integration
+def test_rejections_from_s3_are_the_newest_reports_and_reach_the_page(
+    loaded_tables: DynamoTables, tmp_path: Path
+) -> None:
+    """On AWS the validator writes rejected/<key>.errors.json to the cleaned bucket; with
+    --from-dynamodb the panel said "No rejected files." whatever was there."""
+    import time
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="cleaned")
+    finding = {"line": 2, "column": "order_date", "rule": "date", "value": "2025/07/06",
+               "message": "must be a real calendar date"}
+    for i, name in enumerate(["input/old.csv", "input/mid.csv", "input/new.csv"]):
+        if i:
+            time.sleep(1.1)  # S3 lists LastModified to the second
+        s3.put_object(Bucket="cleaned", Key=f"rejected/{name}.errors.json", Body=json.dumps(
+            {"file": f"s3://in/{name}", "findings": [finding] * (i + 1), "summary": name}))
+    s3.put_object(Bucket="cleaned", Key="rejected/input/new.csv", Body=b"the bytes, not a report")
+    time.sleep(1.1)
+    s3.put_object(Bucket="cleaned", Key="rejected/input/bad.csv.errors.json", Body=b"\xff{")
+    got = load_rejections_s3("cleaned", "rejected/", limit=3, client=s3)
+    assert [r.name for r in got] == ["input/bad.csv", "s3://in/input/new.csv",
+                                     "s3://in/input/mid.csv"]
+    assert got[0].summary.startswith("report unreadable")
+    assert (got[1].findings, got[1].first[0]["value"]) == (3, "2025/07/06")
+    assert load_rejections_s3("cleaned", "nothing-here/", client=s3) == []
+
+    base = ["dashboard", "--from-dynamodb", "--from", "2025-07-01", "--to", "2025-07-31",
+            "--categories", "Books"]
+    args = parse([*base, "--out", str(tmp_path / "a.html")])
+    assert args.handler(args) == 0
+    page = (tmp_path / "a.html").read_text()
+    assert 'id="rejections-not-read"' in page and "No rejected files" not in page
+    args = parse([*base, "--rejections-from", "s3://cleaned", "--out", str(tmp_path / "b.html")])
+    assert args.handler(args) == 0
+    page = (tmp_path / "b.html").read_text()
+    assert page.count('class="rejection"') == 4
+    assert 'data-file="s3://in/input/old.csv"' in page and "2025/07/06" in page
+    args = parse([*base, "--rejections-from", "cleaned/rejected", "--out", "c.html"])
+    with pytest.raises(UsageError, match="not an s3://bucket/prefix URI"):
+        args.handler(args)
 
 
 # ---- the page in a real headless Chromium ---------------------------------------------------

@@ -58,6 +58,12 @@ def add_subparsers(subparsers: Any) -> None:
         "--state-table",
         help="with --from-dynamodb and no --categories: read the names from the per-date fences",
     )
+    board.add_argument(
+        "--rejections-from",
+        metavar="s3://BUCKET/PREFIX",
+        help="list the latest rejections from the validator's reports there (on AWS:"
+        " s3://<cleaned bucket>/rejected/, the default prefix); instead of DIR/rejected/",
+    )
     board.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
     board.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
     board.add_argument("--out", required=True, metavar="report.html")

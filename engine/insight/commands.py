@@ -76,7 +76,7 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
     categories = (
         [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
     )
-    rejections: list[dash.Rejection] = []
+    rejections: list[dash.Rejection] | None = []
     if args.from_dynamodb:
         if not (args.date_from and args.date_to):
             raise UsageError(
@@ -98,6 +98,7 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
         cats = query_all_categories(
             tables, date_from, date_to, categories=categories, client=client
         )
+        rejections = None
     else:
         folder = Path(args.from_dir)
         if not folder.is_dir():
@@ -112,13 +113,27 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
         daily = _read_all(folder, date_from, date_to, kind="daily")
         cats = _read_all(folder, date_from, date_to, kind="category", categories=categories)
         rejections = dash.load_rejections(folder)
+    if args.rejections_from:
+        bucket, prefix = _s3_location(args.rejections_from)
+        rejections = dash.load_rejections_s3(bucket, prefix)
     page = dash.build_html(cats, daily, rejections=rejections, title=args.title)
     out = dash.write_dashboard(args.out, page)
     logger.info("dashboard: %d days, %d category rows -> %s", daily.height, cats.height, out)
     # stdout stays free for data; where the file went is for the person at the terminal.
-    print(f"dashboard written to {out} ({daily.height} days, {len(rejections)} rejected files)",
-          file=sys.stderr)
+    shown = "rejections not read" if rejections is None else f"{len(rejections)} rejected files"
+    print(f"dashboard written to {out} ({daily.height} days, {shown})", file=sys.stderr)
     return 0
+
+
+def _s3_location(uri: str) -> tuple[str, str]:
+    """Return (bucket, prefix) of ``s3://bucket[/prefix]``; the prefix defaults to rejected/."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket:
+        raise UsageError(
+            f"--rejections-from {uri!r} is not an s3://bucket/prefix URI",
+            hint="the stack's cleaned bucket: s3://<CleanedBucketName>/rejected/",
+        )
+    return bucket, prefix or "rejected/"
 
 
 def _read_all(

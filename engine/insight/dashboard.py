@@ -143,31 +143,75 @@ def load_rejections(folder: str | Path, *, limit: int = 10, first: int = 5) -> l
     )
     out: list[Rejection] = []
     for path in paths[:limit]:
-        fallback = path.name.removesuffix(".errors.json")
+        text: str | Exception
         try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             logger.warning("cannot read %s: %s", path, exc)
-            out.append(Rejection(fallback, 0, (), f"report unreadable: {exc}"))
-            continue
-        if not isinstance(report, dict):
-            out.append(Rejection(fallback, 0, (), "report is not a JSON object"))
-            continue
-        findings = report.get("findings")
-        summary = _text(report.get("summary"))
-        if not isinstance(findings, list):
-            summary = (summary + " " if summary else "") + "(the report has no findings list)"
-            findings = []
-        shown = tuple(_finding(f) for f in findings[:first])
-        out.append(
-            Rejection(
-                name=str(report.get("file") or fallback),
-                findings=len(findings),
-                first=shown,
-                summary=summary,
-            )
-        )
+            text = exc
+        out.append(_rejection(path.name.removesuffix(".errors.json"), text, first))
     return out
+
+
+def load_rejections_s3(
+    bucket: str, prefix: str, *, limit: int = 10, first: int = 5, client: Any = None
+) -> list[Rejection]:
+    """Return the latest ``limit`` rejections from the ``*.errors.json`` reports under
+    ``s3://bucket/prefix`` (where the validator on AWS writes them: ``rejected/<key>``),
+    newest first. The listing is walked page by page, keeping only the newest ``limit``.
+    Reports that cannot be read are listed with their error rather than hidden.
+    """
+    import heapq
+
+    from botocore.exceptions import ClientError
+
+    if client is None:
+        import boto3
+
+        client = boto3.client("s3")
+    listed = (
+        obj
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+        if obj["Key"].endswith(".errors.json")
+    )
+    newest = heapq.nlargest(limit, listed, key=lambda o: (o["LastModified"], o["Key"]))
+    out: list[Rejection] = []
+    for obj in newest:
+        text: str | Exception
+        try:
+            text = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = exc
+        except ClientError as exc:  # gone since the listing, or not ours to read: say so
+            logger.warning("cannot read s3://%s/%s: %s", bucket, obj["Key"], exc)
+            text = exc
+        name = obj["Key"].removeprefix(prefix).lstrip("/").removesuffix(".errors.json")
+        out.append(_rejection(name, text, first))
+    return out
+
+
+def _rejection(fallback: str, text: str | Exception, first: int) -> Rejection:
+    """Return the rejection a report's text describes (``text`` an error: it is unreadable)."""
+    if isinstance(text, Exception):
+        return Rejection(fallback, 0, (), f"report unreadable: {text}")
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Rejection(fallback, 0, (), f"report unreadable: {exc}")
+    if not isinstance(report, dict):
+        return Rejection(fallback, 0, (), "report is not a JSON object")
+    findings = report.get("findings")
+    summary = _text(report.get("summary"))
+    if not isinstance(findings, list):
+        summary = (summary + " " if summary else "") + "(the report has no findings list)"
+        findings = []
+    return Rejection(
+        name=str(report.get("file") or fallback),
+        findings=len(findings),
+        first=tuple(_finding(f) for f in findings[:first]),
+        summary=summary,
+    )
 
 
 def _text(value: Any) -> str:
@@ -237,11 +281,14 @@ def build_html(
     category_df: pl.DataFrame,
     daily_df: pl.DataFrame,
     *,
-    rejections: Sequence[Rejection] = (),
+    rejections: Sequence[Rejection] | None = (),
     title: str = "Order KPIs",
     generated_at: datetime | None = None,
 ) -> str:
-    """Return the dashboard as one HTML document with inline CSS, script and SVG."""
+    """Return the dashboard as one HTML document with inline CSS, script and SVG.
+
+    ``rejections`` None: none were read (the panel says where they would come from).
+    """
     data = dashboard_data(category_df, daily_df)
     cards = period_cards(category_df, daily_df)
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -291,7 +338,13 @@ def write_dashboard(path: str | Path, page: str) -> Path:
     return target
 
 
-def _rejections_html(rejections: Sequence[Rejection]) -> str:
+def _rejections_html(rejections: Sequence[Rejection] | None) -> str:
+    if rejections is None:
+        return (
+            '<p class="muted" id="rejections-not-read">Rejections were not read: they are'
+            " in S3, not DynamoDB (<code>--rejections-from s3://&lt;cleaned bucket&gt;/rejected/"
+            "</code>).</p>"
+        )
     if not rejections:
         return '<p class="muted" id="no-rejections">No rejected files.</p>'
     esc = html.escape
