@@ -30,6 +30,11 @@ _UMASK = _umask()
 
 
 def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # A device or a pipe (/dev/stdout, a named pipe): there is nothing to replace, and a
+        # rename would put a regular file in its place. Written straight through.
+        write(path)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     # The name's start only: a temporary name must fit where the final one does.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.", suffix=".tmp", dir=path.parent)

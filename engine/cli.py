@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import errno
 import functools
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -75,6 +77,16 @@ class _Ticker:
             self._shown = False
 
 
+def _check_report_path(report: str, inputs: Sequence[Path]) -> None:
+    """Refuse a --report-json path that is one of the inputs or looks like a CSV file: the
+    report would replace it (``--report-json jan.csv feb.csv`` took jan.csv as the path)."""
+    target = Path(report)
+    if target.suffix.lower() == ".csv" or any(
+            target.exists() and target.samefile(p) for p in inputs):
+        raise UsageError(f"--report-json {report!r} would overwrite an order file",
+                         hint="give the report a path of its own, e.g. --report-json report.json")
+
+
 def load_categories(source: str | None) -> tuple[str, ...] | None:
     """Return the allowed categories from a products CSV's ``category`` column, if given."""
     if source is None:
@@ -83,7 +95,10 @@ def load_categories(source: str | None) -> tuple[str, ...] | None:
 
     path = Path(source)
     if not path.is_file():
-        raise UsageError(f"{source}: categories file not found")
+        what = "is a folder, not a file" if path.is_dir() else (
+            "is not a regular file (a pipe or device): save it to a file first"
+            if path.exists() else "not found")
+        raise UsageError(f"{source}: categories file {what}")
     try:
         df = pl.read_csv(path, infer_schema=False)
     except pl.exceptions.PolarsError as e:
@@ -108,6 +123,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     cats = load_categories(categories_source(args.categories_from))
     files = expand_paths(args.files)
+    if args.report_json:
+        _check_report_path(args.report_json, files)
     reports: list[ValidationReport] = []
     ticker = _Ticker() if _progress() else None
     for path in files:
@@ -222,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                         " of every date they touch are recomputed; invalid files are kept in"
                         " DIR/rejected with a report. Exit 1 if any file was rejected.")
     pr.add_argument("paths", nargs="+", metavar="PATH", help="CSV files or folders of *.csv")
-    pr.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    pr.add_argument("--out", required=True, type=_out_dir, metavar="DIR", help="output folder")
     pr.add_argument("--categories-from", metavar="FILE",
                     help="products CSV whose 'category' column is the allowed set")
     pr.add_argument("--on-invalid", choices=("reject", "quarantine-rows"), default="reject",
@@ -242,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                         " cleaned rows in DIR/lake, without re-reading any input file (for a"
                         " changed KPI definition).")
     where = rp.add_mutually_exclusive_group()
-    where.add_argument("--out", metavar="DIR", help="a `process` output folder (local)")
+    where.add_argument("--out", type=_out_dir, metavar="DIR",
+                       help="a `process` output folder (local)")
     where.add_argument("--state-machine-arn", metavar="ARN",
                        help="on AWS: the stack's BackfillStateMachineArn (env "
                        "ORDER_KPIS_BACKFILL_STATE_MACHINE); runs the reprocess task there")
@@ -282,8 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _out_dir(text: str) -> str:
+    if not text.strip():  # an unset shell variable: the outputs would land in the current folder
+        raise argparse.ArgumentTypeError("the output folder is empty")
+    return text
+
+
+_YMD = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _date(text: str) -> dt.date:
     try:
+        if not _YMD.fullmatch(text):  # fromisoformat also takes 20250701 and 2025-W27-1
+            raise ValueError(text)
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD: {text!r}") from None
@@ -314,7 +343,14 @@ def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
             print(f"\r\x1b[K[{name}] {p.line(files=files)}", end="", file=sys.stderr,
                   flush=True)
 
-    final = follow_execution(sfn, execution, on_progress=show)
+    try:
+        final = follow_execution(sfn, execution, on_progress=show)
+    except KeyboardInterrupt:
+        print(f"\n{kind} {name}: stopped following; the execution goes on running on AWS:"
+              f" {execution}\nFollow its map run in the console, or stop it with"
+              f" `aws stepfunctions stop-execution --execution-arn {execution}`.",
+              file=sys.stderr)
+        return 130
     if tty:
         print(file=sys.stderr)
     print(f"{kind} {name}: {final.line(files=files)}", file=sys.stderr)
@@ -362,6 +398,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from engine.bench.runner import main as bench_main
 
     return bench_main(args.bench_args)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_full(e: BaseException) -> bool:
+    """Whether ``e`` says a write found no room (a full disk or quota, a file too large), also
+    when Arrow or Polars pass the system's words on without an errno."""
+    if isinstance(e, OSError) and e.errno in _FULL:
+        return True
+    text = str(e)
+    return any(os.strerror(code) in text for code in _FULL)
 
 
 def _aws_setup_problem(e: Exception) -> str | None:
@@ -439,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run = getattr(args, "func", None) or args.handler
         code: int = run(args)
+        sys.stdout.flush()  # a write that fails (a full disk, a closed pipe) fails here, in reach
         return code
     except UsageError as e:
         print(f"order-kpis: error: {e}", file=sys.stderr)
@@ -469,6 +518,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             code, message = answer
             print(f"order-kpis: error: {message}", file=sys.stderr)
             return code
+        if _disk_full(e):
+            print(f"order-kpis: error: the machine refused a write: {e}\nFree some space and"
+                  " run the command again; each output is replaced whole or not at all.",
+                  file=sys.stderr)
+            return EXIT_IO
         if isinstance(e, OSError) and e.filename is not None:
             # The machine's answer about a path, not a bug: permissions, a file for a folder.
             where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)

@@ -76,6 +76,9 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
             out.extend(found)
         elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise UsageError(f"{p}: not a regular file (a pipe or a device)",
+                             hint="save it to a file first, then give that file's path")
         else:
             raise UsageError(f"{p}: no such file or folder")
     return out

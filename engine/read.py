@@ -105,6 +105,12 @@ def _read_header(path: str, head: bytes) -> tuple[str, ...]:
         )
     if b"\x00" in head:
         offset = head.index(b"\x00")
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" and alike
+            raise InputFileError(
+                path, "the file is UTF-16 text (it starts with a UTF-16 byte-order mark), not"
+                " UTF-8", line=1, byte_offset=0, kind="encoding",
+                hint="Export or save it as CSV UTF-8 (in Excel: Save As > CSV UTF-8).",
+            )
         raise InputFileError(
             path,
             f"binary data, not a CSV text file (a NUL byte at byte offset {offset})",

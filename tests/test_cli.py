@@ -417,3 +417,105 @@ def test_the_ticker_writes_at_most_every_interval_and_clears_only_what_it_wrote(
     assert lines[1].startswith(f"{f}: 25% read, 10 orders, ")
     assert lines[2].startswith(f"{f}: 100% read, 40 orders, ")
     assert lines[3:] == ["\x1b[K"]
+
+
+# ---- what a user gets wrong, and what the machine refuses: a word for each, never a bug ------
+
+
+def test_paths_that_exist_but_are_the_wrong_kind_are_named_for_what_they_are(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # They said "no such file or folder", "does not exist", "not found".
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    assert main(["validate", str(fifo)]) == 2
+    assert "not a regular file (a pipe or a device)" in capsys.readouterr().err
+    assert main(["query", "daily", "--from", "2025-07-06", "--to", "2025-07-06",
+                 "--dir", str(VALID)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["validate", str(VALID), "--categories-from", str(tmp_path)]) == 2
+    assert "categories file is a folder" in capsys.readouterr().err
+
+
+def test_a_report_path_that_would_overwrite_an_order_file_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `validate --report-json jan.csv feb.csv` replaced jan.csv with the report, exit 0.
+    jan, feb = tmp_path / "jan.csv", tmp_path / "feb.csv"
+    jan.write_bytes(VALID.read_bytes())
+    feb.write_bytes(DAY2.read_bytes())
+    assert main(["validate", "--report-json", str(jan), str(feb)]) == 2
+    assert main(["validate", str(feb), "--report-json", str(feb)]) == 2
+    assert "would overwrite an order file" in capsys.readouterr().err
+    assert (jan.read_bytes(), feb.read_bytes()) == (VALID.read_bytes(), DAY2.read_bytes())
+
+
+@pytest.mark.parametrize("argv", [
+    ["process", str(VALID), "--out", ""],  # an unset shell variable: the current folder
+    ["reprocess", "--out", "x", "--date-from", "20250701", "--date-to", "2025-07-02"],
+    ["reprocess", "--out", "x", "--date-from", "2025-W27-1", "--date-to", "2025-07-02"],
+    ["bench", "--only", "nope", "--rows", "10"],
+    ["bench", "--repeats", "0", "--rows", "10"],
+    ["query", "daily", "--from", "2025-W27-1", "--to", "2025-07-02", "--dir", "."],
+])
+def test_usage_mistakes_exit_2(argv: list[str], tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may be written here
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own usage errors
+        code = stop.code  # type: ignore[assignment]
+    assert code == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_utf16_file_says_so_with_a_hint(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # Excel's "Unicode text": it was "binary data ... a NUL byte at byte offset 3".
+    path = tmp_path / "excel.csv"
+    path.write_bytes(VALID.read_text(encoding="utf-8").encode("utf-16"))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "line 1: the file is UTF-16 text" in err and "CSV UTF-8" in err
+
+
+def test_a_full_disk_is_the_machine_refusing_a_write_not_a_bug(tmp_path: Path) -> None:
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "engine.cli", "query", "daily", "--from",
+                            "2025-07-06", "--to", "2025-07-06", "--dir", str(tmp_path),
+                            "--format", "csv"], stdout=full, stderr=subprocess.PIPE, text=True,
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.returncode == 74, r.stderr
+    assert "No space left on device" in r.stderr and "bug" not in r.stderr
+
+
+def test_an_output_that_is_a_pipe_is_written_through_not_replaced(tmp_path: Path) -> None:
+    # --report-json /dev/stdout: a rename would put a regular file where the device was.
+    import stat
+
+    from engine.atomic import write_text_atomic
+
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_text_atomic(fifo, '{"valid": true}\n')
+        assert os.read(reader, 100) == b'{"valid": true}\n'
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_ctrl_c_while_following_says_the_execution_goes_on(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import _run_workflow
+
+    class Sfn:
+        def start_execution(self, **_: object) -> dict[str, str]:
+            return {"executionArn": "arn:aws:states:us-east-1:1:execution:bf:run-1"}
+
+        def describe_execution(self, **_: object) -> dict[str, str]:
+            raise KeyboardInterrupt
+
+    assert _run_workflow("backfill", "arn:sm", {"mode": "files"}, follow=True, sfn=Sfn()) == 130
+    err = capsys.readouterr().err
+    assert "goes on running on AWS" in err and "stop-execution --execution-arn arn:aws" in err

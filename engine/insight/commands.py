@@ -34,7 +34,8 @@ def _source(args: argparse.Namespace) -> Source:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UsageError(
-            f"output folder {args.dir!r} does not exist",
+            f"output folder {args.dir!r} "
+            + ("is not a folder" if Path(args.dir).exists() else "does not exist"),
             hint="pass the folder given to `order-kpis process --out DIR`",
         )
     return folder
@@ -103,7 +104,8 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
         folder = Path(args.from_dir)
         if not folder.is_dir():
             raise UsageError(
-                f"output folder {args.from_dir!r} does not exist",
+                f"output folder {args.from_dir!r} "
+                + ("is not a folder" if folder.exists() else "does not exist"),
                 hint="pass the folder given to `order-kpis process --out DIR`",
             )
         date_from = parse_date(args.date_from, name="--from") if args.date_from else date.min

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ Source = str | Path | DynamoTables
 def parse_date(text: str, *, name: str = "date") -> date:
     """Return the date written as YYYY-MM-DD, or raise UsageError naming the bad value."""
     try:
-        if len(text) != 10:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):  # not 20250701, not 2025-W27-1
             raise ValueError(text)
         return date.fromisoformat(text)
     except ValueError:
