@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -84,6 +85,22 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+_NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+
+
+def beside(name: str, suffix: str) -> str:
+    """Return ``name + suffix`` as a file name: when that is too long for one (an input named
+    with 240+ bytes), ``name`` is cut, and ends in ``~`` and 12 hex digits of its SHA-256
+    (the report inside names the file whole)."""
+    whole = name + suffix
+    if len(whole.encode()) <= _NAME_MAX:
+        return whole
+    tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    room = _NAME_MAX - len((tag + suffix).encode())
+    cut = name.encode()[:room].decode(errors="ignore")  # whole characters only
+    return cut + tag + suffix
+
+
 def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     """Keep the file's bytes unchanged beside a JSON report of everything wrong with it.
     A file that cannot be read (its report says so) gets the report alone."""
@@ -95,7 +112,7 @@ def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
         if path.is_file() and os.access(path, os.R_OK):
             raise  # the input is readable: the trouble is the output folder's
         report.warnings.append(f"the file could not be kept in rejected/: {e.strerror or e}")
-    report.write_json(rejected_dir / f"{path.name}.errors.json")
+    report.write_json(rejected_dir / beside(path.name, ".errors.json"))
 
 
 def process_paths(
@@ -305,8 +322,8 @@ def _one_file(
         _reject(path, report, rejected_dir)
         return FileOutcome(name, "rejected", report)
     assert res.rejected_rows is not None
-    write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / f"{path.name}.rows.csv")
-    report.write_json(rejected_dir / f"{path.name}.errors.json")
+    write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / beside(path.name, ".rows.csv"))
+    report.write_json(rejected_dir / beside(path.name, ".errors.json"))
     with commits.exclusive():  # the lake changes here, on this thread
         if res.cleaned is not None:  # the whole-file path kept them
             ing = lake.add_source(path.name, res.cleaned)

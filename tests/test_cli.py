@@ -519,3 +519,25 @@ def test_ctrl_c_while_following_says_the_execution_goes_on(
     assert _run_workflow("backfill", "arn:sm", {"mode": "files"}, follow=True, sfn=Sfn()) == 130
     err = capsys.readouterr().err
     assert "goes on running on AWS" in err and "stop-execution --execution-arn arn:aws" in err
+
+
+def test_a_rejected_file_with_a_long_name_keeps_its_report(tmp_path: Path) -> None:
+    # A legal 244-byte name: its report's name (+ ".errors.json") was too long for one file
+    # name, so the run stopped with exit 74 and the copy in rejected/ had no report.
+    from engine.pipeline import beside
+
+    name = "é" * 120 + ".csv"  # 244 bytes, 124 characters
+    bad = tmp_path / "in" / name
+    bad.parent.mkdir()
+    bad.write_bytes((FIX / "invalid_order.csv").read_bytes())
+    good = tmp_path / "in" / "z.csv"
+    good.write_bytes(VALID.read_bytes())
+    assert main(["process", str(bad.parent), "--out", str(tmp_path / "o"), "-q"]) == 1
+    rejected = tmp_path / "o" / "rejected"
+    [report] = rejected.glob("*.errors.json")
+    assert report.name == beside(name, ".errors.json") and len(report.name.encode()) <= 255
+    assert report.name.startswith("é" * 100) and "~" in report.name
+    assert json.loads(report.read_text())["file"].endswith(name)
+    assert (rejected / name).read_bytes() == bad.read_bytes()
+    assert (tmp_path / "o" / "daily_kpis.csv").exists()  # the valid file went on
+    assert beside("short.csv", ".rows.csv") == "short.csv.rows.csv"
