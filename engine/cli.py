@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import __version__
-from engine.errors import OrderKpisError, UsageError
+from engine.errors import LakeDamagedError, OrderKpisError, UsageError
 
 if TYPE_CHECKING:
     from engine.pipeline import FileOutcome
@@ -492,6 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"order-kpis: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except LakeDamagedError as e:  # a file of the output folder, not the input data
+        print(f"order-kpis: error: {e}", file=sys.stderr)
+        return EXIT_IO
     except OrderKpisError as e:
         print(f"order-kpis: {e}", file=sys.stderr)
         return EXIT_INVALID

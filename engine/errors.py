@@ -41,6 +41,17 @@ class UsageError(TerminalError):
     """The command was called wrongly (exit code 2)."""
 
 
+class LakeDamagedError(TerminalError):
+    """A bookkeeping file of a local lake is not what the lake writes (edited, cut off)."""
+
+    def __init__(self, path: object, problem: object) -> None:
+        super().__init__(
+            f"{path}: the lake's bookkeeping file is damaged ({problem})",
+            hint="the lake beside it cannot be trusted: restore the file, or process the input"
+            " files again into a new --out folder",
+        )
+
+
 class InputFileError(TerminalError):
     """A file that cannot be read as the input contract says (structure, encoding, header)."""
 

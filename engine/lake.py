@@ -28,12 +28,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
 from engine.atomic import write_parquet_atomic, write_text_atomic
 from engine.background import InOrder
+from engine.errors import LakeDamagedError
 from engine.rules import LAKE_SCHEMA
 
 if TYPE_CHECKING:
@@ -61,6 +62,13 @@ class Ingested:
     affected: tuple[dt.date, ...]
 
 
+def _dates(raw: Any) -> set[dt.date]:
+    """Return the dates of a JSON list of YYYY-MM-DD texts (a bookkeeping file's)."""
+    if not isinstance(raw, list):
+        raise TypeError(f"expected a list of dates, found {type(raw).__name__}")
+    return {dt.date.fromisoformat(d) for d in raw}
+
+
 class LocalLake:
     """A lake in a local folder. One writer at a time (an exclusive lock file)."""
 
@@ -83,17 +91,19 @@ class LocalLake:
                     (self.root / "_staging").rmdir()
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
-    def _read_json(self, name: str, default: object) -> object:
-        p = self.root / name
-        if not p.exists():
+    def _read_json(self, path: Path, default: _T, parse: Callable[[Any], _T]) -> _T:
+        """Return ``parse`` of the JSON file ``path`` (``default`` if there is none); raise
+        ``LakeDamagedError`` naming it when it is not what the lake writes."""
+        if not path.exists():
             return default
-        return json.loads(p.read_text(encoding="utf-8"))
+        try:
+            return parse(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as e:  # JSON and UTF-8 errors are ValueErrors
+            raise LakeDamagedError(path, e) from None
 
     def peek_seq(self) -> int:
         """Return the sequence number the next source to enter the lake will take."""
-        state = self._read_json("_state.json", {"next_seq": 1})
-        assert isinstance(state, dict)
-        return int(state["next_seq"])
+        return self._read_json(self.root / "_state.json", 1, lambda d: int(d["next_seq"]))
 
     def _take_seq(self) -> int:
         seq = self.peek_seq()
@@ -102,9 +112,7 @@ class LocalLake:
 
     def pending(self) -> set[dt.date]:
         """Return the dates whose KPIs are not yet known to match the lake."""
-        raw = self._read_json("_pending.json", [])
-        assert isinstance(raw, list)
-        return {dt.date.fromisoformat(d) for d in raw}
+        return self._read_json(self.root / "_pending.json", set(), _dates)
 
     def mark_pending(self, dates: Iterable[dt.date]) -> None:
         """Add ``dates`` to the pending list (before the lake changes)."""
@@ -125,11 +133,8 @@ class LocalLake:
 
     def source_dates(self, source: str) -> set[dt.date]:
         """Return the dates the lake currently holds for ``source``."""
-        p = self._manifest_path(source_id(source))
-        if not p.exists():
-            return set()
-        data = json.loads(p.read_text(encoding="utf-8"))
-        return {dt.date.fromisoformat(d) for d in data["dates"]}
+        return self._read_json(self._manifest_path(source_id(source)), set(),
+                               lambda data: _dates(data["dates"]))
 
     def _partition(self, day: dt.date) -> Path:
         return self.root / f"order_date={day.isoformat()}"
@@ -175,9 +180,14 @@ class LocalLake:
         except BaseException:
             staged.discard()
             raise
-        affected = self._begin_replace(staged.source, staged.dates)
-        if self._take_seq() != staged.seq:
-            raise RuntimeError("the lake's sequence moved while a source was staged (no lock?)")
+        try:  # nothing of the lake has moved yet: a failure here leaves no staged files
+            affected = self._begin_replace(staged.source, staged.dates)
+            if self._take_seq() != staged.seq:
+                raise RuntimeError("the lake's sequence moved while a source was staged"
+                                   " (no lock?)")
+        except BaseException:
+            staged.discard()
+            raise
         for day in sorted(staged.dates):
             target = self._object(day, staged.source)
             target.parent.mkdir(parents=True, exist_ok=True)

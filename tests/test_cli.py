@@ -541,3 +541,23 @@ def test_a_rejected_file_with_a_long_name_keeps_its_report(tmp_path: Path) -> No
     assert (rejected / name).read_bytes() == bad.read_bytes()
     assert (tmp_path / "o" / "daily_kpis.csv").exists()  # the valid file went on
     assert beside("short.csv", ".rows.csv") == "short.csv.rows.csv"
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("_state.json", "garbage\n"), ("_state.json", "[1]\n"),
+    ("_pending.json", '["2025-02-30"]\n'), ("_pending.json", '{"a": 1}\n'),
+])
+def test_a_damaged_lake_file_is_named_and_nothing_changes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str) -> None:
+    # It was "internal error (a bug)", exit 70, naming no file.
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    (tmp_path / "lake" / name).write_text(text)
+    before = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*")
+                    if p.is_file())
+    assert main(["process", str(DAY2), "--out", str(tmp_path), "-q"]) == 74
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'lake' / name}: the lake's bookkeeping file is damaged" in err
+    assert "bug" not in err
+    after = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*")
+                   if p.is_file())
+    assert after == before
