@@ -99,10 +99,24 @@ def load_categories(source: str | None) -> tuple[str, ...] | None:
             "is not a regular file (a pipe or device): save it to a file first"
             if path.exists() else "not found")
         raise UsageError(f"{source}: categories file {what}")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head in (b"\xff\xfe", b"\xfe\xff"):
+        raise UsageError(f"{source}: the categories file is UTF-16 text, not UTF-8",
+                         hint="Export or save it as CSV UTF-8 (in Excel: Save As > CSV UTF-8).")
     try:
         df = pl.read_csv(path, infer_schema=False)
     except pl.exceptions.PolarsError as e:
-        raise UsageError(f"{source}: cannot read the categories file ({e})") from None
+        # Polars' first line says what; the rest is advice for its own API (infer_schema_length,
+        # ignore_errors) that means nothing here.
+        text = str(e).strip() or type(e).__name__
+        said = text.split("\n\nYou might want")[0]
+        if "Original error:" in text:
+            said += " (" + text.split("Original error:")[-1].strip(" `") + ")"
+        said = said.replace("\n\n", ": ").replace("\n", "\\n")[:300]
+        raise UsageError(f"{source}: cannot read the categories file as CSV: {said}",
+                         hint="It must be a UTF-8 CSV with a header naming a 'category'"
+                         " column, like fixtures/sample_products.csv.") from None
     cols = {c.strip().lower(): c for c in df.columns}
     if "category" not in cols:
         raise UsageError(

@@ -561,3 +561,16 @@ def test_a_damaged_lake_file_is_named_and_nothing_changes(
     after = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*")
                    if p.is_file())
     assert after == before
+
+
+def test_an_unreadable_categories_file_says_why_without_polars_api_advice(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    utf16, open_quote = tmp_path / "u16.csv", tmp_path / "quote.csv"
+    utf16.write_bytes("product_id,category\nP1,Books\n".encode("utf-16"))
+    open_quote.write_text('product_id,category\nP1,"Books\nP2,Toys\n')
+    assert main(["validate", str(VALID), "--categories-from", str(utf16)]) == 2
+    assert "the categories file is UTF-16 text" in capsys.readouterr().err
+    assert main(["validate", str(VALID), "--categories-from", str(open_quote)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the categories file as CSV" in err and "not properly escaped" in err
+    assert "infer_schema_length" not in err and "ignore_errors" not in err
