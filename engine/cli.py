@@ -426,6 +426,30 @@ def _disk_full(e: BaseException) -> bool:
     return any(os.strerror(code) in text for code in _FULL)
 
 
+def _damaged_parquet(args: argparse.Namespace, e: Exception) -> str | None:
+    """If Polars or Arrow failed on a Parquet file of the command's output folder (the lake,
+    the KPI tables), return which file, and why, read footer by footer; else None."""
+    if "parquet" not in str(e).lower():
+        return None
+    folder = next((v for v in (getattr(args, k, None) for k in ("out", "dir", "from_dir"))
+                   if isinstance(v, str) and v), None)
+    if folder is None or not Path(folder).is_dir():
+        return None
+    import pyarrow.parquet as pq
+
+    damaged = []
+    for path in sorted(Path(folder).rglob("*.parquet")):
+        try:
+            pq.read_metadata(path)
+        except Exception as bad:  # any reason this footer cannot be read names the file
+            damaged.append(f"{path} ({bad})")
+    if not damaged:
+        return None
+    shown = "\n  ".join(damaged[:5]) + (f"\n  and {len(damaged) - 5} more" if len(damaged) > 5
+                                       else "")
+    return f"Parquet files of the output folder cannot be read:\n  {shown}"
+
+
 def _aws_setup_problem(e: Exception) -> str | None:
     """Return a hint if ``e`` is boto's word that no region or credentials are set up."""
     found = sys.modules.get("botocore.exceptions")
@@ -535,6 +559,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             code, message = answer
             print(f"order-kpis: error: {message}", file=sys.stderr)
             return code
+        if (damaged := _damaged_parquet(args, e)) is not None:
+            print(f"order-kpis: error: {damaged}\nHint: the folder's outputs cannot be trusted:"
+                  " restore the file, or process the input files again into a new --out"
+                  " folder.", file=sys.stderr)
+            return EXIT_IO
         if _disk_full(e):
             print(f"order-kpis: error: the machine refused a write: {e}\nFree some space and"
                   " run the command again; each output is replaced whole or not at all.",

@@ -574,3 +574,19 @@ def test_an_unreadable_categories_file_says_why_without_polars_api_advice(
     err = capsys.readouterr().err
     assert "cannot read the categories file as CSV" in err and "not properly escaped" in err
     assert "infer_schema_length" not in err and "ignore_errors" not in err
+
+
+def test_a_damaged_parquet_output_is_named(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # Polars' "File out of specification" names no file: it was exit 70, "a bug".
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    [part] = (tmp_path / "lake").glob("order_date=*/*.parquet")
+    part.write_bytes(part.read_bytes()[:100])
+    assert main(["reprocess", "--out", str(tmp_path), "--date-from", "2025-07-01",
+                 "--date-to", "2025-07-31", "-q"]) == 74
+    err = capsys.readouterr().err
+    assert f"cannot be read:\n  {part} (" in err and "bug" not in err
+    (tmp_path / "daily_kpis.parquet").write_bytes(b"not parquet")
+    assert main(["query", "daily", "--from", "2025-07-01", "--to", "2025-07-31",
+                 "--dir", str(tmp_path)]) == 74
+    assert f"{tmp_path / 'daily_kpis.parquet'} (" in capsys.readouterr().err
