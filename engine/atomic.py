@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,12 +31,31 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+def _write_through(path: Path) -> bool:
+    """Whether ``path`` is to be written straight through rather than replaced: a pipe, a
+    terminal or another character device, or a link to one of this process's open files
+    (``/dev/stdout``: a rename would put a regular file in its place). Raises ``OSError`` for
+    what no output may be (a block device, a socket)."""
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except OSError:
+        return False
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return True
+    if str(path).startswith(("/proc/", "/dev/fd/")) or (
+            path.is_symlink() and os.readlink(path).startswith(("/proc/", "/dev/fd/"))):
+        return True
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise OSError(errno.EINVAL, "not a regular file, a pipe or a terminal", str(path))
+    return False
+
+
 def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    if path.exists() and not path.is_file() and not path.is_dir():
-        # A device or a pipe (/dev/stdout, a named pipe): there is nothing to replace, and a
-        # rename would put a regular file in its place. Written straight through.
+    if _write_through(path):
         write(path)
         return
+    if path.is_symlink():  # replace the file the link names, and keep the link
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     # The name's start only: a temporary name must fit where the final one does.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.", suffix=".tmp", dir=path.parent)

@@ -81,10 +81,13 @@ def _check_report_path(report: str, inputs: Sequence[Path]) -> None:
     """Refuse a --report-json path that is one of the inputs or looks like a CSV file: the
     report would replace it (``--report-json jan.csv feb.csv`` took jan.csv as the path)."""
     target = Path(report)
-    if target.suffix.lower() == ".csv" or any(
-            target.exists() and target.samefile(p) for p in inputs):
-        raise UsageError(f"--report-json {report!r} would overwrite an order file",
-                         hint="give the report a path of its own, e.g. --report-json report.json")
+    hint = "give the report a path of its own, e.g. --report-json report.json"
+    if any(target.exists() and target.samefile(p) for p in inputs):
+        raise UsageError(f"--report-json {report!r} would overwrite an order file", hint=hint)
+    if target.suffix.lower() == ".csv":
+        raise UsageError(f"--report-json {report!r}: a .csv path is not taken for the report,"
+                         " which is JSON (an order file named after the option, by mistake?)",
+                         hint=hint)
 
 
 def load_categories(source: str | None) -> tuple[str, ...] | None:
@@ -361,7 +364,8 @@ def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
         final = follow_execution(sfn, execution, on_progress=show)
     except KeyboardInterrupt:
         print(f"\n{kind} {name}: stopped following; the execution goes on running on AWS:"
-              f" {execution}\nFollow its map run in the console, or stop it with"
+              f" {execution}\nFollow {'its map run' if files else 'it'} in the console, or stop"
+              f" it with"
               f" `aws stepfunctions stop-execution --execution-arn {execution}`.",
               file=sys.stderr)
         return 130
@@ -496,7 +500,8 @@ def _aws_answer(e: Exception) -> tuple[int, str] | None:
     status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     said = e.response.get("Error", {}).get("Message") or ""
     call = f"{e.operation_name} ({code}{': ' + said if said else ''})"
-    if status >= 500 or is_retryable(e) or code in ("Throttling", "SlowDown"):
+    if (status >= 500 or status == 429 or is_retryable(e)
+            or code in ("Throttling", "SlowDown", "RequestTimeout", "TooManyRequestsException")):
         return EXIT_UNREACHABLE, (f"AWS could not answer {call}.\nNothing was changed by the"
                                   " call that failed; run the command again.")
     hint = _REFUSAL_HINTS.get(code, "check the names and options given to the command.")
@@ -555,7 +560,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"order-kpis: error: AWS could not be reached: {e}\nNothing was changed by"
                   " the call that failed; run the command again.", file=sys.stderr)
             return EXIT_UNREACHABLE
-        if (answer := _aws_answer(e)) is not None:
+        # Not for the embedded AWS: a ClientError there is an adaptation's bug, not AWS's word.
+        command = getattr(args, "func", None)
+        local_aws = str(getattr(command, "__module__", "")).startswith("engine.localaws")
+        if not local_aws and (answer := _aws_answer(e)) is not None:
             code, message = answer
             print(f"order-kpis: error: {message}", file=sys.stderr)
             return code
@@ -566,7 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_IO
         if _disk_full(e):
             print(f"order-kpis: error: the machine refused a write: {e}\nFree some space and"
-                  " run the command again; each output is replaced whole or not at all.",
+                  " run the command again; the files it writes are replaced whole or not at all"
+                  " (what went to standard output or a pipe may be cut short).",
                   file=sys.stderr)
             return EXIT_IO
         if isinstance(e, OSError) and e.filename is not None:

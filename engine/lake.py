@@ -62,6 +62,13 @@ class Ingested:
     affected: tuple[dt.date, ...]
 
 
+def _count(raw: Any) -> int:
+    """Return a bookkeeping file's positive whole number (not 2.9, not true, not 1e400)."""
+    if type(raw) is not int or raw < 1:
+        raise ValueError(f"expected a whole number from 1, found {raw!r}")
+    return raw
+
+
 def _dates(raw: Any) -> set[dt.date]:
     """Return the dates of a JSON list of YYYY-MM-DD texts (a bookkeeping file's)."""
     if not isinstance(raw, list):
@@ -98,12 +105,12 @@ class LocalLake:
             return default
         try:
             return parse(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as e:  # JSON and UTF-8 errors are ValueErrors
+        except (ValueError, KeyError, TypeError, OverflowError) as e:  # JSON, UTF-8: ValueError
             raise LakeDamagedError(path, e) from None
 
     def peek_seq(self) -> int:
         """Return the sequence number the next source to enter the lake will take."""
-        return self._read_json(self.root / "_state.json", 1, lambda d: int(d["next_seq"]))
+        return self._read_json(self.root / "_state.json", 1, lambda d: _count(d["next_seq"]))
 
     def _take_seq(self) -> int:
         seq = self.peek_seq()

@@ -214,6 +214,8 @@ def test_aws_answers_are_sorted_into_refusals_and_failures_to_answer() -> None:
                                                   " command again.")
     assert answer("ProvisionedThroughputExceededException", 400)[0] == 75  # type: ignore[index]
     assert answer("SlowDown", 503)[0] == 75  # type: ignore[index]
+    assert answer("TooManyRequestsException", 429)[0] == 75  # type: ignore[index]
+    assert answer("RequestTimeout", 400)[0] == 75  # type: ignore[index]
     code, text = answer("AccessDeniedException", 400)  # type: ignore[misc]
     assert code == 2 and "get-caller-identity" in text
     code, text = answer("ValidationException", 400)  # type: ignore[misc]
@@ -445,6 +447,9 @@ def test_a_report_path_that_would_overwrite_an_order_file_is_refused(
     assert main(["validate", "--report-json", str(jan), str(feb)]) == 2
     assert main(["validate", str(feb), "--report-json", str(feb)]) == 2
     assert "would overwrite an order file" in capsys.readouterr().err
+    assert main(["validate", str(feb), "--report-json", str(tmp_path / "new.csv")]) == 2
+    assert "a .csv path is not taken for the report" in capsys.readouterr().err
+    assert not (tmp_path / "new.csv").exists()
     assert (jan.read_bytes(), feb.read_bytes()) == (VALID.read_bytes(), DAY2.read_bytes())
 
 
@@ -545,6 +550,7 @@ def test_a_rejected_file_with_a_long_name_keeps_its_report(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("name", "text"), [
     ("_state.json", "garbage\n"), ("_state.json", "[1]\n"),
+    ("_state.json", '{"next_seq": 1e400}\n'), ("_state.json", '{"next_seq": 2.9}\n'),
     ("_pending.json", '["2025-02-30"]\n'), ("_pending.json", '{"a": 1}\n'),
 ])
 def test_a_damaged_lake_file_is_named_and_nothing_changes(
@@ -590,3 +596,55 @@ def test_a_damaged_parquet_output_is_named(tmp_path: Path,
     assert main(["query", "daily", "--from", "2025-07-01", "--to", "2025-07-31",
                  "--dir", str(tmp_path)]) == 74
     assert f"{tmp_path / 'daily_kpis.parquet'} (" in capsys.readouterr().err
+
+
+def test_a_report_through_a_link_to_standard_output_lands_in_the_redirected_file(
+        tmp_path: Path) -> None:
+    # `--report-json /dev/stdout > file`: the link was replaced by a regular file, the file
+    # stayed empty. Here a link of our own to /proc/self/fd/1, as /dev/stdout is.
+    link, captured = tmp_path / "so.json", tmp_path / "captured.txt"
+    link.symlink_to("/proc/self/fd/1")
+    with open(captured, "w") as out:
+        r = subprocess.run([sys.executable, "-m", "engine.cli", "validate", str(VALID),
+                            "--report-json", str(link)], stdout=out, stderr=subprocess.PIPE,
+                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+    assert json.loads(captured.read_text())["valid"] is True
+
+
+def test_a_link_to_a_file_keeps_the_link_and_replaces_the_file(tmp_path: Path) -> None:
+    from engine.atomic import write_text_atomic
+
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    real.write_text("old")
+    link.symlink_to(real)
+    write_text_atomic(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+
+
+def test_the_dashboard_written_to_a_pipe_goes_through_it(tmp_path: Path) -> None:
+    from engine.insight.dashboard import write_dashboard
+
+    fifo = tmp_path / "page.html"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_dashboard(fifo, "<p>x</p>")
+        assert os.read(reader, 100) == b"<p>x</p>"
+    finally:
+        os.close(reader)
+    assert not fifo.is_file()
+
+
+def test_an_output_that_is_a_socket_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    from engine.atomic import write_text_atomic
+
+    path = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(OSError, match="not a regular file, a pipe or a terminal"):
+            write_text_atomic(path, "x")

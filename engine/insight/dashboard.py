@@ -11,9 +11,7 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -321,19 +319,12 @@ def build_html(
 
 
 def write_dashboard(path: str | Path, page: str) -> Path:
-    """Write the page atomically (temporary file, then rename) and return its path."""
+    """Write the page atomically (temporary file, then rename; a pipe or a terminal is
+    written through) and return its path."""
+    from engine.atomic import write_text_atomic
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        # mkstemp creates 0600; a report is meant to be shared like any other output file.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, page)
     logger.info("dashboard written to %s (%d bytes)", target, len(page.encode("utf-8")))
     return target
 
