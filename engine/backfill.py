@@ -22,10 +22,12 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """Return (bucket, prefix) of ``s3://bucket/prefix``; raise ``UsageError`` otherwise."""
-    if not uri.startswith("s3://") or not uri.removeprefix("s3://").split("/", 1)[0]:
+    from engine.config import split_s3_uri
+
+    if (split := split_s3_uri(uri)) is None:
         raise UsageError(f"{uri!r} is not an s3://bucket/prefix URI",
                          hint="Example: s3://order-kpis-input-123456789012-eu-west-1/backfill/2024/")
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    bucket, prefix = split
     if not prefix.startswith(("input/", "backfill/")):
         raise UsageError(
             f"{uri}: the backfill reads only input/... or backfill/... of the input bucket",

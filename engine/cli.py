@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -102,11 +101,12 @@ def load_categories(source: str | None) -> tuple[str, ...] | None:
             "is not a regular file (a pipe or device): save it to a file first"
             if path.exists() else "not found")
         raise UsageError(f"{source}: categories file {what}")
+    from engine.read import UTF16_BOMS, UTF16_HINT
+
     with open(path, "rb") as f:
-        head = f.read(2)
-    if head in (b"\xff\xfe", b"\xfe\xff"):
-        raise UsageError(f"{source}: the categories file is UTF-16 text, not UTF-8",
-                         hint="Export or save it as CSV UTF-8 (in Excel: Save As > CSV UTF-8).")
+        if f.read(2) in UTF16_BOMS:
+            raise UsageError(f"{source}: the categories file is UTF-16 text, not UTF-8",
+                             hint=UTF16_HINT)
     try:
         df = pl.read_csv(path, infer_schema=False)
     except pl.exceptions.PolarsError as e:
@@ -323,14 +323,11 @@ def _out_dir(text: str) -> str:
     return text
 
 
-_YMD = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
 def _date(text: str) -> dt.date:
+    from engine.config import parse_ymd
+
     try:
-        if not _YMD.fullmatch(text):  # fromisoformat also takes 20250701 and 2025-W27-1
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
+        return parse_ymd(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD: {text!r}") from None
 

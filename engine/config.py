@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from engine.errors import ConfigError
+
+_YMD = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_ymd(text: str) -> dt.date:
+    """Return the date written exactly YYYY-MM-DD; raise ``ValueError`` otherwise
+    (``date.fromisoformat`` alone also takes ``20250701`` and ``2025-W27-1``)."""
+    if not _YMD.fullmatch(text):
+        raise ValueError(f"not a date in YYYY-MM-DD: {text!r}")
+    return dt.date.fromisoformat(text)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str] | None:
+    """Return (bucket, key or prefix) of ``s3://bucket[/rest]``, or None if ``uri`` is not one."""
+    bucket, _, rest = uri.removeprefix("s3://").partition("/")
+    return (bucket, rest) if uri.startswith("s3://") and bucket else None
 
 CATEGORIES_ENV = "ORDER_KPIS_CATEGORIES_FROM"
 
@@ -177,7 +194,7 @@ class ReprocessSettings:
         dates = {}
         for field_name in ("date_from", "date_to"):
             try:
-                dates[field_name] = dt.date.fromisoformat(values[field_name])
+                dates[field_name] = parse_ymd(values[field_name])
             except ValueError:
                 raise ConfigError(
                     f"{names[field_name]}={e[names[field_name]]!r} is not a date (YYYY-MM-DD)"

@@ -95,6 +95,10 @@ def _decode_or_raise(path: str, data: bytes, *, base_offset: int = 0, first_line
         ) from None
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # little- and big-endian: Excel's "Unicode text"
+UTF16_HINT = "Export or save it as CSV UTF-8 (in Excel: Save As > CSV UTF-8)."
+
+
 def _read_header(path: str, head: bytes) -> tuple[str, ...]:
     """Return the header's column names as written, stripped (``check_header`` matches them
     in lower case)."""
@@ -105,11 +109,10 @@ def _read_header(path: str, head: bytes) -> tuple[str, ...]:
         )
     if b"\x00" in head:
         offset = head.index(b"\x00")
-        if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" and alike
+        if head.startswith(UTF16_BOMS):
             raise InputFileError(
                 path, "the file is UTF-16 text (it starts with a UTF-16 byte-order mark), not"
-                " UTF-8", line=1, byte_offset=0, kind="encoding",
-                hint="Export or save it as CSV UTF-8 (in Excel: Save As > CSV UTF-8).",
+                " UTF-8", line=1, byte_offset=0, kind="encoding", hint=UTF16_HINT,
             )
         raise InputFileError(
             path,

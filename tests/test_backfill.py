@@ -78,6 +78,9 @@ def test_reprocess_settings_need_a_valid_range() -> None:
         ReprocessSettings.from_env({**env, "REPROCESS_DATE_TO": ""})
     with pytest.raises(ConfigError, match="not a date"):
         ReprocessSettings.from_env({**env, "REPROCESS_DATE_FROM": "01/01/2025"})
+    for loose in ("20250101", "2025-W01-3"):  # fromisoformat alone takes these
+        with pytest.raises(ConfigError, match="not a date"):
+            ReprocessSettings.from_env({**env, "REPROCESS_DATE_FROM": loose})
     with pytest.raises(ConfigError, match="after"):
         ReprocessSettings.from_env({**env, "REPROCESS_DATE_FROM": "2025-02-01"})
 

@@ -509,14 +509,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark command line; return 0 when every answer matched, else 1."""
     parser = _parser()
     args = parser.parse_args(argv)
-    unknown = sorted({s for s in args.only.split(",") if s} - set(CONTENDER_NAMES))
+    only = [s for s in args.only.split(",") if s] or None
+    unknown = sorted(set(only or ()) - set(CONTENDER_NAMES))
     if unknown:
         parser.error(f"--only: unknown contenders {unknown}; known: {','.join(CONTENDER_NAMES)}")
     if args.repeats < 1 or args.rows < 1:
         parser.error("--repeats and --rows must be at least 1")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    only = [s for s in args.only.split(",") if s] or None
     bench = run_bench(
         args.rows,
         repeats=args.repeats,

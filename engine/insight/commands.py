@@ -31,11 +31,16 @@ logger = logging.getLogger(__name__)
 def _source(args: argparse.Namespace) -> Source:
     if getattr(args, "dynamodb", False):
         return DynamoTables(args.category_table, args.order_table)
-    folder = Path(args.dir)
+    return _output_folder(args.dir)
+
+
+def _output_folder(text: str) -> Path:
+    """Return the `process` output folder ``text`` names; raise UsageError if it is none."""
+    folder = Path(text)
     if not folder.is_dir():
         raise UsageError(
-            f"output folder {args.dir!r} "
-            + ("is not a folder" if Path(args.dir).exists() else "does not exist"),
+            f"output folder {text!r} "
+            + ("is not a folder" if folder.exists() else "does not exist"),
             hint="pass the folder given to `order-kpis process --out DIR`",
         )
     return folder
@@ -101,13 +106,7 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
         )
         rejections = None
     else:
-        folder = Path(args.from_dir)
-        if not folder.is_dir():
-            raise UsageError(
-                f"output folder {args.from_dir!r} "
-                + ("is not a folder" if folder.exists() else "does not exist"),
-                hint="pass the folder given to `order-kpis process --out DIR`",
-            )
+        folder = _output_folder(args.from_dir)
         date_from = parse_date(args.date_from, name="--from") if args.date_from else date.min
         date_to = parse_date(args.date_to, name="--to") if args.date_to else date.max
         if date_from > date_to:
@@ -116,7 +115,14 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
         cats = _read_all(folder, date_from, date_to, kind="category", categories=categories)
         rejections = dash.load_rejections(folder)
     if args.rejections_from:
-        bucket, prefix = _s3_location(args.rejections_from)
+        from engine.config import split_s3_uri
+
+        if (split := split_s3_uri(args.rejections_from)) is None:
+            raise UsageError(
+                f"--rejections-from {args.rejections_from!r} is not an s3://bucket/prefix URI",
+                hint="the stack's cleaned bucket: s3://<CleanedBucketName>/rejected/",
+            )
+        bucket, prefix = split[0], split[1] or "rejected/"
         rejections = dash.load_rejections_s3(bucket, prefix)
     page = dash.build_html(cats, daily, rejections=rejections, title=args.title)
     out = dash.write_dashboard(args.out, page)
@@ -125,17 +131,6 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
     shown = "rejections not read" if rejections is None else f"{len(rejections)} rejected files"
     print(f"dashboard written to {out} ({daily.height} days, {shown})", file=sys.stderr)
     return 0
-
-
-def _s3_location(uri: str) -> tuple[str, str]:
-    """Return (bucket, prefix) of ``s3://bucket[/prefix]``; the prefix defaults to rejected/."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    if not uri.startswith("s3://") or not bucket:
-        raise UsageError(
-            f"--rejections-from {uri!r} is not an s3://bucket/prefix URI",
-            hint="the stack's cleaned bucket: s3://<CleanedBucketName>/rejected/",
-        )
-    return bucket, prefix or "rejected/"
 
 
 def _read_all(

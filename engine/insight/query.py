@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from engine.config import parse_ymd
 from engine.errors import TerminalError, TransientError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -82,9 +82,7 @@ Source = str | Path | DynamoTables
 def parse_date(text: str, *, name: str = "date") -> date:
     """Return the date written as YYYY-MM-DD, or raise UsageError naming the bad value."""
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):  # not 20250701, not 2025-W27-1
-            raise ValueError(text)
-        return date.fromisoformat(text)
+        return parse_ymd(text)
     except ValueError:
         raise UsageError(
             f"{name} {text!r} is not a date", hint="write dates as YYYY-MM-DD, e.g. 2025-07-07"
