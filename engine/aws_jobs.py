@@ -30,9 +30,9 @@ import polars as pl
 from botocore.exceptions import ClientError
 
 from engine.background import InOrder, map_in_order
-from engine.config import Settings
+from engine.config import Settings, split_s3_uri
 from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
-from engine.errors import TerminalError
+from engine.errors import ConfigError, TerminalError
 from engine.lake import required, source_id
 from engine.read import file_digest
 from engine.rules import LAKE_SCHEMA
@@ -125,12 +125,16 @@ def _load_categories(uri: str | None, s3: Any, tmp: Path) -> tuple[str, ...] | N
 
     if uri is None:
         return None
-    if uri.startswith("s3://"):
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        local = tmp / "categories.csv"
-        _get_to_file(s3, bucket, key, local)
-        return load_categories(str(local))
-    return load_categories(uri)
+    if not uri.startswith("s3://"):
+        return load_categories(uri)
+    where = split_s3_uri(uri)
+    if where is None or not where[1] or where[1].endswith("/"):
+        raise ConfigError(f"CATEGORIES_S3_URI={uri!r} names no object",
+                          hint="write s3://bucket/key of a products CSV")
+    local = tmp / "categories.csv"
+    _get_to_file(s3, *where, local)
+    # Messages name the object, not the task's local copy of it.
+    return load_categories(str(local), name=uri)
 
 
 def _put_json(s3: Any, bucket: str, key: str, data: Mapping[str, Any]) -> None:

@@ -89,13 +89,16 @@ def _check_report_path(report: str, inputs: Sequence[Path]) -> None:
                          hint=hint)
 
 
-def load_categories(source: str | None) -> tuple[str, ...] | None:
-    """Return the allowed categories from a products CSV's ``category`` column, if given."""
+def load_categories(source: str | None, name: str | None = None) -> tuple[str, ...] | None:
+    """Return the allowed categories from a products CSV's ``category`` column, if given.
+
+    ``name`` is what messages call the file (where ``source`` is a local copy of it)."""
     if source is None:
         return None
     import polars as pl
 
     path = Path(source)
+    source = name or source
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else (
             "is not a regular file (a pipe or device): save it to a file first"

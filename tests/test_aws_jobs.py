@@ -866,3 +866,47 @@ def test_an_input_replaced_between_two_reads_is_transient(tmp_path: Path) -> Non
     with pytest.raises(ObjectReplacedError, match="replaced while it was read") as caught:
         jobs._get_to_file(S3(), "b", "input/x.csv", tmp_path / "x.csv")
     assert exit_code_for(caught.value) == EXIT_TRANSIENT
+
+
+# -- the allowed categories from S3 (CATEGORIES_S3_URI) -------------------------------------
+
+
+def _validate_with_categories(stack: Stack, key: str, uri: str) -> int:
+    env = {**stack.env(key), "CATEGORIES_S3_URI": uri}
+    return run_entrypoint(
+        "validator", lambda: jobs.validate_object(Settings.from_env(env)), configure=False
+    )
+
+
+def test_categories_from_s3_reject_a_row_outside_them(stack: Stack) -> None:
+    uri = f"s3://{stack.cleaned_bucket}/config/products.csv"
+    stack.s3.put_object(Bucket=stack.cleaned_bucket, Key="config/products.csv",
+                        Body=b"product_id,category\nP1,Electronics\nP2,Books\n")
+    stack.upload("orders/cats.csv", order_csv(V1))  # V1 holds a Clothing order
+    assert _validate_with_categories(stack, "orders/cats.csv", uri) == 3
+    status = stack.record(file_pk(stack.input_bucket, "orders/cats.csv"), "status")
+    assert status is not None and "'Clothing'" in status["summary"]
+    stack.upload("orders/cats2.csv", order_csv(V2))  # Electronics and Books only
+    assert _validate_with_categories(stack, "orders/cats2.csv", uri) == 0
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("s3://{bucket}/config/items.csv", "has no 'category' column (columns: sku, kind)"),
+        ("s3://{bucket}", "CATEGORIES_S3_URI='s3://{bucket}' names no object"),
+        ("s3://{bucket}/config/", "names no object"),
+        ("s3://{bucket}/config/gone.csv", "s3://{bucket}/config/gone.csv: no such object"),
+    ],
+)
+def test_a_bad_categories_object_exits_2_naming_it_not_a_local_copy(
+    stack: Stack, uri: str, said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack.s3.put_object(Bucket=stack.cleaned_bucket, Key="config/items.csv",
+                        Body=b"sku,kind\nP1,Books\n")
+    stack.upload("orders/x.csv", order_csv(V2))
+    uri = uri.format(bucket=stack.cleaned_bucket)
+    assert _validate_with_categories(stack, "orders/x.csv", uri) == EXIT_CONFIG
+    assert said.format(bucket=stack.cleaned_bucket) in caplog.text
+    if uri.endswith(".csv"):
+        assert f"{uri}: has no 'category'" in caplog.text and "/tmp" not in caplog.text
