@@ -84,7 +84,7 @@ if (( ! dry_run )); then
   aws ecr get-login-password --region "$region" \
     | docker login --username AWS --password-stdin "$registry"
 fi
-run docker build -f "$root/containers/Dockerfile" -t "$image" "$root"
+run docker build --platform linux/amd64 -f "$root/containers/Dockerfile" -t "$image" "$root"
 run docker push "$image"
 run aws cloudformation deploy --region "$region" --stack-name "$stack" \
   --template-file "$here/template.yaml" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \

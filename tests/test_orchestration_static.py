@@ -726,6 +726,12 @@ def test_deploy_dry_run_prints_every_command_and_runs_none() -> None:
     ]
     assert "docker login --username AWS --password-stdin 123456789012.dkr.ecr" in lines[1]
     assert f"-f {ROOT}/containers/Dockerfile -t {image} {ROOT}" in lines[2]
+    # The image is built for the tasks' CPU, whatever the machine that builds it.
+    arches = {
+        t["Properties"]["RuntimePlatform"]["CpuArchitecture"]
+        for t in resources(TEMPLATE, "AWS::ECS::TaskDefinition").values()
+    }
+    assert arches == {"X86_64"} and "docker build --platform linux/amd64 " in lines[2]
     deploy = lines[4]
     for part in (
         "deploy",
@@ -793,3 +799,24 @@ def test_scripts_are_strict_bash(name: str) -> None:
     text = (ORCH / name).read_text(encoding="utf-8")
     assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
     assert subprocess.run(["bash", "-n", str(ORCH / name)], check=False).returncode == 0
+
+
+# Names that must be unique in an account and region; a second stack (staging beside
+# production) differs from the first only by NamePrefix.
+_ACCOUNT_WIDE_NAMES = (
+    "BucketName", "TableName", "TopicName", "LogGroupName", "ClusterName", "StateMachineName",
+    "AlarmName", "QueueName", "DashboardName", "Name",
+)
+
+
+def test_every_account_wide_name_holds_the_name_prefix() -> None:
+    named = 0
+    for logical_id, resource in TEMPLATE["Resources"].items():
+        for prop in _ACCOUNT_WIDE_NAMES:
+            value = resource.get("Properties", {}).get(prop)
+            if value is None:
+                continue
+            named += 1
+            text = json.dumps(value)
+            assert "${NamePrefix}" in text or value == {"Ref": "NamePrefix"}, (logical_id, value)
+    assert named >= 15
