@@ -269,6 +269,10 @@ def test_state_machine_may_run_and_pass_exactly_the_stack_tasks_and_roles() -> N
     ]
     assert "StepFunctionsGetEventsForECSTaskRule" in stmts["SyncRule"]["Resource"]["Fn::Sub"]
     assert stmts["StateTable"]["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+    # The workflow's archive and rejection steps tell "the key holds nothing" by S3's 404,
+    # which needs list permission on the input bucket (403 AccessDenied without it).
+    assert stmts["ListInput"] == {"Sid": "ListInput", "Effect": "Allow", "Action": "s3:ListBucket",
+                                  "Resource": {"Fn::GetAtt": ["InputBucket", "Arn"]}}
 
 
 def test_task_role_reads_only_input_prefix_and_exactly_three_tables() -> None:
