@@ -2,7 +2,9 @@
 definition). The reprocess container and ``order-kpis reprocess --s3-lake`` call this.
 
 Each date goes through the same per-date fence as the transformer (``engine.state.refresh_date``),
-so a reprocess running beside file workflows publishes nothing stale.
+so a reprocess running beside file workflows publishes nothing stale. Then the BI export of
+every month of the range that the lake holds is rewritten from the lake, as the transformer
+does for the months it touches (``engine.s3export``), so that it shows the recomputed KPIs too.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from engine.aws_jobs import Clients, publish_dates
+from engine.aws_jobs import Clients, export_months, publish_dates
 from engine.config import ReprocessSettings
 from engine.containers_support import EXIT_OK, run_step
 from engine.s3lake import S3Lake
@@ -57,7 +59,9 @@ def reprocess_range(
         date_from=settings.date_from.isoformat(),
         date_to=settings.date_to.isoformat(),
     )
-    return publish_dates(lake, dates, tables, c.dynamodb)
+    published = publish_dates(lake, dates, tables, c.dynamodb)
+    export_months(lake, dates, settings.state_table, c)
+    return published
 
 
 def reprocess_job(settings: ReprocessSettings, clients: Clients | None = None) -> int:

@@ -226,3 +226,22 @@ def _typed(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
         for c in cols:
             data[c].append(values.get(c))
     return pl.DataFrame(data, schema=LAKE_SCHEMA).to_dict(as_series=True)
+
+
+def test_reprocess_rewrites_the_export_of_the_months_it_recomputes(stack: Stack) -> None:
+    from engine.aws_reprocess import reprocess_range
+    from engine.config import ReprocessSettings
+
+    files = [("in/a.csv", JULY_A), ("in/b.csv", JULY_AUGUST_B)]
+    for key, rows in files:
+        stack.upload(key, order_csv(rows))
+        run(stack, key)
+    # As if a KPI definition had changed: the export no longer holds what the lake gives.
+    for key in [o for o in stack.object_keys() if o.startswith("kpis/")]:
+        stack.s3.delete_object(Bucket=stack.cleaned_bucket, Key=key)
+    env = {**stack.env("in/a.csv"), "REPROCESS_DATE_FROM": "2025-07-01",
+           "REPROCESS_DATE_TO": "2025-07-31"}
+    reprocess_range(ReprocessSettings.from_env(env), jobs.Clients(stack.s3, stack.dynamodb))
+    assert_month_is_oracle(stack, files, "2025-07")
+    # August is outside the range: untouched.
+    assert not [k for k in stack.object_keys() if "month=2025-08" in k]
