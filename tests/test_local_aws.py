@@ -585,3 +585,67 @@ def test_an_execution_waits_while_the_lock_holder_runs(stack: Any, ran: dict[str
     broke = names.index("BreakKeyLock")
     assert names[broke - 2:broke] == ["CheckKeyLockHolder", "IsKeyLockHolderRunning"]
     assert names[broke + 1:broke + 4] == ["TakeKeyLock", "ClaimEvent", "RunValidator"]
+
+
+def _finished(stack: Any, arn: str, timeout: float = 180.0) -> dict[str, Any]:
+    """Wait for one execution to end; return its description."""
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while (d := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{arn} still running after {timeout:.0f} s"
+        time.sleep(0.2)
+    return d
+
+
+@pytest.mark.integration
+def test_a_claim_left_by_a_stopped_execution_is_taken_over(stack: Any,
+                                                            ran: dict[str, Any]) -> None:
+    """An execution stopped by hand (or timed out) after claiming its upload never released
+    the claim: before, every later run of that upload ended as a duplicate delivery and the
+    file stayed in input/ unprocessed, with no notice. The next execution now finds the
+    claimant stopped, takes the claim over and processes the file."""
+    sfn = stack.client("stepfunctions")
+    holder_machine = sfn.create_state_machine(
+        name="claim-holder", roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
+        definition=json.dumps({"StartAt": "Hold", "States": {
+            "Hold": {"Type": "Wait", "Seconds": 300, "End": True}}}))["stateMachineArn"]
+    holder = sfn.start_execution(stateMachineArn=holder_machine, name="claimant")["executionArn"]
+    table, bucket = stack.outputs["StateTableName"], stack.outputs["InputBucketName"]
+    ddb = stack.client("dynamodb")
+    # The stopped execution held the key's lock and had claimed this very upload.
+    ddb.put_item(TableName=table, Item={"pk": {"S": f"lock#{bucket}/input/claimed.csv"},
+                                        "sk": {"S": "lock"}, "execution": {"S": holder}})
+    _put(stack, "input/claimed.csv", ran["files"]["b"])  # the same orders as aug-b: same KPIs
+    waiter = _wait_for_state(stack, "input/claimed.csv", "WaitForKeyLock")
+    event = json.loads(waiter["input"])
+    claim = {"pk": {"S": f"claim#{bucket}/input/claimed.csv"},
+             "sk": {"S": f"etag#{event['etag']}/seq#{event['sequencer']}"}}
+    ddb.put_item(TableName=table, Item={**claim, "execution": {"S": holder}})
+    sfn.stop_execution(executionArn=holder)
+    ex = _finished(stack, waiter["executionArn"])
+    assert ex["status"] == "SUCCEEDED"
+    names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
+    claimed = names.index("ClaimEvent")
+    assert names[claimed + 1:claimed + 7] == [
+        "ReadClaim", "IsClaimHeld", "CheckClaimHolder", "DidClaimHolderFinish", "TakeOverClaim",
+        "RunValidator"]
+    assert "ArchiveFile" in names and names[-1] == "Done"
+    item = ddb.get_item(TableName=table, Key=claim, ConsistentRead=True)["Item"]
+    assert item["execution"]["S"] == ex["executionArn"]
+    assert item["taken_over_from"]["S"] == holder
+
+
+@pytest.mark.integration
+def test_a_rejected_file_delivered_again_stays_a_duplicate(stack: Any,
+                                                           ran: dict[str, Any]) -> None:
+    """A rejected file keeps its claim on purpose: the same event again finds its claimant
+    failed with FileRejected, and ends as a duplicate delivery (no second rejection notice)."""
+    first = ran["executions"]["input/invalid_order.csv"][0]
+    arn = stack.client("stepfunctions").start_execution(
+        stateMachineArn=stack.outputs["StateMachineArn"], name="rejected-redelivery",
+        input=first["input"])["executionArn"]
+    ex = _finished(stack, arn)
+    assert ex["status"] == "SUCCEEDED"
+    names = [n for n, _ in _states_entered(stack, arn)]
+    assert "WasClaimHolderRejection" in names and names[-1] == "DuplicateDelivery"
+    assert "RunValidator" not in names and "TakeOverClaim" not in names

@@ -635,9 +635,26 @@ def test_duplicate_delivery_is_claimed_once_and_ends_quietly() -> None:
         for c in claim["Catch"]
         if c["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"]
     )
-    found = ASL["States"][dup["Next"]]
+    # Claimed already: by whom, and how that execution ended (its claim is released on every
+    # failure path, but not when it was stopped, timed out or broke down midway).
+    states = ASL["States"]
+    assert dup["Next"] == "ReadClaim"
+    assert states["ReadClaim"]["Parameters"]["Key"]["sk"]["S.$"] == sk
+    assert states["CheckClaimHolder"]["Resource"].endswith(":sfn:describeExecution")
+    finished = {c["StringEquals"]: c["Next"] for c in states["DidClaimHolderFinish"]["Choices"]}
+    assert finished == {"SUCCEEDED": "DuplicateDeliveryFound", "RUNNING": "DuplicateDeliveryFound",
+                        "FAILED": "WasClaimHolderRejection"}
+    assert states["DidClaimHolderFinish"]["Default"] == "TakeOverClaim"  # ABORTED, TIMED_OUT
+    rejection = states["WasClaimHolderRejection"]["Choices"]
+    assert rejection[1] == {"Variable": "$.claim_holder.Error", "StringEquals": "FileRejected",
+                            "Next": "DuplicateDeliveryFound"}
+    assert states["FileRejected"]["Error"] == "FileRejected"  # a rejected file keeps its claim
+    take = states["TakeOverClaim"]["Parameters"]
+    assert take["ConditionExpression"] == "#execution = :claimant OR #execution = :me"
+    assert take["Item"]["sk"]["S.$"] == sk and states["TakeOverClaim"]["Next"] == "RunValidator"
+    found = states["DuplicateDeliveryFound"]
     assert (found["Next"], found["Result"]) == ("ReleaseKeyLock", {"then": "DuplicateDelivery"})
-    assert ASL["States"]["DuplicateDelivery"]["Type"] == "Succeed"
+    assert states["DuplicateDelivery"]["Type"] == "Succeed"
 
 
 def test_failure_notices_carry_execution_file_step_and_error() -> None:
