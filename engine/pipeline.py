@@ -178,7 +178,7 @@ def process_paths(
             raise
         commits.shutdown()
         tell()
-        result.recomputed = sorted(lake.pending())
+        result.recomputed = dates_to_refresh(lake, out)
         result.category, result.daily = refresh_tables(lake, out)
     return result
 
@@ -360,15 +360,36 @@ def reprocess_dates(
             out / "daily_kpis.parquet").exists() else []
         stale = [d for d in old if date_from <= d <= date_to]
         lake.mark_pending(set(in_lake) | set(stale))
-        result.recomputed = sorted(lake.pending())
+        result.recomputed = dates_to_refresh(lake, out)
         result.category, result.daily = refresh_tables(lake, out)
     return in_lake, result
+
+
+TABLE_FILES = ("category_kpis.parquet", "daily_kpis.parquet", "category_kpis.csv",
+               "daily_kpis.csv")
+
+
+def dates_to_refresh(lake: LocalLake, out: Path) -> list[dt.date]:
+    """Return the dates ``refresh_tables`` will recompute: the lake's pending dates, or every
+    lake date when a KPI table is missing (deleted by hand): the tables hold the whole lake,
+    and adding the pending dates to nothing would write tables of those dates alone."""
+    pending = lake.pending()
+    missing = [n for n in TABLE_FILES[:2] if not (out / n).exists()]
+    if missing:
+        others = set(lake.dates()) - pending  # none on a first run
+        if others:
+            log.warning("%s is missing: the KPI tables are recomputed from the whole lake "
+                        "(%d more dates)", out / missing[0], len(others))
+            lake.mark_pending(others)
+            pending |= others
+    return sorted(pending)
 
 
 def refresh_tables(
     lake: LocalLake, out: Path, *, max_rows: int = KPI_BATCH_ROWS
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Recompute the pending dates from the lake and replace both KPI tables atomically.
+    """Recompute the pending dates from the lake and replace both KPI tables atomically
+    (call ``dates_to_refresh`` first).
 
     Dates are computed in groups of about ``max_rows`` lake rows (a KPI row depends on one
     date only), so memory follows the group, not the lake.
@@ -377,7 +398,7 @@ def refresh_tables(
     cat_path, day_path = out / "category_kpis.parquet", out / "daily_kpis.parquet"
     old_cat = pl.read_parquet(cat_path) if cat_path.exists() else empty_category_table()
     old_day = pl.read_parquet(day_path) if day_path.exists() else empty_daily_table()
-    if pending or not cat_path.exists():
+    if pending or not all((out / n).exists() for n in TABLE_FILES):
         keep = ~pl.col("order_date").is_in(sorted(pending))
         cats, days = [old_cat.filter(keep)], [old_day.filter(keep)]
         rows = lake.row_counts(pending)  # the footers, read once

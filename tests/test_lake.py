@@ -118,6 +118,30 @@ def test_reprocess_recomputes_a_date_range_from_the_lake_without_inputs(tmp_path
     assert (out / "category_kpis.csv").read_bytes() == want
 
 
+@pytest.mark.parametrize("gone", ["category_kpis.parquet", "daily_kpis.parquet", "both"])
+def test_a_kpi_table_deleted_by_hand_is_rebuilt_from_the_whole_lake(
+    tmp_path: Path, gone: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tables hold every lake date. With one deleted, the next run recomputed only its
+    own dates and wrote tables of those dates alone (the other dates vanished, exit 0)."""
+    a = write(tmp_path / "a.csv", "A,c,2025-07-06,Books,P,1,10,false",
+              "B,d,2025-07-07,Electronics,P,2,3.3333,true")
+    b = write(tmp_path / "b.csv", "C,c,2025-07-08,Books,P,1,2.50,false")
+    out = tmp_path / "out"
+    assert main(["process", str(a), "--out", str(out), "-q"]) == 0
+    for name in (["category_kpis.parquet", "daily_kpis.parquet"] if gone == "both" else [gone]):
+        (out / name).unlink()
+    assert main(["process", str(b), "--out", str(out), "-q"]) == 0
+    want_cat, want_day = oracle.kpis_from_paths([a, b])
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    assert "recomputed from the whole lake (2 more dates)" in caplog.text
+    # A first run into a new folder has no table either, and nothing to warn about.
+    caplog.clear()
+    assert main(["process", str(a), "--out", str(tmp_path / "new"), "-q"]) == 0
+    assert "whole lake" not in caplog.text
+
+
 def test_reprocess_usage_errors(tmp_path: Path) -> None:
     assert main(["reprocess", "--out", str(tmp_path / "none"), "--date-from", "2025-07-01",
                  "--date-to", "2025-07-31"]) == 2
