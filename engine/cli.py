@@ -192,6 +192,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     cats = load_categories(categories_source(args.categories_from))
     started = time.perf_counter()
     done = {"files": 0, "rows": 0}
+    in_lake: list[str] = []  # files this run put in the lake, in order
 
     ticker = _Ticker() if _progress() else None
 
@@ -201,6 +202,8 @@ def cmd_process(args: argparse.Namespace) -> int:
         done["files"] += 1
         done["rows"] += o.report.rows
         rep = o.report
+        if o.outcome in ("accepted", "quarantined"):
+            in_lake.append(rep.file)
         for w in rep.warnings:
             print(f"warning: {rep.file}: {w}", file=sys.stderr)
         if o.outcome == "rejected":
@@ -217,10 +220,22 @@ def cmd_process(args: argparse.Namespace) -> int:
             print(f"[{done['files']} files, {done['rows']:,} rows, {rate:,.0f} rows/s] "
                   f"{rep.file}: {o.outcome}", file=sys.stderr)
 
-    result = process_paths(
-        args.paths, args.out, categories=cats, on_invalid=args.on_invalid,
-        max_invalid_ratio=args.max_invalid_ratio, on_file=on_file, on_progress=ticker,
-    )
+    try:
+        result = process_paths(
+            args.paths, args.out, categories=cats, on_invalid=args.on_invalid,
+            max_invalid_ratio=args.max_invalid_ratio, on_file=on_file, on_progress=ticker,
+        )
+    except KeyboardInterrupt:
+        if not in_lake:
+            raise  # nothing entered the lake: the outputs are as they were
+        if ticker is not None:
+            ticker.clear()
+        shown = ", ".join(in_lake[:5]) + (f" and {len(in_lake) - 5} more"
+                                         if len(in_lake) > 5 else "")
+        print(f"order-kpis: interrupted. {len(in_lake)} files had entered the lake"
+              f" ({shown}); the KPI tables do not show them yet: the next `process` or"
+              f" `reprocess` of {args.out} adds them.", file=sys.stderr)
+        return 130
     if ticker is not None:
         ticker.clear()
     if not args.quiet:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -638,3 +639,31 @@ def test_an_output_that_is_a_socket_is_refused(tmp_path: Path) -> None:
         sock.bind(str(path))
         with pytest.raises(OSError, match="not a regular file, a pipe or a terminal"):
             write_text_atomic(path, "x")
+
+
+def test_ctrl_c_during_process_names_the_files_already_in_the_lake(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # It said "outputs were left as they were before", but a file done before the interrupt
+    # had entered the lake, and the next run, of any file, added its orders to the tables.
+    import engine.pipeline as pipeline
+
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_bytes(VALID.read_bytes())
+    b.write_bytes((FIX / "orders_2025-07-07.csv").read_bytes())
+    real = pipeline.validate_file
+
+    def validate_file(path: Path, **kw: Any) -> Any:
+        if Path(path).name == "b.csv":
+            raise KeyboardInterrupt
+        return real(path, **kw)
+
+    monkeypatch.setattr(pipeline, "validate_file", validate_file)
+    out = tmp_path / "out"
+    assert main(["process", str(a), str(b), "--out", str(out), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert f"1 files had entered the lake ({a})" in err and "left as they were" not in err
+    assert not (out / "daily_kpis.csv").exists()
+    # Nothing had entered it yet: the outputs are as they were.
+    assert main(["process", str(b), "--out", str(tmp_path / "o2"), "-q"]) == 130
+    assert "outputs were left as they were before" in capsys.readouterr().err
