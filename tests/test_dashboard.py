@@ -33,6 +33,7 @@ from tests.insight_support import frames, oracle, write_output_folder
 
 __all__ = ["loaded_tables", "moto_endpoint"]  # fixtures, used by name
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 INSTALL_HINT = (
     "headless Chromium is needed for the dashboard browser test but was not found at "
@@ -115,6 +116,22 @@ def test_dashboard_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         args.handler(args)
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("name", ["category_kpis.parquet", "daily_kpis.csv", "lake/x.html",
+                                  "rejected/page.html", "report.json"])
+def test_dashboard_out_that_would_replace_data_is_refused(tmp_path: Path, name: str) -> None:
+    # --out DIR/category_kpis.parquet replaced the table with the page (exit 0); the next
+    # process or reprocess of DIR then failed on it.
+    from engine.cli import main
+
+    out = tmp_path / "out"
+    assert main(["process", str(FIXTURES / "valid_order.csv"), "--out", str(out), "-q"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["dashboard", "--from-dir", str(out), "--out", str(out / name)]) == 2
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # A page of its own in the folder is fine.
+    assert main(["dashboard", "--from-dir", str(out), "--out", str(out / "dashboard.html")]) == 0
 
 
 @pytest.mark.integration

@@ -77,8 +77,29 @@ def run_query_daily(args: argparse.Namespace, *, client: Any = None) -> int:
     return _emit(query_daily(source, date_from, date_to, client=client), args.format)
 
 
+_DATA_SUFFIXES = (".csv", ".parquet", ".json", ".jsonl", ".tsv", ".xlsx")
+
+
+def _check_dashboard_out(out: str, from_dir: str | None) -> None:
+    """Refuse an --out that would replace data: a table, report or lake file (`--out
+    DIR/category_kpis.parquet` replaced the table with HTML and left the folder unusable)."""
+    target = Path(out)
+    hint = "name the page like report.html (DIR/dashboard.html is fine)"
+    if target.suffix.lower() in _DATA_SUFFIXES:
+        raise UsageError(f"--out {out!r}: the dashboard is one HTML page, not a"
+                         f" {target.suffix} file; a data file there would be replaced", hint=hint)
+    if from_dir:
+        folder = Path(from_dir).resolve()
+        inside = target.resolve()
+        for sub in ("lake", "rejected"):
+            if inside.is_relative_to(folder / sub):
+                raise UsageError(f"--out {out!r} is inside {from_dir}/{sub}/, which `process`"
+                                 " owns", hint=hint)
+
+
 def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
     """Write the HTML dashboard; return the exit code."""
+    _check_dashboard_out(args.out, None if args.from_dynamodb else args.from_dir)
     categories = (
         [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
     )
