@@ -137,6 +137,7 @@ def process_paths(
     """
     files = expand_paths(paths)
     out = Path(out_dir)
+    _refuse_own_outputs(files, out)
     lake = LocalLake(out / "lake")
     rejected_dir = out / "rejected"
     cats = tuple(categories) if categories is not None else None
@@ -181,6 +182,18 @@ def process_paths(
         result.recomputed = dates_to_refresh(lake, out)
         result.category, result.daily = refresh_tables(lake, out)
     return result
+
+
+def _refuse_own_outputs(files: Sequence[Path], out: Path) -> None:
+    """Refuse an input that is one of the output folder's own files: ``process d --out d``
+    took d's KPI tables for order files on its second run and rejected them."""
+    folder = out.resolve()
+    tables = {folder / n for n in TABLE_FILES if n.endswith(".csv")}
+    for f in files:
+        where = f.resolve()
+        if where in tables or any(where.is_relative_to(folder / s) for s in ("lake", "rejected")):
+            raise UsageError(f"{f}: an output of --out {out}, not an order file",
+                             hint="keep the order files and the output folder apart")
 
 
 def _settled(outcome: FileOutcome) -> bool:

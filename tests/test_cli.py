@@ -667,3 +667,21 @@ def test_ctrl_c_during_process_names_the_files_already_in_the_lake(
     # Nothing had entered it yet: the outputs are as they were.
     assert main(["process", str(b), "--out", str(tmp_path / "o2"), "-q"]) == 130
     assert "outputs were left as they were before" in capsys.readouterr().err
+
+
+def test_the_output_folders_own_files_are_refused_as_inputs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `process d --out d` took d's KPI tables for order files on its second run: it rejected
+    # them (exit 1) and kept copies of them in d/rejected/.
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "orders.csv").write_bytes(VALID.read_bytes())
+    assert main(["process", str(d), "--out", str(d), "-q"]) == 0
+    rejected = tmp_path / "x.csv"
+    rejected.write_bytes((FIX / "invalid_order.csv").read_bytes())
+    assert main(["process", str(rejected), "--out", str(d), "-q"]) == 1
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    assert main(["process", str(d), "--out", str(d), "-q"]) == 2
+    assert f"{d / 'category_kpis.csv'}: an output of --out {d}" in capsys.readouterr().err
+    assert main(["process", str(d / "rejected" / "x.csv"), "--out", str(d), "-q"]) == 2
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
