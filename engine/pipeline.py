@@ -157,6 +157,7 @@ def process_paths(
         commits = _Commits(lake)
         try:
             entered: dict[str, Path] = {}  # file name -> the run's file of it in the lake
+            rejected: dict[str, Path] = {}  # file name -> the run's file of it in rejected/
             for path in files:
                 progress = None if on_progress is None else functools.partial(on_progress, path)
                 outcome = _one_file(path, lake, commits, rejected_dir, cats, on_invalid,
@@ -169,6 +170,12 @@ def process_paths(
                             f"same name as {entered[path.name]}, earlier in this run: as a "
                             "file known by its name, it replaces that file's orders"))
                     entered[path.name] = path
+                elif outcome.outcome == "rejected":
+                    if path.name in rejected:
+                        outcome.report.warnings.insert(0, (
+                            f"same name as {rejected[path.name]}, rejected earlier in this run:"
+                            " its copy and report in rejected/ replace that file's"))
+                    rejected[path.name] = path
                 result.files.append(outcome)
                 tell()
             commits.wait()
