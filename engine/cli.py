@@ -81,12 +81,24 @@ def _check_report_path(report: str, inputs: Sequence[Path]) -> None:
     report would replace it (``--report-json jan.csv feb.csv`` took jan.csv as the path)."""
     target = Path(report)
     hint = "give the report a path of its own, e.g. --report-json report.json"
+    if target.is_dir():
+        raise UsageError(f"--report-json {report!r} is a folder", hint=hint)
     if any(target.exists() and target.samefile(p) for p in inputs):
         raise UsageError(f"--report-json {report!r} would overwrite an order file", hint=hint)
     if target.suffix.lower() == ".csv":
         raise UsageError(f"--report-json {report!r}: a .csv path is not taken for the report,"
                          " which is JSON (an order file named after the option, by mistake?)",
                          hint=hint)
+
+
+def _allowed_categories(explicit: str | None) -> tuple[str, ...] | None:
+    """The categories of --categories-from, or of the file the environment names (which
+    messages then name too)."""
+    from engine.config import CATEGORIES_ENV, categories_source
+
+    source = categories_source(explicit)
+    named = source if explicit or source is None else f"{source} (from {CATEGORIES_ENV})"
+    return load_categories(source, name=named)
 
 
 def load_categories(source: str | None, name: str | None = None) -> tuple[str, ...] | None:
@@ -137,11 +149,10 @@ def load_categories(source: str | None, name: str | None = None) -> tuple[str, .
 
 # -- validate ------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    from engine.config import categories_source
     from engine.pipeline import expand_paths
     from engine.validate import validate_file
 
-    cats = load_categories(categories_source(args.categories_from))
+    cats = _allowed_categories(args.categories_from)
     files = expand_paths(args.files)
     if args.report_json:
         _check_report_path(args.report_json, files)
@@ -183,13 +194,18 @@ def _print_report(rep: ValidationReport, seconds: float) -> None:
 
 # -- process -------------------------------------------------------------------------------
 def cmd_process(args: argparse.Namespace) -> int:
-    from engine.config import categories_source
     from engine.pipeline import process_paths
     from engine.render import table_text
 
+    if args.max_invalid_ratio is None:
+        args.max_invalid_ratio = 0.01
+    elif args.on_invalid != "quarantine-rows":
+        raise UsageError("--max-invalid-ratio applies only with --on-invalid quarantine-rows",
+                         hint="add --on-invalid quarantine-rows; without it a file with any"
+                         " bad row is rejected")
     if not 0 <= args.max_invalid_ratio <= 1:
         raise UsageError("--max-invalid-ratio must be between 0 and 1")
-    cats = load_categories(categories_source(args.categories_from))
+    cats = _allowed_categories(args.categories_from)
     started = time.perf_counter()
     done = {"files": 0, "rows": 0}
     in_lake: list[str] = []  # files this run put in the lake, in order
@@ -279,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="products CSV whose 'category' column is the allowed set")
     pr.add_argument("--on-invalid", choices=("reject", "quarantine-rows"), default="reject",
                     help="reject a file with any bad row (default), or quarantine bad rows")
-    pr.add_argument("--max-invalid-ratio", type=float, default=0.01, metavar="R",
+    pr.add_argument("--max-invalid-ratio", type=float, default=None, metavar="R",
                     help="with quarantine-rows: reject the whole file above this share"
                     " of bad rows (default 0.01)")
     pr.add_argument("-q", "--quiet", action="store_true", help="do not print the KPI tables")

@@ -67,11 +67,17 @@ class ProcessResult:
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Return the CSV files named by ``paths`` (a folder stands for its ``*.csv``), in order."""
+    """Return the CSV files named by ``paths`` (a folder stands for its ``*.csv``, hidden
+    files left out: ``._x.csv`` is macOS metadata, not an export), in order."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(x for x in p.iterdir() if x.suffix.lower() == ".csv" and x.is_file())
+            csvs = sorted(x for x in p.iterdir()
+                          if x.suffix.lower() == ".csv" and not x.name.startswith("."))
+            if dangling := [x for x in csvs if x.is_symlink() and not x.exists()]:
+                raise UsageError(f"{dangling[0]}: a link to a file that does not exist",
+                                 hint="restore the file, or remove the link")
+            found = [x for x in csvs if x.is_file()]
             if not found:
                 raise UsageError(f"{p}: the folder holds no *.csv file")
             out.extend(found)

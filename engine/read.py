@@ -176,11 +176,16 @@ def check_header(path: str, written: tuple[str, ...]) -> tuple[str, ...]:
                 line=1, kind="header",
                 hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
             )
+        hint = "The first line must name the columns: " + ",".join(ORDER_COLUMNS)
+        for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if len(written) == 1 and len([c for c in ORDER_COLUMNS if c in header[0]]) > 1 \
+                    and sep in written[0]:
+                hint = (f"The columns are separated by {what}: the file must be comma-separated"
+                        " (re-export it as CSV with commas). " + hint)
         raise InputFileError(
             path,
             "unrecognised header (" + ",".join(written)[:120] + ")",
-            line=1, kind="header",
-            hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
+            line=1, kind="header", hint=hint,
         )
     missing = [c for c in ORDER_COLUMNS if c not in present]
     if missing:

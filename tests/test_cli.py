@@ -151,8 +151,9 @@ def test_outputs_the_machine_refuses_exit_74_naming_the_path(tmp_path: Path) -> 
     assert r.returncode == 74, r.stderr
     assert str(a_file) in r.stderr and "Not a directory" in r.stderr
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    # A report path that is a folder is refused before any work (exit 2; it was 74 after).
     r = run("validate", str(VALID), "--report-json", str(tmp_path))
-    assert r.returncode == 74 and "Is a directory" in r.stderr, r.stderr
+    assert r.returncode == 2 and "is a folder" in r.stderr, r.stderr
 
 
 def test_a_reader_that_goes_away_stops_the_output_quietly(tmp_path: Path) -> None:
@@ -685,3 +686,41 @@ def test_the_output_folders_own_files_are_refused_as_inputs(
     assert f"{d / 'category_kpis.csv'}: an output of --out {d}" in capsys.readouterr().err
     assert main(["process", str(d / "rejected" / "x.csv"), "--out", str(d), "-q"]) == 2
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+def test_small_usage_traps_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out = str(tmp_path / "o")
+    # --max-invalid-ratio without quarantine-rows was ignored without a word.
+    assert main(["process", str(VALID), "--out", out, "--max-invalid-ratio", "0.5"]) == 2
+    assert "applies only with --on-invalid quarantine-rows" in capsys.readouterr().err
+    # A folder as --report-json: refused before validating (it failed after, exit 74,
+    # naming a temporary file).
+    assert main(["validate", str(VALID), "--report-json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--report-json {str(tmp_path)!r} is a folder" in err and ".tmp" not in err
+    # A categories file named by the environment: the message says where it came from.
+    monkeypatch.setenv("ORDER_KPIS_CATEGORIES_FROM", str(tmp_path / "gone.csv"))
+    assert main(["validate", str(VALID)]) == 2
+    assert "gone.csv (from ORDER_KPIS_CATEGORIES_FROM): categories file not found" in \
+        capsys.readouterr().err
+    monkeypatch.delenv("ORDER_KPIS_CATEGORIES_FROM")
+    # A file separated by semicolons: the hint says so.
+    semi = tmp_path / "semi.csv"
+    semi.write_text(VALID.read_text().replace(",", ";"))
+    assert main(["validate", str(semi)]) == 1
+    assert "separated by semicolons: the file must be comma-separated" in capsys.readouterr().err
+
+
+def test_a_folder_leaves_out_hidden_files_and_refuses_a_dangling_link(tmp_path: Path) -> None:
+    from engine.errors import UsageError
+    from engine.pipeline import expand_paths
+
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.csv").write_bytes(VALID.read_bytes())
+    (d / "._a.csv").write_bytes(b"\x00\x05\x16\x07 Mac OS X metadata")
+    assert expand_paths([d]) == [d / "a.csv"]
+    (d / "b.csv").symlink_to(tmp_path / "moved.csv")
+    with pytest.raises(UsageError, match=r"b\.csv: a link to a file that does not exist"):
+        expand_paths([d])
