@@ -207,3 +207,25 @@ def test_stored_number_with_more_places_than_the_contract_is_refused() -> None:
     item["total_revenue"] = {"N": "847.685"}  # a writer bug: must not be rounded away silently
     with pytest.raises(TerminalError, match="total_revenue"):
         query_daily(DynamoTables(), D1, D1, client=FlakyBatchClient([item], failures=0))
+
+
+def test_tables_behind_the_lake_are_served_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After an interrupted run the lake holds files the tables do not show yet: query and
+    # dashboard served them without a word.
+    import datetime as dt
+
+    from engine.cli import main
+    from engine.lake import LocalLake
+
+    out = tmp_path / "out"
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "valid_order.csv"
+    assert main(["process", str(fixture), "--out", str(out), "-q"]) == 0
+    july = ["query", "daily", "--from", "2025-07-01", "--to", "2025-07-31"]
+    assert main([*july, "--dir", str(out)]) == 0
+    assert "do not show" not in caplog.text
+    LocalLake(out / "lake").mark_pending([dt.date(2025, 7, 6), dt.date(2025, 7, 9)])
+    assert main([*july, "--dir", str(out)]) == 0
+    assert "do not show the lake's latest orders for 2 dates (2025-07-06..2025-07-09)" in \
+        caplog.text

@@ -43,6 +43,15 @@ def _output_folder(text: str) -> Path:
             + ("is not a folder" if folder.exists() else "does not exist"),
             hint="pass the folder given to `order-kpis process --out DIR`",
         )
+    if (folder / "lake").is_dir():
+        from engine.lake import LocalLake
+
+        if pending := LocalLake(folder / "lake").pending():
+            logger.warning(
+                "the KPI tables of %s do not show the lake's latest orders for %d dates (%s%s):"
+                " a run is under way, or one was interrupted; the next `order-kpis process` or"
+                " `reprocess` of the folder brings them up to date", text, len(pending),
+                min(pending).isoformat(), "" if len(pending) == 1 else f"..{max(pending)}")
     return folder
 
 
