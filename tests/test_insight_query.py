@@ -229,3 +229,26 @@ def test_tables_behind_the_lake_are_served_with_a_warning(
     assert main([*july, "--dir", str(out)]) == 0
     assert "do not show the lake's latest orders for 2 dates (2025-07-06..2025-07-09)" in \
         caplog.text
+
+
+def test_a_long_range_is_refused_for_dynamodb_only_and_a_case_slip_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+    from engine.errors import UsageError
+    from engine.insight.query import MAX_RANGE_DAYS, DynamoTables, query_daily
+
+    out = tmp_path / "out"
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "valid_order.csv"
+    assert main(["process", str(fixture), "--out", str(out), "-q"]) == 0
+    # Every day read from DynamoDB costs reads: a range is bounded there, not in a folder.
+    with pytest.raises(UsageError, match=f"more than {MAX_RANGE_DAYS}"):
+        query_daily(DynamoTables("c", "d"), date(2000, 1, 1), date(2030, 1, 1), client=object())
+    capsys.readouterr()
+    assert main(["query", "daily", "--from", "0001-01-01", "--to", "9999-12-31",
+                 "--dir", str(out), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.count("\n") == 1 + 1  # the header and the file's one date
+    # Names match exactly; a case slip gave "(no rows)" and nothing more.
+    assert main(["query", "category", "--category", "books", "--from", "2025-07-01",
+                 "--to", "2025-07-31", "--dir", str(out)]) == 0
+    assert "no category 'books': names match exactly; did you mean 'Books'?" in caplog.text

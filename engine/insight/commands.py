@@ -58,7 +58,8 @@ def _output_folder(text: str) -> Path:
 def _dates(args: argparse.Namespace) -> tuple[date, date]:
     date_from = parse_date(args.date_from, name="--from")
     date_to = parse_date(args.date_to, name="--to")
-    check_range(date_from, date_to)
+    dynamodb = bool(getattr(args, "dynamodb", False) or getattr(args, "from_dynamodb", False))
+    check_range(date_from, date_to, bounded=dynamodb)
     return date_from, date_to
 
 
@@ -74,9 +75,15 @@ def run_query_category(args: argparse.Namespace, *, client: Any = None) -> int:
     """Print one category's KPI rows; return the exit code."""
     date_from, date_to = _dates(args)
     source = _source(args)
-    return _emit(
-        query_category(source, args.category, date_from, date_to, client=client), args.format
-    )
+    frame = query_category(source, args.category, date_from, date_to, client=client)
+    if frame.height == 0 and isinstance(source, Path):
+        names = pl.scan_parquet(source / "category_kpis.parquet").select(
+            pl.col("category").unique()).collect()["category"].to_list()
+        if args.category not in names and (
+                like := [n for n in names if n.casefold() == args.category.casefold()]):
+            logger.warning("no category %r: names match exactly; did you mean %r?",
+                           args.category, like[0])
+    return _emit(frame, args.format)
 
 
 def run_query_daily(args: argparse.Namespace, *, client: Any = None) -> int:

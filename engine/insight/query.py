@@ -89,15 +89,16 @@ def parse_date(text: str, *, name: str = "date") -> date:
         ) from None
 
 
-def check_range(date_from: date, date_to: date) -> None:
-    """Raise UsageError when the range is reversed or unreasonably long."""
+def check_range(date_from: date, date_to: date, *, bounded: bool = True) -> None:
+    """Raise UsageError when the range is reversed, or (``bounded``: read from DynamoDB, where
+    every day costs reads) unreasonably long."""
     if date_from > date_to:
         raise UsageError(
             f"--from {date_from.isoformat()} is after --to {date_to.isoformat()}",
             hint="swap the two dates",
         )
     days = (date_to - date_from).days + 1
-    if days > MAX_RANGE_DAYS:
+    if bounded and days > MAX_RANGE_DAYS:
         raise UsageError(
             f"the range {date_from.isoformat()}..{date_to.isoformat()} spans {days} days, "
             f"more than {MAX_RANGE_DAYS}",
@@ -130,7 +131,7 @@ def query_category(
     from the environment. ``page_size`` caps the items per ``Query`` page (tests use it to force
     several pages).
     """
-    check_range(date_from, date_to)
+    check_range(date_from, date_to, bounded=isinstance(source, DynamoTables))
     if isinstance(source, DynamoTables):
         rows = list(_dynamo_category_rows(source, category, date_from, date_to, client, page_size))
         return _frame_from_items(rows, CATEGORY_SCHEMA, ["category", "order_date"])
@@ -156,7 +157,7 @@ def query_daily(
 ) -> pl.DataFrame:
     """Return ``daily_kpis`` rows between two dates (both included); days without orders are
     absent, not zero."""
-    check_range(date_from, date_to)
+    check_range(date_from, date_to, bounded=isinstance(source, DynamoTables))
     if isinstance(source, DynamoTables):
         rows = _dynamo_daily_rows(source, date_from, date_to, client)
         return _frame_from_items(rows, DAILY_SCHEMA, ["order_date"])
@@ -183,7 +184,7 @@ def query_all_categories(
     Locally the categories come from the file. In DynamoDB the partition key is the category, and
     listing partition keys would need a Scan, so the names must be given: one Query each.
     """
-    check_range(date_from, date_to)
+    check_range(date_from, date_to, bounded=isinstance(source, DynamoTables))
     if not isinstance(source, DynamoTables):
         path = _local_file(source, CATEGORY_FILE)
         frame = pl.scan_parquet(path).filter(
