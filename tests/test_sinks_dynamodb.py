@@ -209,6 +209,7 @@ def test_category_items_are_exact_decimals_with_metadata() -> None:
         "orders": 1,
         "returned_orders": 0,
         "source_files": ["s3://b/a.csv"],
+        "source_count": 1,
         "computed_at": "2025-07-08T00:00:00Z",
         "snapshot_ticket": 7,
     }
@@ -356,3 +357,35 @@ def test_any_decimal_38_value_survives_item_conversion(case: tuple[Decimal, Deci
     assert number == value
     back = from_attribute_values(to_attribute_values({"c": number}))["c"]
     assert back == value and str(back) == str(value)
+
+
+@pytest.mark.integration
+def test_a_date_of_thousands_of_sources_names_a_hundred_and_counts_them_all(
+    dynamodb_local_endpoint: str,
+) -> None:
+    # Every item of a date carried every source's URI: 8,000 files of one date (one per
+    # store) made items of ~460 KB, past DynamoDB's 400 KB, and the date could not be
+    # published again. The items now name 100 and count them all.
+    import boto3
+
+    sources = [f"s3://in-bucket/stores/store-{i:05d}/orders-2025-07-07.csv" for i in range(8000)]
+    df = pl.DataFrame({
+        "order_date": [dt.date(2025, 7, 7)], "total_orders": [8000],
+        "total_revenue": [Decimal("10.01")], "total_items_sold": [9000],
+        "return_rate": [Decimal("0.2500")], "unique_customers": [3000],
+    }).with_columns(pl.col("total_revenue").cast(pl.Decimal(38, 2)),
+                    pl.col("return_rate").cast(pl.Decimal(38, 4)))
+    [item] = daily_items(df, source_files=sources, computed_at="t", ticket=None)
+    assert item["source_files"] == sources[:100] and item["source_count"] == 8000
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local_endpoint, region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="x")
+    client.create_table(TableName="thousands", BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "order_date", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "order_date",
+                                               "AttributeType": "S"}])
+    with pytest.raises(ClientError, match="size has exceeded"):  # every source named
+        client.put_item(TableName="thousands",
+                        Item=to_attribute_values({**item, "source_files": sources}))
+    client.put_item(TableName="thousands", Item=to_attribute_values(item))
+    got = client.get_item(TableName="thousands", Key={"order_date": {"S": item["order_date"]}})
+    assert int(got["Item"]["source_count"]["N"]) == 8000

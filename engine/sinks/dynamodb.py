@@ -109,6 +109,13 @@ def _iso_date(value: object, *, table: str, row: int) -> str:
     raise KpiItemError(table, row, "order_date", value, "expected a date (YYYY-MM-DD)")
 
 
+# Sources named on a KPI item, at most: every category item and the daily item of a date
+# carry the list, and a date fed by thousands of files (one per store a day) made items
+# past DynamoDB's 400 KB and snapshots past a transaction's 4 MB, failing the date for good.
+# ``source_count`` always gives the whole number; the lake's manifests name every source.
+SOURCE_FILES_MAX = 100
+
+
 def _items(
     df: pl.DataFrame,
     *,
@@ -123,6 +130,7 @@ def _items(
     if missing:
         raise KpiItemError(table, 0, ", ".join(missing), None, "column(s) missing from the frame")
     files = [str(f) for f in source_files]
+    listed = files[:SOURCE_FILES_MAX]
     out: list[Item] = []
     for row, record in enumerate(df.select(*keys, *columns).to_dicts()):
         item: Item = {}
@@ -137,7 +145,8 @@ def _items(
             item[column] = exact_number(
                 record[column], places=places, table=table, row=row, column=column
             )
-        item["source_files"] = list(files)
+        item["source_files"] = list(listed)
+        item["source_count"] = len(files)
         item["computed_at"] = computed_at
         if ticket is not None:
             item["snapshot_ticket"] = ticket

@@ -169,7 +169,8 @@ def oracle(
                 "avg_return_rate": _q(Decimal(returned(rows)) / n, "0.0001"),
                 "orders": n,
                 "returned_orders": returned(rows),
-                "source_files": sorted(sources[day]),
+                "source_files": sorted(sources[day])[:100],
+                "source_count": len(sources[day]),
             }
         )
     days = []
@@ -183,7 +184,8 @@ def oracle(
                 "total_items_sold": sum(int(r[5]) for r in rows),
                 "return_rate": _q(Decimal(returned(rows)) / n, "0.0001"),
                 "unique_customers": len({r[1] for r in rows}),
-                "source_files": sorted(sources[day]),
+                "source_files": sorted(sources[day])[:100],
+                "source_count": len(sources[day]),
             }
         )
     return cats, days
