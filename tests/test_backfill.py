@@ -327,10 +327,11 @@ def test_rejected_files_count_against_the_tolerated_share(bstack: Any,
     bad = Path(__file__).resolve().parent.parent / "fixtures" / "invalid_order.csv"
     s3.put_object(Bucket=bucket, Key="backfill/bad/invalid.csv", Body=bad.read_bytes())
     s3.put_object(Bucket=bucket, Key="backfill/bad/a+b.csv", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="backfill/bad/what?.csv", Body=b"x")
     p = _run(bstack, backfill.files_input(bucket, "backfill/bad/",
                                           tolerated_failure_percentage=50))
     assert p.status == "FAILED" and p.error == "States.ExceedToleratedFailureThreshold"
-    assert (p.total, p.failed) == (2, 2)
+    assert (p.total, p.failed) == (3, 3)
     assert _kpis(bstack) == backfilled["after_first"]
 
 

@@ -649,3 +649,16 @@ def test_a_rejected_file_delivered_again_stays_a_duplicate(stack: Any,
     names = [n for n, _ in _states_entered(stack, arn)]
     assert "WasClaimHolderRejection" in names and names[-1] == "DuplicateDelivery"
     assert "RunValidator" not in names and "TakeOverClaim" not in names
+
+
+def test_string_matches_has_only_the_star_wildcard_as_on_aws() -> None:
+    import fnmatch
+
+    from engine.localaws.adaptations import aws_string_matches as matches
+
+    # The gap: moto matched with fnmatch, where "?" is any one character.
+    assert fnmatch.fnmatch("backfill/ab.csv", "*?*")
+    assert not matches("backfill/ab.csv", "*?*") and matches("backfill/what?.csv", "*?*")
+    assert matches("a[b", "*[*") and not matches("ab", "a[b]")
+    assert matches("x/", "*/") and matches("a*b", "a\\*b") and not matches("axb", "a\\*b")
+    assert matches("line\nbreak", "*break")

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -946,6 +947,41 @@ def install_map_run_api() -> None:
     _patch(backend, "list_map_runs", list_map_runs)
 
 
+def aws_string_matches(value: str, pattern: str) -> bool:
+    """``StringMatches`` as AWS defines it: ``*`` matches any run of characters, ``\\*`` a
+    literal ``*`` (and ``\\\\`` a backslash); every other character, ``?`` and ``[`` too,
+    matches itself."""
+    parts: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "*\\":
+            parts.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        parts.append(".*" if c == "*" else re.escape(c))
+        i += 1
+    return re.fullmatch("".join(parts), value, flags=re.DOTALL) is not None
+
+
+def install_string_matches_as_aws() -> None:
+    """Match ``StringMatches`` patterns as AWS does.
+
+    Gap (moto 5.2.5): the interpreter matches with ``fnmatch``, where ``?`` is any one
+    character and ``[...]`` a set, so the backfill's check for keys holding a ``?``
+    (``"*?*"``) took every key for one; on AWS only ``*`` is a wildcard.
+    """
+    cls = _mod(
+        "moto.stepfunctions.parser.asl.component.state.choice.comparison.operator."
+        "implementations.string_operators"
+    ).StringMatches
+
+    def _compare(variable: Any, comparison_value: Any) -> bool:
+        return isinstance(variable, str) and aws_string_matches(variable, str(comparison_value))
+
+    _patch(cls, "_compare", staticmethod(_compare))
+
+
 def install_all(runner: TaskRunner) -> None:
     """Check moto's version and install every runtime patch (idempotent: removes old ones)."""
     check_moto_version()
@@ -965,6 +1001,7 @@ def install_all(runner: TaskRunner) -> None:
     install_dynamodb_atomic_writes()
     install_s3_copy_source_if_match()
     install_aws_sdk_sfn_casing()
+    install_string_matches_as_aws()
 
 
 ADAPTATIONS: dict[str, Callable[..., Any]] = {
@@ -987,4 +1024,5 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
     "DynamoDB writes atomic (counters)": install_dynamodb_atomic_writes,
     "S3 CopyObject honours CopySourceIfMatch": install_s3_copy_source_if_match,
     "aws-sdk:sfn casing (describeExecution)": install_aws_sdk_sfn_casing,
+    "StringMatches: only * is a wildcard": install_string_matches_as_aws,
 }
