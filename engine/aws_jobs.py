@@ -30,7 +30,7 @@ import polars as pl
 from botocore.exceptions import ClientError
 
 from engine.background import InOrder, map_in_order
-from engine.config import Settings, split_s3_uri
+from engine.config import ArchiveTuning, Settings, split_s3_uri
 from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
 from engine.errors import ConfigError, TerminalError
 from engine.lake import required, source_id
@@ -135,6 +135,23 @@ def _load_categories(uri: str | None, s3: Any, tmp: Path) -> tuple[str, ...] | N
     _get_to_file(s3, *where, local)
     # Messages name the object, not the task's local copy of it.
     return load_categories(str(local), name=uri)
+
+
+_MAX_PARTS = 10_000  # S3's limit for one multipart upload
+
+
+def archive_parts(size: int, tuning: ArchiveTuning) -> list[dict[str, Any]] | None:
+    """Return the byte ranges (``{"n": part number, "range": "bytes=a-b"}``) in which the
+    workflow copies an object of ``size`` bytes to processed/, when one CopyObject cannot
+    (S3 copies at most 5 GiB at once); None for a file one copy takes. Parts are
+    ``tuning.part_bytes`` long, or longer where S3's 10,000 parts would not hold the file."""
+    if size <= tuning.single_copy_max_bytes:
+        return None
+    part = max(tuning.part_bytes, -(-size // _MAX_PARTS))
+    return [
+        {"n": n, "range": f"bytes={start}-{min(start + part, size) - 1}"}
+        for n, start in enumerate(range(0, size, part), start=1)
+    ]
 
 
 def _put_json(s3: Any, bucket: str, key: str, data: Mapping[str, Any]) -> None:
@@ -249,6 +266,8 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
         status.update(
             status="VALID", report_uri=f"s3://{out}/{report_key}", cleaned_uri=f"s3://{out}/{ckey}"
         )
+        if (parts := archive_parts(fetched.size, settings.archive)) is not None:
+            status["archive_parts"] = parts  # the workflow's multipart archive copy
         _status(settings, c, "status", status)
         return EXIT_OK
 

@@ -61,6 +61,38 @@ class LakeTuning:
         return cls(date_workers=workers, local_read_bytes=mib * 1024 * 1024)
 
 
+# S3 copies an object of up to 5 GiB in one CopyObject; the workflow archives a larger one
+# part by part (UploadPartCopy), in the byte ranges the validator writes into the file's
+# status record (``engine.aws_jobs.archive_parts``).
+_MIB = 1024 * 1024
+COPY_OBJECT_MAX_MB = 5 * 1024
+DEFAULT_ARCHIVE_PART_MB = 512
+_MIN_PART_MB = 5  # S3's smallest part but for the last
+
+
+@dataclass(frozen=True)
+class ArchiveTuning:
+    """How the workflow archives a file to processed/, as the validator plans it.
+
+    ``single_copy_max_bytes`` (``ARCHIVE_SINGLE_COPY_MAX_MB``, default and most 5120): a file of
+    at most this is archived by one CopyObject; a larger one in parts of ``part_bytes``
+    (``ARCHIVE_PART_MB``, 5-5120, default 512). Both exist to be lowered in tests.
+    """
+
+    single_copy_max_bytes: int = COPY_OBJECT_MAX_MB * _MIB
+    part_bytes: int = DEFAULT_ARCHIVE_PART_MB * _MIB
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ArchiveTuning:
+        """Return the tuning from ``env`` (default ``os.environ``); raise ``ConfigError``."""
+        e = os.environ if env is None else env
+        single = _whole(e, "ARCHIVE_SINGLE_COPY_MAX_MB", COPY_OBJECT_MAX_MB, 0,
+                        COPY_OBJECT_MAX_MB)
+        part = _whole(e, "ARCHIVE_PART_MB", DEFAULT_ARCHIVE_PART_MB, _MIN_PART_MB,
+                      COPY_OBJECT_MAX_MB)
+        return cls(single_copy_max_bytes=single * _MIB, part_bytes=part * _MIB)
+
+
 def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     text = env.get(name, "").strip()
     if not text:
@@ -97,6 +129,8 @@ class Settings:
     """Optional products CSV (local path or s3://) whose ``category`` column is the allowed set."""
     lake: LakeTuning = LakeTuning()
     """How the S3 lake is read and written (``DATE_WORKERS``, ``LOCAL_READ_MB``)."""
+    archive: ArchiveTuning = ArchiveTuning()
+    """How the workflow archives the file (``ARCHIVE_SINGLE_COPY_MAX_MB``, ``ARCHIVE_PART_MB``)."""
     input_etag: str | None = None
     """The upload to process (``S3_INPUT_ETAG``, the event's etag): the validator reads that
     version of the key only (a key that holds another one, or none, was superseded), and the
@@ -119,6 +153,7 @@ class Settings:
             input_key=unquote_plus(values["raw_input_key"]),
             categories_uri=e.get("CATEGORIES_S3_URI") or None,
             lake=LakeTuning.from_env(e),
+            archive=ArchiveTuning.from_env(e),
             input_etag=e.get("S3_INPUT_ETAG", "").strip('"') or None,
             **values,
         )

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import itertools
 import os
 import tempfile
 import threading
@@ -912,3 +913,27 @@ def test_a_bad_categories_object_exits_2_naming_it_not_a_local_copy(
     assert "/tmp" not in errors  # the task's local copy is not named
     if uri.endswith("items.csv"):
         assert f"{uri}: has no 'category'" in errors
+
+
+def test_archive_parts_cover_a_file_past_one_copy_exactly() -> None:
+    from engine.config import ArchiveTuning
+
+    mib, gib = 1024 * 1024, 1024**3
+    assert jobs.archive_parts(5 * gib, ArchiveTuning()) is None  # one CopyObject takes it
+    parts = jobs.archive_parts(5 * gib + 1, ArchiveTuning())
+    assert parts is not None and len(parts) == 11 and parts[0] == {"n": 1, "range":
+                                                                    f"bytes=0-{512 * mib - 1}"}
+    assert parts[-1] == {"n": 11, "range": f"bytes={10 * 512 * mib}-{5 * gib}"}
+    # Ranges follow each other without a gap or an overlap, up to the last byte.
+    for size, tuning in ((13 * mib + 7, ArchiveTuning(0, 5 * mib)), (6 * gib, ArchiveTuning())):
+        got = jobs.archive_parts(size, tuning)
+        assert got is not None
+        bounds = [tuple(map(int, p["range"].removeprefix("bytes=").split("-"))) for p in got]
+        assert bounds[0][0] == 0 and bounds[-1][1] == size - 1
+        assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(bounds))
+        assert [p["n"] for p in got] == list(range(1, len(got) + 1))
+    # S3 takes at most 10,000 parts: a huge file gets longer ones.
+    huge = jobs.archive_parts(100_000 * 5 * mib, ArchiveTuning(0, 5 * mib))
+    assert huge is not None and len(huge) == 10_000
+    assert ArchiveTuning.from_env({"ARCHIVE_SINGLE_COPY_MAX_MB": "5", "ARCHIVE_PART_MB": "5"}) \
+        == ArchiveTuning(5 * mib, 5 * mib)

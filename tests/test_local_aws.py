@@ -662,3 +662,31 @@ def test_string_matches_has_only_the_star_wildcard_as_on_aws() -> None:
     assert matches("a[b", "*[*") and not matches("ab", "a[b]")
     assert matches("x/", "*/") and matches("a*b", "a\\*b") and not matches("axb", "a\\*b")
     assert matches("line\nbreak", "*break")
+
+
+@pytest.mark.integration
+def test_a_file_past_one_copy_is_archived_in_parts(stack: Any, ran: dict[str, Any],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 copies at most 5 GiB in one CopyObject: a larger file had its KPIs published, then
+    failed at the archive step on every run, and stayed in input/. The validator now lists
+    the parts' byte ranges, and the workflow copies them one by one (here with the limit
+    lowered to 5 MiB, the smallest part S3 takes) and deletes the source as before."""
+    monkeypatch.setenv("ARCHIVE_SINGLE_COPY_MAX_MB", "5")  # the local tasks inherit these
+    monkeypatch.setenv("ARCHIVE_PART_MB", "5")
+    # aug-a's two orders (the same KPIs), made 6 MiB by blank lines, which are skipped.
+    body = ran["files"]["a"] + b"\n" * (6 * 1024 * 1024 + 100)
+    started = len(stack.executions())
+    _put(stack, "input/large.csv", body)
+    stack.wait_executions(started + 1, timeout=240)
+    [ex] = _by_file(stack)["input/large.csv"]
+    assert ex["status"] == "SUCCEEDED", ex
+    names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
+    assert names.count("CopyArchivePart") == 2 and "ArchiveFile" not in names
+    done = names.index("CompleteArchiveUpload")
+    assert names[done + 1:done + 3] == ["DeleteSource", "NotifySuccess"]
+    s3 = stack.client("s3")
+    archived = s3.get_object(Bucket=stack.outputs["CleanedBucketName"],
+                             Key="processed/input/large.csv")["Body"].read()
+    assert archived == body
+    listed = s3.list_objects_v2(Bucket=stack.outputs["InputBucketName"], Prefix="input/large")
+    assert listed.get("KeyCount", 0) == 0

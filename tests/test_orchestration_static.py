@@ -469,10 +469,19 @@ def reachable_avoiding(asl: dict[str, Any], target: str, avoid: str) -> bool:
 
 
 def test_workflow_is_sequential_and_transforms_only_after_a_valid_verdict() -> None:
-    assert not [s for s in ASL["States"].values() if s["Type"] in ("Parallel", "Map")]
+    # No step runs beside another; the one Map copies the parts of one large file's archive,
+    # and runs no task but those copies.
+    assert not [s for s in ASL["States"].values() if s["Type"] == "Parallel"]
+    maps = {n: s for n, s in ASL["States"].items() if s["Type"] == "Map"}
+    assert list(maps) == ["CopyArchiveParts"]
+    inner = maps["CopyArchiveParts"]["ItemProcessor"]["States"]
+    assert {s.get("Resource") for s in inner.values()} == {
+        None, "arn:aws:states:::aws-sdk:s3:uploadPartCopy"}
+    for gate in ("RunValidator", "ReadValidation", "CheckVerdict", "RunTransformer"):
+        assert not reachable_avoiding(ASL, "ArchiveFile", avoid=gate)
+        assert not reachable_avoiding(ASL, "StartArchiveUpload", avoid=gate)
     for gate in ("RunValidator", "ReadValidation", "CheckVerdict"):
         assert not reachable_avoiding(ASL, "RunTransformer", avoid=gate)
-        assert not reachable_avoiding(ASL, "ArchiveFile", avoid=gate)
     assert reachable_avoiding(ASL, "RunTransformer", avoid="DeleteRejectedSource")
     bad = copy.deepcopy(ASL)
     bad["States"]["ClaimEvent"]["Next"] = "RunTransformer"
@@ -673,7 +682,8 @@ def test_failure_notices_carry_execution_file_step_and_error() -> None:
     # an upload a later one replaced, a lock holder too old to describe), whose Default is
     # that Pass.
     for name, state in ASL["States"].items():
-        if state["Type"] != "Task" or name in ("NotifyFailure", "ReleaseClaim", "ReleaseKeyLock"):
+        if state["Type"] not in ("Task", "Map") or name in (
+                "NotifyFailure", "ReleaseClaim", "ReleaseKeyLock", "AbortArchiveUpload"):
             continue
         (catch_all,) = [c for c in state["Catch"] if "States.ALL" in c["ErrorEquals"]]
         marker = ASL["States"][catch_all["Next"]]
@@ -685,7 +695,8 @@ def test_failure_notices_carry_execution_file_step_and_error() -> None:
             name,
             "$.failed_step",
         )
-        assert marker["Next"] in ("ReleaseClaim", "EndInFailure")
+        # A copy in parts first aborts its upload (AbortArchiveUpload, then the claim).
+        assert marker["Next"] in ("ReleaseClaim", "EndInFailure", "AbortArchiveUpload")
 
 
 def risky_paths(asl_text: str) -> list[str]:
