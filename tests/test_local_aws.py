@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
@@ -690,3 +691,41 @@ def test_a_file_past_one_copy_is_archived_in_parts(stack: Any, ran: dict[str, An
     assert archived == body
     listed = s3.list_objects_v2(Bucket=stack.outputs["InputBucketName"], Prefix="input/large")
     assert listed.get("KeyCount", 0) == 0
+
+
+@pytest.mark.integration
+def test_a_validator_that_stops_without_a_verdict_runs_again(
+        stack: Any, ran: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A validator that exits 4 (S3 or DynamoDB unavailable past its own retries) records no
+    verdict: the execution failed at once, and someone had to start it again. It now runs
+    the task again after 30 s (twice at most). The fault: the first validator task of this
+    test finds S3 unavailable (a ``sitecustomize`` on the tasks' PYTHONPATH, which they
+    inherit, makes its first call fail as a transient error)."""
+    marker = tmp_path / "failed-once"
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, pathlib\n"
+        "import engine.aws_jobs as jobs\n"
+        "from engine.errors import TransientError\n"
+        "real = jobs.validate_object\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "def validate_object(*args, **kwargs):\n"
+        "    if not marker.exists():\n"
+        "        marker.write_text('x')\n"
+        "        raise TransientError('injected: S3 unavailable')\n"
+        "    return real(*args, **kwargs)\n"
+        "jobs.validate_object = validate_object\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p))
+    started = len(stack.executions())
+    _put(stack, "input/retried.csv", ran["files"]["b"])  # aug-b's order again: same KPIs
+    stack.wait_executions(started + 1, timeout=300)
+    [ex] = _by_file(stack)["input/retried.csv"]
+    assert ex["status"] == "SUCCEEDED", ex
+    assert marker.exists()
+    names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
+    assert names.count("RunValidator") == 2
+    first = names.index("MayRetryValidator")
+    assert names[first:first + 4] == ["MayRetryValidator", "FirstValidatorRetry",
+                                      "WaitBeforeValidatorRetry", "RunValidator"]
+    assert names[-1] == "Done"
