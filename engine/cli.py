@@ -248,9 +248,10 @@ def cmd_process(args: argparse.Namespace) -> int:
             ticker.clear()
         shown = ", ".join(in_lake[:5]) + (f" and {len(in_lake) - 5} more"
                                          if len(in_lake) > 5 else "")
-        print(f"order-kpis: interrupted. {len(in_lake)} files had entered the lake"
-              f" ({shown}); the KPI tables do not show them yet: the next `process` or"
-              f" `reprocess` of {args.out} adds them.", file=sys.stderr)
+        files = "1 file had" if len(in_lake) == 1 else f"{len(in_lake)} files had"
+        print(f"order-kpis: interrupted. {files} entered the lake ({shown}); the KPI tables"
+              f" do not show them yet: the next `process` or `reprocess` of {args.out} adds"
+              " them.", file=sys.stderr)
         return 130
     if ticker is not None:
         ticker.clear()

@@ -79,7 +79,9 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
                                  hint="restore the file, or remove the link")
             found = [x for x in csvs if x.is_file()]
             if not found:
-                raise UsageError(f"{p}: the folder holds no *.csv file")
+                hidden = any(x.name.startswith(".") for x in p.glob("*.[cC][sS][vV]"))
+                raise UsageError(f"{p}: the folder holds no *.csv file"
+                                 + (" but hidden ones, which are left out" if hidden else ""))
             out.extend(found)
         elif p.is_file():
             out.append(p)

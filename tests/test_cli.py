@@ -663,7 +663,7 @@ def test_ctrl_c_during_process_names_the_files_already_in_the_lake(
     out = tmp_path / "out"
     assert main(["process", str(a), str(b), "--out", str(out), "-q"]) == 130
     err = capsys.readouterr().err
-    assert f"1 files had entered the lake ({a})" in err and "left as they were" not in err
+    assert f"1 file had entered the lake ({a})" in err and "left as they were" not in err
     assert not (out / "daily_kpis.csv").exists()
     # Nothing had entered it yet: the outputs are as they were.
     assert main(["process", str(b), "--out", str(tmp_path / "o2"), "-q"]) == 130
@@ -721,6 +721,10 @@ def test_a_folder_leaves_out_hidden_files_and_refuses_a_dangling_link(tmp_path: 
     (d / "a.csv").write_bytes(VALID.read_bytes())
     (d / "._a.csv").write_bytes(b"\x00\x05\x16\x07 Mac OS X metadata")
     assert expand_paths([d]) == [d / "a.csv"]
+    (d / "a.csv").rename(d / ".a.csv")
+    with pytest.raises(UsageError, match=r"no \*\.csv file but hidden ones, which are left out"):
+        expand_paths([d])
+    (d / ".a.csv").rename(d / "a.csv")
     (d / "b.csv").symlink_to(tmp_path / "moved.csv")
     with pytest.raises(UsageError, match=r"b\.csv: a link to a file that does not exist"):
         expand_paths([d])

@@ -698,7 +698,8 @@ def test_a_validator_that_stops_without_a_verdict_runs_again(
         stack: Any, ran: dict[str, Any], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A validator that exits 4 (S3 or DynamoDB unavailable past its own retries) records no
-    verdict: the execution failed at once, and someone had to start it again. It now runs
+    verdict for its upload (the key's record stays an earlier upload's): the execution failed
+    at once, and someone had to start it again. It now runs
     the task again after 30 s (twice at most). The fault: the first validator task of this
     test finds S3 unavailable (a ``sitecustomize`` on the tasks' PYTHONPATH, which they
     inherit, makes its first call fail as a transient error)."""
@@ -717,15 +718,18 @@ def test_a_validator_that_stops_without_a_verdict_runs_again(
         "jobs.validate_object = validate_object\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p))
+    # A new upload of a key processed before (aug-b's orders and a blank line: the same
+    # KPIs): the key's status record is the earlier upload's, which the first run leaves.
     started = len(stack.executions())
-    _put(stack, "input/retried.csv", ran["files"]["b"])  # aug-b's order again: same KPIs
+    _put(stack, "input/aug-b.csv", ran["files"]["b"] + b"\n")
     stack.wait_executions(started + 1, timeout=300)
-    [ex] = _by_file(stack)["input/retried.csv"]
+    ex = max(_by_file(stack)["input/aug-b.csv"], key=lambda d: d["startDate"])
     assert ex["status"] == "SUCCEEDED", ex
     assert marker.exists()
     names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
     assert names.count("RunValidator") == 2
     first = names.index("MayRetryValidator")
-    assert names[first:first + 4] == ["MayRetryValidator", "FirstValidatorRetry",
-                                      "WaitBeforeValidatorRetry", "RunValidator"]
+    assert names[first - 1:first + 4] == ["CheckVerdict", "MayRetryValidator",
+                                          "FirstValidatorRetry", "WaitBeforeValidatorRetry",
+                                          "RunValidator"]
     assert names[-1] == "Done"

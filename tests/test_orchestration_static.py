@@ -651,8 +651,15 @@ def test_duplicate_delivery_is_claimed_once_and_ends_quietly() -> None:
     assert states["ReadClaim"]["Parameters"]["Key"]["sk"]["S.$"] == sk
     assert states["CheckClaimHolder"]["Resource"].endswith(":sfn:describeExecution")
     finished = {c["StringEquals"]: c["Next"] for c in states["DidClaimHolderFinish"]["Choices"]}
-    assert finished == {"SUCCEEDED": "DuplicateDeliveryFound", "RUNNING": "DuplicateDeliveryFound",
+    assert finished == {"SUCCEEDED": "DuplicateDeliveryFound", "RUNNING": "MayWaitForClaimHolder",
                         "FAILED": "WasClaimHolderRejection"}
+    # A claimant still running holds no lock any more (this execution has it): it is ending,
+    # so it is asked again, 30 times at most, before being taken for a duplicate.
+    assert states["WaitForClaimHolder"]["Next"] == "ReadClaim"
+    assert states["MayWaitForClaimHolder"]["Default"] == "DuplicateDeliveryFound"
+    # No verdict for this upload, none or another upload's: the validator runs again.
+    assert states["CheckVerdict"]["Choices"][0]["Next"] == "MayRetryValidator"
+    assert states["IsVerdictRecorded"]["Choices"][0]["Next"] == "MayRetryValidator"
     assert states["DidClaimHolderFinish"]["Default"] == "TakeOverClaim"  # ABORTED, TIMED_OUT
     rejection = states["WasClaimHolderRejection"]["Choices"]
     assert rejection[1] == {"Variable": "$.claim_holder.Error", "StringEquals": "FileRejected",
