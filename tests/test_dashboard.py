@@ -382,3 +382,28 @@ def test_dynamodb_dashboard_takes_categories_from_the_state_fences(
     assert spy.calls["batch_get_item"] == 2 and spy.calls["query"] == 3
     embedded = re.search(r'id="kpi-data">([^<]*)<', out.read_text()).group(1)  # type: ignore[union-attr]
     assert json.loads(embedded) == dashboard_data(*frames(oracle()))
+
+
+def test_a_rejection_whose_corrected_file_was_accepted_since_says_so(tmp_path: Path) -> None:
+    # The panel listed the rejection of a file whose corrected export had entered the lake
+    # since, as if it still stood.
+    import time
+
+    from engine.cli import main
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / "orders.csv").write_bytes((FIXTURES / "invalid_order.csv").read_bytes())
+    (src / "other.csv").write_bytes((FIXTURES / "invalid_order.csv").read_bytes())
+    assert main(["process", str(src / "orders.csv"), str(src / "other.csv"), "--out", str(out),
+                 "-q"]) == 1
+    assert {r.name: r.accepted_at for r in load_rejections(out)} == {
+        str(src / "orders.csv"): None, str(src / "other.csv"): None}
+    time.sleep(1.1)  # the lake records seconds
+    (src / "orders.csv").write_bytes((FIXTURES / "valid_order.csv").read_bytes())
+    assert main(["process", str(src / "orders.csv"), "--out", str(out), "-q"]) == 0
+    got = {r.name: r.accepted_at for r in load_rejections(out)}
+    assert got[str(src / "other.csv")] is None and got[str(src / "orders.csv")] is not None
+    assert main(["dashboard", "--from-dir", str(out), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("Since accepted: a file of this name entered the lake at") == 1

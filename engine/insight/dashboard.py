@@ -8,6 +8,7 @@ whole range are also rendered by Python, so the page says the right thing even w
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
@@ -53,6 +54,9 @@ class Rejection:
     """The first few findings, each as text fields line, column, rule, value, message."""
     summary: str
     """The report's summary, as text."""
+    accepted_at: str | None = None
+    """When a file of the same name entered the lake after this rejection (a corrected
+    export), as the lake recorded it; None if none has."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,27 @@ def load_rejections(folder: str | Path, *, limit: int = 10, first: int = 5) -> l
         except (OSError, UnicodeDecodeError) as exc:
             logger.warning("cannot read %s: %s", path, exc)
             text = exc
-        out.append(_rejection(path.name.removesuffix(".errors.json"), text, first))
+        rejection = _rejection(path.name.removesuffix(".errors.json"), text, first)
+        accepted = _accepted_since(Path(folder) / "lake" / "_sources",
+                                   Path(rejection.name).name, path.stat().st_mtime)
+        out.append(dataclasses.replace(rejection, accepted_at=accepted))
     return out
+
+
+def _accepted_since(sources: Path, name: str, rejected_at: float) -> str | None:
+    """Return when a file called ``name`` entered the lake, if it did after ``rejected_at``
+    (a POSIX time): the lake knows a file by its name, so that one is its corrected export."""
+    from engine.lake import source_id
+
+    try:
+        manifest = json.loads((sources / f"{source_id(name)}.json").read_text(encoding="utf-8"))
+        at = str(manifest["ingested_at"])
+        when = datetime.fromisoformat(at)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # never accepted, or a manifest this page need not judge
+    if when.tzinfo is None or when.timestamp() <= rejected_at:
+        return None
+    return at
 
 
 def load_rejections_s3(
@@ -359,10 +382,15 @@ def _rejections_html(rejections: Sequence[Rejection] | None) -> str:
             else ""
         )
         noun = "finding" if rej.findings == 1 else "findings"
+        since = (
+            f'<p class="accepted">Since accepted: a file of this name entered the lake at'
+            f" {esc(rej.accepted_at)}; this rejection is history.</p>"
+            if rej.accepted_at else ""
+        )
         parts.append(
             f'<article class="rejection" data-file="{esc(rej.name, quote=True)}">'
             f'<h3>{esc(rej.name)} <span class="count">{rej.findings:,} {noun}</span></h3>'
-            f'<p class="summary">{esc(rej.summary)}</p>{table}{more_text}</article>'
+            f'{since}<p class="summary">{esc(rej.summary)}</p>{table}{more_text}</article>'
         )
     return "".join(parts)
 
