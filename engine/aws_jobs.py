@@ -171,9 +171,10 @@ def _superseded(settings: Settings, c: Clients, uri: str) -> int:
     verdict as its own.
     """
     summary = (
-        f"{uri} (ETag {settings.input_etag}) was not processed: the key no longer holds that "
-        "upload (a later upload replaced it, or it was moved or deleted, before it was read). "
-        "Nothing changed; a later upload of the key is processed by its own run."
+        f"{uri} (ETag {settings.input_etag}) was not processed by this run: the key no longer"
+        " holds that upload (a later upload replaced it, or it was moved or deleted, before it"
+        " was read; an earlier run of it, stopped after archiving it, moves it too). This run"
+        " changed nothing; a later upload of the key is processed by its own run."
     )
     log.warning("%s", summary)
     _status(settings, c, "status", {
