@@ -558,17 +558,24 @@ def test_a_lock_left_by_an_execution_that_no_longer_runs_is_broken(
     assert names[6:10] == ["BreakKeyLock", "TakeKeyLock", "ClaimEvent", "RunValidator"]
 
 
+def _running_execution(stack: Any, machine: str) -> str:
+    """Start an execution of a new state machine ``machine`` that waits 5 minutes; return
+    its ARN (a holder of a lock or claim that is still running until stopped)."""
+    sfn = stack.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name=machine, roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
+        definition=json.dumps({"StartAt": "Hold", "States": {
+            "Hold": {"Type": "Wait", "Seconds": 300, "End": True}}}))["stateMachineArn"]
+    return str(sfn.start_execution(stateMachineArn=arn, name="holder")["executionArn"])
+
+
 @pytest.mark.integration
 def test_an_execution_waits_while_the_lock_holder_runs(stack: Any, ran: dict[str, Any]) -> None:
     """The key's lock held by an execution that is still running: the next execution of the
     key polls (counting its polls) and runs nothing until the holder has ended; a holder
     stopped by hand never releases it, so the waiter then breaks it and goes on."""
     sfn = stack.client("stepfunctions")
-    holder_machine = sfn.create_state_machine(
-        name="lock-holder", roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
-        definition=json.dumps({"StartAt": "Hold", "States": {
-            "Hold": {"Type": "Wait", "Seconds": 300, "End": True}}}))["stateMachineArn"]
-    holder = sfn.start_execution(stateMachineArn=holder_machine, name="holder")["executionArn"]
+    holder = _running_execution(stack, "lock-holder")
     stack.client("dynamodb").put_item(TableName=stack.outputs["StateTableName"], Item={
         "pk": {"S": f"lock#{stack.outputs['InputBucketName']}/input/held.csv"},
         "sk": {"S": "lock"}, "execution": {"S": holder}})
@@ -606,11 +613,7 @@ def test_a_claim_left_by_a_stopped_execution_is_taken_over(stack: Any,
     file stayed in input/ unprocessed, with no notice. The next execution now finds the
     claimant stopped, takes the claim over and processes the file."""
     sfn = stack.client("stepfunctions")
-    holder_machine = sfn.create_state_machine(
-        name="claim-holder", roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
-        definition=json.dumps({"StartAt": "Hold", "States": {
-            "Hold": {"Type": "Wait", "Seconds": 300, "End": True}}}))["stateMachineArn"]
-    holder = sfn.start_execution(stateMachineArn=holder_machine, name="claimant")["executionArn"]
+    holder = _running_execution(stack, "claim-holder")
     table, bucket = stack.outputs["StateTableName"], stack.outputs["InputBucketName"]
     ddb = stack.client("dynamodb")
     # The stopped execution held the key's lock and had claimed this very upload.
