@@ -553,9 +553,9 @@ def test_a_lock_left_by_an_execution_that_no_longer_runs_is_broken(
     [ex] = _by_file(stack)["input/stale.csv"]
     assert ex["status"] == "SUCCEEDED"
     names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
-    assert names[:6] == ["StartKeyLockWait", "TakeKeyLock", "ReadKeyLock",
+    assert names[:7] == ["IsFolderMarker", "StartKeyLockWait", "TakeKeyLock", "ReadKeyLock",
                          "IsKeyLockHeld", "CheckKeyLockHolder", "IsKeyLockHolderRunning"]
-    assert names[6:10] == ["BreakKeyLock", "TakeKeyLock", "ClaimEvent", "RunValidator"]
+    assert names[7:11] == ["BreakKeyLock", "TakeKeyLock", "ClaimEvent", "RunValidator"]
 
 
 def _running_execution(stack: Any, machine: str) -> str:
@@ -736,3 +736,17 @@ def test_a_validator_that_stops_without_a_verdict_runs_again(
                                           "FirstValidatorRetry", "WaitBeforeValidatorRetry",
                                           "RunValidator"]
     assert names[-1] == "Done"
+
+
+@pytest.mark.integration
+def test_a_folder_marker_ends_at_once_with_no_notice(stack: Any, ran: dict[str, Any]) -> None:
+    """The S3 console's "Create folder" writes an empty object whose key ends in "/": it was
+    taken for an order file, rejected as empty, and the failure topic said so."""
+    started = len(stack.executions())
+    _put(stack, "input/new folder/", b"")
+    stack.wait_executions(started + 1, timeout=120)
+    [ex] = _by_file(stack)["input/new+folder/"]
+    assert ex["status"] == "SUCCEEDED"
+    assert [n for n, _ in _states_entered(stack, ex["executionArn"])] == [
+        "IsFolderMarker", "NotAFile"]
+    assert not stack.notifications("FailureTopicArn", wait=1.0)

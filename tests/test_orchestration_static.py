@@ -553,7 +553,10 @@ def test_every_path_releases_the_key_lock_once_then_ends_where_it_chose() -> Non
 def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
     states = ASL["States"]
     # The lock before the claim: an execution stopped while it waits holds neither.
-    assert ASL["StartAt"] == "StartKeyLockWait"
+    assert ASL["StartAt"] == "IsFolderMarker"  # a key ending in "/" ends at once (NotAFile)
+    assert states["IsFolderMarker"]["Default"] == "StartKeyLockWait"
+    assert states["IsFolderMarker"]["Choices"] == [
+        {"Variable": "$.key", "StringMatches": "*/", "Next": "NotAFile"}]
     assert states["StartKeyLockWait"]["Next"] == "TakeKeyLock"
     assert states["TakeKeyLock"]["Next"] == "ClaimEvent"
     assert states["ClaimEvent"]["Next"] == "RunValidator"
