@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -203,15 +204,31 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
+EXIT_STOPPED = 143  # 128 + SIGTERM, as a process the signal had killed
+
+
+class TaskStopped(BaseException):
+    """SIGTERM: ECS stops the task (StopTask, the execution stopped or timed out). Raised in
+    the main thread so that the job unwinds: its temporary folder, which holds a copy of the
+    input, is removed (the signal's default action killed the process and left it)."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise TaskStopped
+
+
 def run_entrypoint(
     job: str, main: Callable[[], int], *, level: str | None = None, configure: bool = True
 ) -> int:
     """Run ``main`` with JSON logs; turn known errors into exit codes and one log line each.
 
-    ``configure=False`` leaves the logging set-up alone (tests running a job in-process).
+    ``configure=False`` leaves the process set-up alone (logging and the SIGTERM handler;
+    tests running a job in-process).
     """
     if configure:
         configure_logging(level)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _stop)
     start = time.perf_counter()
     values: dict[str, float] = {}
     token = _metrics.set(values)
@@ -226,6 +243,10 @@ def run_entrypoint(
 def _run(job: str, main: Callable[[], int], start: float) -> int:
     try:
         code = main()
+    except TaskStopped:
+        log.warning("%s: stopped (SIGTERM); nothing more is written", job,
+                    extra={"job": job, "exit_code": EXIT_STOPPED})
+        return EXIT_STOPPED
     except Exception as exc:
         code = exit_code_for(exc)
         if code == 1:

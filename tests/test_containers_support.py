@@ -162,3 +162,37 @@ def test_a_body_cut_off_on_its_way_is_transient_not_configuration() -> None:
                 TimeoutError("timed out")):
         assert exit_code_for(exc) == EXIT_TRANSIENT, exc
     assert exit_code_for(ValueError("a bug")) == 1
+
+
+def test_a_task_stopped_with_sigterm_removes_its_temporary_folder(tmp_path: Any) -> None:
+    # ECS stops a task with SIGTERM (the execution stopped or timed out; the local stack
+    # stopping): the signal's default action killed the process and left its temporary
+    # folder, which holds a copy of the input. The job now unwinds and exits 143.
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import sys, tempfile, time\n"
+        "from engine.containers_support import run_entrypoint\n"
+        "def main():\n"
+        "    with tempfile.TemporaryDirectory(dir=sys.argv[1]) as tmp:\n"
+        "        print(tmp, flush=True)\n"
+        "        time.sleep(60)\n"
+        "    return 0\n"
+        "sys.exit(run_entrypoint('validator', main))\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stdout is not None
+    folder = Path(proc.stdout.readline().strip())
+    assert folder.is_dir()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert not folder.exists()
+    assert "stopped (SIGTERM)" in out + err  # the JSON log line

@@ -750,3 +750,59 @@ def test_a_folder_marker_ends_at_once_with_no_notice(stack: Any, ran: dict[str, 
     assert [n for n, _ in _states_entered(stack, ex["executionArn"])] == [
         "IsFolderMarker", "NotAFile"]
     assert not stack.notifications("FailureTopicArn", wait=1.0)
+
+
+def test_local_aws_up_refuses_what_it_cannot_serve_before_deploying(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["local-aws", "up", "--port", "70000"])
+    assert e.value.code == 2
+    # A port in use: moto's server failed to bind on its thread and the start waited forever.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["local-aws", "up", "--port", str(port)]) == 2
+    assert f"port {port} on 127.0.0.1 is not free" in capsys.readouterr().err
+    # Output paths that cannot be written: refused before the deploy, not after (or never:
+    # a --task-logs file failed every task).
+    (tmp_path / "a-file").write_text("x")
+    assert main(["local-aws", "up", "--task-logs", str(tmp_path / "a-file")]) == 2
+    assert main(["local-aws", "up", "--outputs-json", str(tmp_path / "no" / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "does not exist" in err
+
+
+@pytest.mark.integration
+def test_local_aws_demo_that_runs_out_of_time_exits_1_saying_so(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    assert main(["local-aws", "demo", "--timeout", "0.01"]) == 1  # was 70, "a bug"
+    assert "the demo's executions did not end in time" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_an_upload_in_parts_starts_one_execution(stack: Any, ran: dict[str, Any]) -> None:
+    """``aws s3 cp`` uploads a file of 8 MB or more in parts: moto sent two Object Created
+    events for it (Put, then CompleteMultipartUpload), so two executions ran, and the second
+    sent a false "superseded" notice. AWS sends one."""
+    import io
+
+    from boto3.s3.transfer import TransferConfig
+
+    body = ran["files"]["a"] + b"\n" * (6 * 1024 * 1024)  # aug-a's orders: the same KPIs
+    started = len(stack.executions())
+    stack.client("s3").upload_fileobj(
+        io.BytesIO(body), stack.outputs["InputBucketName"], "input/multi.csv",
+        Config=TransferConfig(multipart_threshold=5 * 1024 * 1024,
+                              multipart_chunksize=5 * 1024 * 1024))
+    stack.wait_executions(started + 1, timeout=180)
+    time.sleep(2)  # a second event would have started its execution by now
+    stack.wait_executions(started + 1, timeout=180)
+    runs = _by_file(stack)["input/multi.csv"]
+    assert len(runs) == 1 and runs[0]["status"] == "SUCCEEDED"

@@ -434,6 +434,35 @@ def install_aws_sdk_sfn_casing() -> None:
                          fix_response=_dates_as_text, only_service="stepfunctions")
 
 
+def install_s3_one_event_per_multipart_upload() -> None:
+    """Send one ``Object Created`` event for an upload in parts, as AWS does.
+
+    Gap (moto 5.2.5): ``complete_multipart_upload`` stores the object through ``put_object``,
+    which sends an ``ObjectCreated:Put`` event, then sends ``CompleteMultipartUpload``: two
+    events, so two executions, for one upload (the ``aws s3 cp`` of a file of 8 MB or more);
+    the second found its upload handled and sent a false "superseded" notice.
+    """
+    from moto.s3.models import S3Backend
+
+    completing = threading.local()
+    complete, put = S3Backend.complete_multipart_upload, S3Backend.put_object
+
+    def complete_multipart_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
+        completing.active = True
+        try:
+            return complete(self, *args, **kwargs)
+        finally:
+            completing.active = False
+
+    def put_object(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(completing, "active", False):
+            kwargs.setdefault("disable_notification", True)
+        return put(self, *args, **kwargs)
+
+    _patch(S3Backend, "complete_multipart_upload", complete_multipart_upload)
+    _patch(S3Backend, "put_object", put_object)
+
+
 def install_s3_copy_source_if_match() -> None:
     """Answer ``CopyObject`` 412 when the source is not the version ``CopySourceIfMatch`` names.
 
@@ -1000,6 +1029,7 @@ def install_all(runner: TaskRunner) -> None:
     install_map_run_api()
     install_dynamodb_atomic_writes()
     install_s3_copy_source_if_match()
+    install_s3_one_event_per_multipart_upload()
     install_aws_sdk_sfn_casing()
     install_string_matches_as_aws()
 
@@ -1023,6 +1053,7 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
     "DescribeMapRun/ListMapRuns after other executions ended": install_map_run_api,
     "DynamoDB writes atomic (counters)": install_dynamodb_atomic_writes,
     "S3 CopyObject honours CopySourceIfMatch": install_s3_copy_source_if_match,
+    "one S3 event per multipart upload": install_s3_one_event_per_multipart_upload,
     "aws-sdk:sfn casing (describeExecution)": install_aws_sdk_sfn_casing,
     "StringMatches: only * is a wildcard": install_string_matches_as_aws,
 }

@@ -24,6 +24,17 @@ DEMO_FILES = ("fixtures/valid_order.csv", "fixtures/orders_2025-07-07.csv",
               "fixtures/invalid_order.csv")
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return port
+
+
 def add_subparsers(subparsers: Any) -> None:
     """Register ``local-aws`` and its subcommands ``up`` and ``demo`` on ``subparsers``."""
     la = subparsers.add_parser(
@@ -34,7 +45,7 @@ def add_subparsers(subparsers: Any) -> None:
     up = sub.add_parser("up", help="deploy and serve until Ctrl-C",
                         description="Start moto, deploy orchestration/template.yaml, print the"
                         " stack outputs as JSON and serve until interrupted.")
-    up.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: free)")
+    up.add_argument("--port", type=_port, default=None, help="port on 127.0.0.1 (default: free)")
     up.add_argument("--outputs-json", metavar="FILE",
                     help="also write the outputs and endpoint to FILE")
     up.add_argument("--task-logs", metavar="DIR", help="keep each task's output in DIR")
@@ -43,16 +54,49 @@ def add_subparsers(subparsers: Any) -> None:
                           description="Bring the stack up, upload the three sample files to"
                           " input/, wait for the executions and print KPIs, archived keys and"
                           " notifications.")
-    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--port", type=_port, default=None)
     demo.add_argument("--timeout", type=float, default=120.0, metavar="S",
                       help="seconds to wait for the executions (default 120)")
     demo.set_defaults(func=cmd_demo)
 
 
+def _check_free(port: int) -> None:
+    """Refuse a port something already listens on: moto's server would fail to bind on its
+    thread and the start would wait for it forever."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise UsageError(f"port {port} on 127.0.0.1 is not free: {e.strerror or e}",
+                             hint="choose another --port, or leave it out for a free one"
+                             ) from None
+
+
+def _check_outputs(outputs_json: str | None, task_logs: str | None) -> None:
+    """Refuse, before the ~10 s deploy, output paths that cannot be written."""
+    if outputs_json is not None:
+        target = Path(outputs_json)
+        if target.is_dir():
+            raise UsageError(f"--outputs-json {outputs_json!r} is a folder")
+        if not target.parent.is_dir():
+            raise UsageError(f"--outputs-json {outputs_json!r}: folder {str(target.parent)!r}"
+                             " does not exist")
+    if task_logs is not None:
+        folder = Path(task_logs)
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--task-logs {task_logs!r} is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def _start(port: int | None, task_logs: str | None = None) -> Any:
-    # moto logs a warning per resource type it skips and werkzeug one line per request
-    for noisy in ("moto", "werkzeug"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    # moto logs a warning per resource type it skips (and its interpreter an ERROR for every
+    # path a Choice's IsPresent finds missing), werkzeug one line per request
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    if port is not None:
+        _check_free(port)
     from engine.localaws.adaptations import MotoVersionError
 
     try:
@@ -75,6 +119,7 @@ def describe(env: Any) -> dict[str, Any]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Deploy the stack and serve until interrupted; exit 0 after a clean stop."""
+    _check_outputs(args.outputs_json, args.task_logs)
     env = _start(args.port, args.task_logs)
     try:
         info = describe(env)
@@ -165,7 +210,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = _start(args.port)
     try:
         started = time.perf_counter()
-        result = run_demo(env, env.root, timeout=args.timeout)
+        try:
+            result = run_demo(env, env.root, timeout=args.timeout)
+        except TimeoutError as late:
+            print(f"order-kpis: the demo's executions did not end in time: {late}",
+                  file=sys.stderr)
+            return 1
         print()
         print(_table(result["category_kpis"], ("category", "order_date", "daily_revenue",
                      "avg_order_value", "avg_return_rate", "orders", "returned_orders"),
