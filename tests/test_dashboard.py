@@ -171,9 +171,21 @@ def test_rejections_from_s3_are_the_newest_reports_and_reach_the_page(
     s3.put_object(Bucket="cleaned", Key="rejected/input/new.csv", Body=b"the bytes, not a report")
     time.sleep(1.1)
     s3.put_object(Bucket="cleaned", Key="rejected/input/bad.csv.errors.json", Body=b"\xff{")
+    # The lake's manifests: mid.csv's corrected file entered the lake after its rejection,
+    # new.csv's source before it (the rejected upload came later: the rejection stands).
+    from datetime import UTC, datetime, timedelta
+
+    from engine.lake import source_id
+
+    later = (datetime.now(UTC) + timedelta(seconds=5)).isoformat(timespec="seconds")
+    long_ago = "2000-01-01T00:00:00+00:00"
+    for source, at in (("in/input/mid.csv", later), ("in/input/new.csv", long_ago)):
+        s3.put_object(Bucket="cleaned", Key=f"lake/_sources/{source_id(source)}.json",
+                      Body=json.dumps({"source": source, "ingested_at": at}))
     got = load_rejections_s3("cleaned", "rejected/", limit=3, client=s3)
     assert [r.name for r in got] == ["input/bad.csv", "s3://in/input/new.csv",
                                      "s3://in/input/mid.csv"]
+    assert [r.accepted_at for r in got] == [None, None, later]
     assert got[0].summary.startswith("report unreadable")
     assert (got[1].findings, got[1].first[0]["value"]) == (3, "2025/07/06")
     assert load_rejections_s3("cleaned", "nothing-here/", client=s3) == []

@@ -164,11 +164,19 @@ def _accepted_since(sources: Path, name: str, rejected_at: float) -> str | None:
     from engine.lake import source_id
 
     try:
-        manifest = json.loads((sources / f"{source_id(name)}.json").read_text(encoding="utf-8"))
-        at = str(manifest["ingested_at"])
+        text = (sources / f"{source_id(name)}.json").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None  # never accepted
+    return _ingested_after(text, rejected_at)
+
+
+def _ingested_after(manifest: str, rejected_at: float) -> str | None:
+    """Return a lake source manifest's ``ingested_at`` if it is later than ``rejected_at``."""
+    try:
+        at = str(json.loads(manifest)["ingested_at"])
         when = datetime.fromisoformat(at)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # never accepted, or a manifest this page need not judge
+    except (ValueError, KeyError, TypeError):
+        return None  # a manifest this page need not judge
     if when.tzinfo is None or when.timestamp() <= rejected_at:
         return None
     return at
@@ -208,8 +216,29 @@ def load_rejections_s3(
             logger.warning("cannot read s3://%s/%s: %s", bucket, obj["Key"], exc)
             text = exc
         name = obj["Key"].removeprefix(prefix).lstrip("/").removesuffix(".errors.json")
-        out.append(_rejection(name, text, first))
+        rejection = _rejection(name, text, first)
+        accepted = _accepted_since_s3(client, bucket, rejection.name,
+                                      obj["LastModified"].timestamp())
+        out.append(dataclasses.replace(rejection, accepted_at=accepted))
     return out
+
+
+def _accepted_since_s3(client: Any, bucket: str, uri: str, rejected_at: float) -> str | None:
+    """``_accepted_since`` for the stack: the report names its file ``s3://bucket/key``, and the
+    S3 lake's manifest of that source is ``lake/_sources/<source id>.json`` in the bucket of
+    the reports (the cleaned bucket)."""
+    from botocore.exceptions import ClientError
+
+    from engine.lake import source_id
+
+    if not uri.startswith("s3://"):
+        return None
+    key = f"lake/_sources/{source_id(uri.removeprefix('s3://'))}.json"
+    try:
+        text = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    except (ClientError, UnicodeDecodeError):
+        return None  # never accepted, or not ours to read
+    return _ingested_after(text, rejected_at)
 
 
 def _rejection(fallback: str, text: str | Exception, first: int) -> Rejection:
