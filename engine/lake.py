@@ -143,6 +143,11 @@ class LocalLake:
         return self._read_json(self._manifest_path(source_id(source)), set(),
                                lambda data: _dates(data["dates"]))
 
+    def ingested_at(self, source: str) -> str | None:
+        """Return when ``source`` last entered the lake (ISO 8601), or None if it never did."""
+        return self._read_json(self._manifest_path(source_id(source)), None,
+                               lambda data: str(data["ingested_at"]))
+
     def _partition(self, day: dt.date) -> Path:
         return self.root / f"order_date={day.isoformat()}"
 

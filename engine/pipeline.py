@@ -194,21 +194,29 @@ def process_paths(
             raise
         commits.shutdown()
         tell()
-        result.recomputed = dates_to_refresh(lake, out)
-        result.category, result.daily = refresh_tables(lake, out)
+        result.category, result.daily, result.recomputed = refresh_tables(lake, out)
     return result
 
 
 def _refuse_own_outputs(files: Sequence[Path], out: Path) -> None:
     """Refuse an input that is one of the output folder's own files: ``process d --out d``
     took d's KPI tables for order files on its second run and rejected them."""
-    folder = out.resolve()
-    tables = {folder / n for n in TABLE_FILES if n.endswith(".csv")}
     for f in files:
-        where = f.resolve()
-        if where in tables or any(where.is_relative_to(folder / s) for s in ("lake", "rejected")):
-            raise UsageError(f"{f}: an output of --out {out}, not an order file",
+        if (part := output_part(f, out)) is not None:
+            raise UsageError(f"{f}: {part} of --out {out}, not an order file",
                              hint="keep the order files and the output folder apart")
+
+
+def output_part(path: Path, out: Path) -> str | None:
+    """Return what ``path`` is of the ``process`` output folder ``out`` (one of its KPI
+    tables, or a file under its lake/ or rejected/), or None if it is none of them."""
+    folder, where = out.resolve(), path.resolve()
+    if where.parent == folder and where.name in TABLE_FILES:
+        return f"the KPI table {where.name}"
+    for sub in ("lake", "rejected"):
+        if where.is_relative_to(folder / sub):
+            return f"a file under {sub}/"
+    return None
 
 
 def _settled(outcome: FileOutcome) -> bool:
@@ -384,46 +392,38 @@ def reprocess_dates(
     result = ProcessResult()
     with lake.locked():
         in_lake = [d for d in lake.dates() if date_from <= d <= date_to]
-        old = pl.read_parquet(out / "daily_kpis.parquet")["order_date"].to_list() if (
-            out / "daily_kpis.parquet").exists() else []
+        old = pl.read_parquet(out / DAILY_PARQUET)["order_date"].to_list() if (
+            out / DAILY_PARQUET).exists() else []
         stale = [d for d in old if date_from <= d <= date_to]
         lake.mark_pending(set(in_lake) | set(stale))
-        result.recomputed = dates_to_refresh(lake, out)
-        result.category, result.daily = refresh_tables(lake, out)
+        result.category, result.daily, result.recomputed = refresh_tables(lake, out)
     return in_lake, result
 
 
-TABLE_FILES = ("category_kpis.parquet", "daily_kpis.parquet", "category_kpis.csv",
-               "daily_kpis.csv")
-
-
-def dates_to_refresh(lake: LocalLake, out: Path) -> list[dt.date]:
-    """Return the dates ``refresh_tables`` will recompute: the lake's pending dates, or every
-    lake date when a KPI table is missing (deleted by hand): the tables hold the whole lake,
-    and adding the pending dates to nothing would write tables of those dates alone."""
-    pending = lake.pending()
-    missing = [n for n in TABLE_FILES[:2] if not (out / n).exists()]
-    if missing:
-        others = set(lake.dates()) - pending  # none on a first run
-        if others:
-            log.warning("%s is missing: the KPI tables are recomputed from the whole lake "
-                        "(%d more dates)", out / missing[0], len(others))
-            lake.mark_pending(others)
-            pending |= others
-    return sorted(pending)
+CATEGORY_PARQUET, DAILY_PARQUET = "category_kpis.parquet", "daily_kpis.parquet"
+CATEGORY_CSV, DAILY_CSV = "category_kpis.csv", "daily_kpis.csv"
+TABLE_FILES = (CATEGORY_PARQUET, DAILY_PARQUET, CATEGORY_CSV, DAILY_CSV)
+"""The KPI tables in a ``process`` output folder."""
 
 
 def refresh_tables(
     lake: LocalLake, out: Path, *, max_rows: int = KPI_BATCH_ROWS
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Recompute the pending dates from the lake and replace both KPI tables atomically
-    (call ``dates_to_refresh`` first).
+) -> tuple[pl.DataFrame, pl.DataFrame, list[dt.date]]:
+    """Recompute the pending dates from the lake and replace both KPI tables atomically;
+    return the tables and the dates recomputed.
 
-    Dates are computed in groups of about ``max_rows`` lake rows (a KPI row depends on one
-    date only), so memory follows the group, not the lake.
+    The tables hold the whole lake: with one deleted by hand, every lake date is recomputed
+    (the pending dates alone would make tables of those dates only). Dates are computed in
+    groups of about ``max_rows`` lake rows (a KPI row depends on one date only), so memory
+    follows the group, not the lake.
     """
     pending = lake.pending()
-    cat_path, day_path = out / "category_kpis.parquet", out / "daily_kpis.parquet"
+    cat_path, day_path = out / CATEGORY_PARQUET, out / DAILY_PARQUET
+    missing = next((p for p in (cat_path, day_path) if not p.exists()), None)
+    if missing is not None and (others := set(lake.dates()) - pending):  # none on a first run
+        log.warning("%s is missing: the KPI tables are recomputed from the whole lake "
+                    "(%d more dates)", missing, len(others))
+        pending |= others
     old_cat = pl.read_parquet(cat_path) if cat_path.exists() else empty_category_table()
     old_day = pl.read_parquet(day_path) if day_path.exists() else empty_daily_table()
     if pending or not all((out / n).exists() for n in TABLE_FILES):
@@ -445,8 +445,8 @@ def refresh_tables(
         daily = pl.concat(days).sort("order_date")
         write_tables(category, daily, out)
         lake.clear_pending(pending)
-        return category, daily
-    return old_cat, old_day
+        return category, daily, sorted(pending)
+    return old_cat, old_day, []
 
 
 def _orders(
@@ -472,7 +472,7 @@ def _orders(
 
 def write_tables(category: pl.DataFrame, daily: pl.DataFrame, out: Path) -> None:
     """Write both tables as Parquet (typed) and CSV (text, formula-safe), each atomically."""
-    write_parquet_atomic(category, out / "category_kpis.parquet")
-    write_parquet_atomic(daily, out / "daily_kpis.parquet")
-    write_csv_atomic(safe_frame(category), out / "category_kpis.csv")
-    write_csv_atomic(daily, out / "daily_kpis.csv")
+    write_parquet_atomic(category, out / CATEGORY_PARQUET)
+    write_parquet_atomic(daily, out / DAILY_PARQUET)
+    write_csv_atomic(safe_frame(category), out / CATEGORY_CSV)
+    write_csv_atomic(daily, out / DAILY_CSV)

@@ -99,6 +99,10 @@ UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # little- and big-endian: Excel's "Unic
 UTF16_HINT = "Export or save it as CSV UTF-8 (in Excel: Save As > CSV UTF-8)."
 
 
+_HEADER_HINT = "The first line must name the columns: " + ",".join(ORDER_COLUMNS)
+_SEPARATORS = ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"))
+
+
 def _read_header(path: str, head: bytes) -> tuple[str, ...]:
     """Return the header's column names as written, stripped (``check_header`` matches them
     in lower case)."""
@@ -148,9 +152,19 @@ def _read_header(path: str, head: bytes) -> tuple[str, ...]:
     if not any(names):
         raise InputFileError(
             path, "no header row: line 1 is blank", line=1, kind="header",
-            hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
+            hint=_HEADER_HINT,
         )
     return tuple(names)
+
+
+def _separator_hint(header: tuple[str, ...]) -> str:
+    """Say so when the header is one field naming several columns, separated by something
+    other than commas (an export with semicolons or tabs); else ''."""
+    if len(header) != 1 or sum(c in header[0] for c in ORDER_COLUMNS) < 2:
+        return ""
+    what = next((w for sep, w in _SEPARATORS if sep in header[0]), None)
+    return "" if what is None else (f"The columns are separated by {what}: the file must be"
+                                    " comma-separated (re-export it as CSV with commas). ")
 
 
 def check_header(path: str, written: tuple[str, ...]) -> tuple[str, ...]:
@@ -174,18 +188,12 @@ def check_header(path: str, written: tuple[str, ...]) -> tuple[str, ...]:
                 path,
                 "no header row: line 1 looks like data (" + ",".join(written)[:120] + ")",
                 line=1, kind="header",
-                hint="The first line must name the columns: " + ",".join(ORDER_COLUMNS),
+                hint=_HEADER_HINT,
             )
-        hint = "The first line must name the columns: " + ",".join(ORDER_COLUMNS)
-        for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
-            if len(written) == 1 and len([c for c in ORDER_COLUMNS if c in header[0]]) > 1 \
-                    and sep in written[0]:
-                hint = (f"The columns are separated by {what}: the file must be comma-separated"
-                        " (re-export it as CSV with commas). " + hint)
         raise InputFileError(
             path,
             "unrecognised header (" + ",".join(written)[:120] + ")",
-            line=1, kind="header", hint=hint,
+            line=1, kind="header", hint=_separator_hint(header) + _HEADER_HINT,
         )
     missing = [c for c in ORDER_COLUMNS if c not in present]
     if missing:

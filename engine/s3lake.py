@@ -109,6 +109,11 @@ def get_to_file(
     raise AssertionError("unreachable")  # the last attempt returned or raised
 
 
+def manifest_key(sid: str, prefix: str = "lake") -> str:
+    """Return the key of the manifest of source ``sid`` in a lake under ``prefix``."""
+    return f"{prefix}/_sources/{sid}.json"
+
+
 class S3Lake:
     """The lake under ``s3://<bucket>/<prefix>/``; ``_seq`` from the state table."""
 
@@ -144,7 +149,7 @@ class S3Lake:
 
     def manifest_key(self, sid: str) -> str:
         """Return the key of a source's manifest."""
-        return f"{self.prefix}/_sources/{sid}.json"
+        return manifest_key(sid, self.prefix)
 
     # -- small state -----------------------------------------------------------------
     def next_seq(self) -> int:

@@ -683,7 +683,8 @@ def test_the_output_folders_own_files_are_refused_as_inputs(
     assert main(["process", str(rejected), "--out", str(d), "-q"]) == 1
     before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
     assert main(["process", str(d), "--out", str(d), "-q"]) == 2
-    assert f"{d / 'category_kpis.csv'}: an output of --out {d}" in capsys.readouterr().err
+    assert f"{d / 'category_kpis.csv'}: the KPI table category_kpis.csv of --out {d}" in \
+        capsys.readouterr().err
     assert main(["process", str(d / "rejected" / "x.csv"), "--out", str(d), "-q"]) == 2
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
 

@@ -366,21 +366,11 @@ def test_a_second_file_of_one_name_in_a_run_replaces_the_first_and_says_so(
     bad = write(tmp_path / "jan" / "orders.csv", "A,c,2025-01-06,Books,P,0,10,false")
     assert main(["process", str(bad), str(b), "--out", str(tmp_path / "o2"), "-q"]) == 1
     assert "same name" not in capsys.readouterr().err
-
-
-def test_a_second_rejected_file_of_one_name_in_a_run_says_its_copy_replaces_the_first(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Both were reported "kept unchanged in rejected/", but rejected/orders.csv and its
-    # report held the second file's only, without a word.
-    (tmp_path / "b1").mkdir()
-    (tmp_path / "b2").mkdir()
-    a = write(tmp_path / "b1" / "orders.csv", "A,c,2025-01-06,Books,P,0,10,false")
-    b = write(tmp_path / "b2" / "orders.csv", "B,c,2025-01-06,Books,P,1,-1,false")
-    out = tmp_path / "out"
-    capsys.readouterr()
-    assert main(["process", str(a), str(b), "--out", str(out), "-q"]) == 1
+    # Two rejected files of one name: both were said to be "kept unchanged in rejected/",
+    # but rejected/orders.csv and its report held the second's only, without a word.
+    worse = write(tmp_path / "fix" / "orders.csv", "B,c,2025-01-06,Books,P,1,-1,false")
+    assert main(["process", str(bad), str(worse), "--out", str(tmp_path / "o3"), "-q"]) == 1
     err = capsys.readouterr().err
-    assert f"warning: {b}: same name as {a}, rejected earlier in this run" in err
-    assert f"warning: {a}" not in err
-    assert (out / "rejected" / "orders.csv").read_bytes() == b.read_bytes()
+    assert f"warning: {worse}: same name as {bad}, rejected earlier in this run" in err
+    assert f"warning: {bad}" not in err
+    assert (tmp_path / "o3" / "rejected" / "orders.csv").read_bytes() == worse.read_bytes()

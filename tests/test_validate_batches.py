@@ -169,7 +169,7 @@ def test_kpis_in_date_groups_equal_kpis_in_one_go(tmp_path: Path) -> None:
         from engine.pipeline import refresh_tables
 
         with lake.locked():
-            cat, day = refresh_tables(lake, out, max_rows=max_rows)
+            cat, day, _ = refresh_tables(lake, out, max_rows=max_rows)
         outs.append((cat, day))
         assert date_groups(lake.row_counts(lake.dates()), max_rows)[0][0] == dt.date(2025, 7, 1)
     assert outs[0][0].equals(outs[1][0]) and outs[0][1].equals(outs[1][1])

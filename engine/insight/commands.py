@@ -18,6 +18,7 @@ from engine.insight.query import (
     Source,
     categories_from_state,
     check_range,
+    local_categories,
     parse_date,
     query_all_categories,
     query_category,
@@ -77,8 +78,7 @@ def run_query_category(args: argparse.Namespace, *, client: Any = None) -> int:
     source = _source(args)
     frame = query_category(source, args.category, date_from, date_to, client=client)
     if frame.height == 0 and isinstance(source, Path):
-        names = pl.scan_parquet(source / "category_kpis.parquet").select(
-            pl.col("category").unique()).collect()["category"].to_list()
+        names = local_categories(source)
         if args.category not in names and (
                 like := [n for n in names if n.casefold() == args.category.casefold()]):
             logger.warning("no category %r: names match exactly; did you mean %r?",
@@ -105,12 +105,11 @@ def _check_dashboard_out(out: str, from_dir: str | None) -> None:
         raise UsageError(f"--out {out!r}: the dashboard is one HTML page, not a"
                          f" {target.suffix} file; a data file there would be replaced", hint=hint)
     if from_dir:
-        folder = Path(from_dir).resolve()
-        inside = target.resolve()
-        for sub in ("lake", "rejected"):
-            if inside.is_relative_to(folder / sub):
-                raise UsageError(f"--out {out!r} is inside {from_dir}/{sub}/, which `process`"
-                                 " owns", hint=hint)
+        from engine.pipeline import output_part
+
+        if (part := output_part(target, Path(from_dir))) is not None:
+            raise UsageError(f"--out {out!r} is {part} of {from_dir}, which `process` owns",
+                             hint=hint)
 
 
 def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:

@@ -152,34 +152,29 @@ def load_rejections(folder: str | Path, *, limit: int = 10, first: int = 5) -> l
             logger.warning("cannot read %s: %s", path, exc)
             text = exc
         rejection = _rejection(path.name.removesuffix(".errors.json"), text, first)
-        accepted = _accepted_since(Path(folder) / "lake" / "_sources",
-                                   Path(rejection.name).name, path.stat().st_mtime)
+        accepted = _accepted_since(Path(folder), Path(rejection.name).name,
+                                   path.stat().st_mtime)
         out.append(dataclasses.replace(rejection, accepted_at=accepted))
     return out
 
 
-def _accepted_since(sources: Path, name: str, rejected_at: float) -> str | None:
-    """Return when a file called ``name`` entered the lake, if it did after ``rejected_at``
-    (a POSIX time): the lake knows a file by its name, so that one is its corrected export."""
-    from engine.lake import source_id
+def _accepted_since(folder: Path, name: str, rejected_at: float) -> str | None:
+    """Return when a file called ``name`` entered the lake of ``folder``, if it did after
+    ``rejected_at`` (a POSIX time): the lake knows a file by its name, so that one is its
+    corrected export."""
+    from engine.lake import LocalLake
 
+    at = LocalLake(folder / "lake").ingested_at(name)
+    return None if at is None else _later(at, rejected_at)
+
+
+def _later(at: str, rejected_at: float) -> str | None:
+    """Return ``at`` (a lake manifest's ``ingested_at``) if it is later than ``rejected_at``."""
     try:
-        text = (sources / f"{source_id(name)}.json").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None  # never accepted
-    return _ingested_after(text, rejected_at)
-
-
-def _ingested_after(manifest: str, rejected_at: float) -> str | None:
-    """Return a lake source manifest's ``ingested_at`` if it is later than ``rejected_at``."""
-    try:
-        at = str(json.loads(manifest)["ingested_at"])
         when = datetime.fromisoformat(at)
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return None  # a manifest this page need not judge
-    if when.tzinfo is None or when.timestamp() <= rejected_at:
-        return None
-    return at
+    return at if when.tzinfo is not None and when.timestamp() > rejected_at else None
 
 
 def load_rejections_s3(
@@ -224,21 +219,21 @@ def load_rejections_s3(
 
 
 def _accepted_since_s3(client: Any, bucket: str, uri: str, rejected_at: float) -> str | None:
-    """``_accepted_since`` for the stack: the report names its file ``s3://bucket/key``, and the
-    S3 lake's manifest of that source is ``lake/_sources/<source id>.json`` in the bucket of
-    the reports (the cleaned bucket)."""
+    """``_accepted_since`` for the stack: the report names its file ``s3://bucket/key``, whose
+    S3 lake manifest is in the bucket of the reports (the cleaned bucket)."""
     from botocore.exceptions import ClientError
 
     from engine.lake import source_id
+    from engine.s3lake import manifest_key
 
     if not uri.startswith("s3://"):
         return None
-    key = f"lake/_sources/{source_id(uri.removeprefix('s3://'))}.json"
     try:
-        text = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    except (ClientError, UnicodeDecodeError):
-        return None  # never accepted, or not ours to read
-    return _ingested_after(text, rejected_at)
+        body = client.get_object(Bucket=bucket, Key=manifest_key(source_id(uri[5:])))["Body"]
+        at = json.loads(body.read())["ingested_at"]
+    except (ClientError, ValueError, KeyError, TypeError):
+        return None  # never accepted, not ours to read, or a manifest this page need not judge
+    return _later(str(at), rejected_at)
 
 
 def _rejection(fallback: str, text: str | Exception, first: int) -> Rejection:

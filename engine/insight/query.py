@@ -211,6 +211,13 @@ def query_all_categories(
     )
 
 
+def local_categories(folder: str | Path) -> list[str]:
+    """Return the categories a ``process`` output folder's category table holds."""
+    path = _local_file(folder, CATEGORY_FILE)
+    return pl.scan_parquet(path).select(pl.col("category").unique()).collect()[
+        "category"].to_list()
+
+
 def _local_file(folder: str | Path, name: str) -> Path:
     base = Path(folder)
     if not base.is_dir():
