@@ -37,6 +37,7 @@ demo-aws: install-dev
 ## test: install the dev extras and run the whole default suite.
 test: install-dev
 	tests/aws/install_dynamodb_local.sh
+	PYTHON=$(PYTHON) tests/aws/install_awscli.sh
 	$(BIN)/python -m pytest
 
 lint: install-dev

@@ -12,10 +12,13 @@ Usage: orchestration/undeploy.sh --region R [--stack NAME] [--prefix NAME] [--ac
 
 Deletes the CloudFormation stack and waits for it. DynamoDB tables go with it (point-in-time
 backups are not kept). The ECR repository is kept unless --delete-repository is given.
+Exit codes: 0 deleted; 1 a step failed (S3 refused to delete a version, the stack's deletion
+failed), the stack then left as it is; 2 usage.
 USAGE
 }
 
 die() { echo "undeploy.sh: $*" >&2; echo "Run with --help for usage." >&2; exit 2; }
+fail() { echo "undeploy.sh: $*" >&2; exit 1; }
 
 stack="order-kpis"; prefix="order-kpis"; region=""; account=""
 empty=0; delete_repo=0; dry_run=0
@@ -64,7 +67,9 @@ if (( empty )); then
       refused="$(aws s3api delete-objects --region "$region" --bucket "$cleaned" \
         --delete "file://$batch" --output text --query 'Errors[0].[Key, Code, Message]')"
       if [[ -n "$refused" && "$refused" != "None" ]]; then
-        die "s3://$cleaned: S3 refused to delete a version ($refused); deleting versions needs s3:ListBucketVersions and s3:DeleteObjectVersion"
+        fail "s3://$cleaned: S3 refused to delete a version ($refused); the stack is left as it is." \
+          "A version under Object Lock (retention or legal hold) stays until the lock ends;" \
+          "otherwise deleting versions needs s3:ListBucketVersions and s3:DeleteObjectVersion"
       fi
     done
   fi
