@@ -467,9 +467,10 @@ def _damaged_parquet(args: argparse.Namespace, e: Exception) -> str | None:
     the KPI tables), return which file, and why, read footer by footer; else None."""
     if "parquet" not in str(e).lower():
         return None
+    # dashboard has both: --from-dir is the folder it reads, --out the HTML file it writes
     folder = next((v for v in (getattr(args, k, None) for k in ("out", "dir", "from_dir"))
-                   if isinstance(v, str) and v), None)
-    if folder is None or not Path(folder).is_dir():
+                   if isinstance(v, str) and v and Path(v).is_dir()), None)
+    if folder is None:
         return None
     import pyarrow.parquet as pq
 

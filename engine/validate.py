@@ -601,12 +601,11 @@ def _find_duplicates(
         return
     rows = pl.concat(found)
     rows = rows.filter(pl.col("order_id").count().over("order_id") > 1)
-    ragged = {f.line for f in bad.findings if f.rule == "field_count"}
     findings: list[Finding] = []
     new_rows: dict[int, int | None] = {}
+    # A row with too few or too many fields is named too: its first field is its order_id
+    # all the same, and the other copy's message names its line.
     for row, value, line, day in rows.select(ROW, "order_id", "__line", "order_date").iter_rows():
-        if line in ragged:
-            continue  # the field count already explains the row
         if row not in bad.rows:
             dates[dt.date.fromisoformat(day)] -= 1
         new_rows[row] = line
@@ -791,12 +790,12 @@ def _findings(
         cases = zip(rows, failures["column"], failures["check"], failures["failure_case"],
                     strict=True)
         for row, column, check, value in cases:
-            if row in ragged:
-                continue  # the field count already explains the row
+            rule = RULE_IDS.get(check, check)
+            if row in ragged and rule != "unique":
+                continue  # the field count explains the row; its order_id is still its own
             bad[row] = line_of(row)
             findings.append(Finding(
-                line=line_of(row), column=column, rule=RULE_IDS.get(check, check),
-                value=_clip(value),
+                line=line_of(row), column=column, rule=rule, value=_clip(value),
                 message=RULE_MESSAGES.get(check, check),
             ))
     for row, column, nbytes in big.iter_rows():

@@ -602,6 +602,11 @@ def test_a_damaged_parquet_output_is_named(tmp_path: Path,
     assert main(["query", "daily", "--from", "2025-07-01", "--to", "2025-07-31",
                  "--dir", str(tmp_path)]) == 74
     assert f"{tmp_path / 'daily_kpis.parquet'} (" in capsys.readouterr().err
+    # dashboard reads --from-dir and writes --out, a file: the folder is the one it reads
+    html = tmp_path.parent / f"{tmp_path.name}.html"
+    assert main(["dashboard", "--from-dir", str(tmp_path), "--out", str(html)]) == 74
+    assert f"{tmp_path / 'daily_kpis.parquet'} (" in capsys.readouterr().err
+    assert not html.exists()
 
 
 def test_a_report_through_a_link_to_standard_output_lands_in_the_redirected_file(

@@ -109,6 +109,31 @@ def test_duplicate_ids_in_different_batches_name_every_line(tmp_path: Path) -> N
     assert got.report.to_dict() == _whole_file(path)
 
 
+@pytest.mark.parametrize("batch_bytes", [3, 10_000])
+def test_a_duplicate_on_a_row_of_the_wrong_width_names_both_lines(
+    tmp_path: Path, batch_bytes: int
+) -> None:
+    # The copy on a short (or long) row was left out of the message: "on lines 3".
+    rows = [_row(i) for i in range(6)]
+    rows[1] = _row(1, order_id="DUP")
+    rows[3] = "DUP,CUST3,2025-07-06,Books\n"
+    rows[4] = _row(4, order_id="LONG")
+    rows[5] = _row(5, order_id="LONG").replace("\n", ",extra\n")
+    path = _write(tmp_path, HEADER + "".join(rows))
+    got = validate_file(path, batch_bytes=batch_bytes)
+    found = [(f.line, f.rule, f.message[-len("lines 3, 5"):]) for f in got.report.findings]
+    assert found == [
+        (3, "unique", "lines 3, 5"),
+        (5, "unique", "lines 3, 5"),
+        (5, "field_count", "expected 8"),
+        (6, "unique", "lines 6, 7"),
+        (7, "unique", "lines 6, 7"),
+        (7, "field_count", "expected 8"),
+    ]
+    assert got.report.invalid_rows == 4
+    assert got.report.to_dict() == _whole_file(path)
+
+
 def test_a_bad_value_in_a_late_batch_is_reported_at_its_line(tmp_path: Path) -> None:
     rows = [_row(i) for i in range(9)]
     rows[0] = 'ORD0,"CUST\n0",2025-07-06,Books,P0,2,19.99,false\n'  # one record, two lines
