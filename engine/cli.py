@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import __version__
-from engine.errors import LakeDamagedError, OrderKpisError, UsageError
+from engine.errors import LakeDamagedError, OrderKpisError, TransientError, UsageError
 
 if TYPE_CHECKING:
     from engine.pipeline import FileOutcome
@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("process", help="validate, add to the lake, recompute KPIs",
                         description="Validate each file; valid files enter DIR/lake; the KPIs"
                         " of every date they touch are recomputed; invalid files are kept in"
-                        " DIR/rejected with a report. Exit 1 if any file was rejected.")
+                        " DIR/rejected with a report. Exit 1 if any file was rejected or had"
+                        " rows quarantined.")
     pr.add_argument("paths", nargs="+", metavar="PATH", help="CSV files or folders of *.csv")
     pr.add_argument("--out", required=True, type=_out_dir, metavar="DIR", help="output folder")
     pr.add_argument("--categories-from", metavar="FILE",
@@ -571,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LakeDamagedError as e:  # a file of the output folder, not the input data
         print(f"order-kpis: error: {e}", file=sys.stderr)
         return EXIT_IO
+    except TransientError as e:  # AWS still throttling after the retries: run it again
+        print(f"order-kpis: {e}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except OrderKpisError as e:
         print(f"order-kpis: {e}", file=sys.stderr)
         return EXIT_INVALID

@@ -201,6 +201,21 @@ def test_unprocessed_keys_are_retried_then_reported_as_transient(
         query_daily(DynamoTables(), D1, D4, client=FlakyBatchClient(items, failures=100))
 
 
+def test_a_table_still_throttled_exits_75_run_it_again(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It exited 1, the code of invalid data; 75 is the command line's "run it again".
+    from engine.cli import main
+
+    monkeypatch.setattr("engine.insight.query.time.sleep", lambda _s: None)
+    monkeypatch.setattr("engine.insight.commands.query_daily", lambda *a, **k: query_daily(
+        DynamoTables(), D1, D4, client=FlakyBatchClient([], failures=100)))
+    assert main(["query", "daily", "--from", "2025-07-01", "--to", "2025-07-04",
+                 "--dynamodb"]) == 75
+    err = capsys.readouterr().err
+    assert "left keys unprocessed after 8 retries" in err and "run the query again" in err
+
+
 def test_stored_number_with_more_places_than_the_contract_is_refused() -> None:
     row = dict(oracle().daily[0])
     item = wire(row)
