@@ -11,10 +11,13 @@ highest ``_seq``. Unlike the local lake there is no lock, so ``_seq`` comes from
 in DynamoDB (``ADD`` on ``pk=seq, sk=lake`` of the state table): concurrent tasks get
 distinct, increasing numbers, and the file whose rows were written later wins.
 
-Crash convergence without a lock: objects are written first, stale ones deleted next, the
-manifest last. The manifest's ``unpublished`` dates (every date this source touched whose
-KPIs are not yet known to be published) are cleared only after the KPIs are published, so a
-task killed at any point, run again, recomputes every date it may have changed.
+Crash convergence without a lock: the dates about to be written that the manifest does not
+name yet are added to its ``unpublished`` first, then the objects are written, stale ones
+deleted, and the manifest written last. The manifest's ``unpublished`` dates (every date this
+source touched whose KPIs are not yet known to be published) are cleared only after the KPIs
+are published, so a task killed at any point, followed by any later run of the same source
+(the same content or another), deletes what it left and recomputes every date it may have
+changed.
 """
 
 from __future__ import annotations
@@ -232,8 +235,19 @@ class S3Lake:
         same = sha256 is not None and old.get("sha256") == sha256 and old.get("rows") == n_rows
         # Taken before any row is stamped with it (the per-date files carry it).
         seq = int(old["seq"]) if same else self.next_seq()
+        named = old_dates | unpublished
+
+        def declare(dates: set[dt.date]) -> None:
+            # Objects of dates the manifest does not name would outlive a run killed while
+            # uploading: no later run of this source would know to delete or recompute them.
+            if dates - named:
+                intent = old or {"source": source, "source_id": sid, "seq": seq, "rows": 0,
+                                 "sha256": None, "dates": [], "ingested_at": None}
+                self._put_manifest(sid, {**intent, "unpublished": sorted(
+                    d.isoformat() for d in unpublished | dates)})
+
         with tempfile.TemporaryDirectory(prefix="lake-dates-", dir=Path(path).parent) as tmp:
-            new_dates = self._put_dates(source, Path(path), seq, Path(tmp))
+            new_dates = self._put_dates(source, Path(path), seq, Path(tmp), before_upload=declare)
         # unpublished may name dates whose objects a killed run never got to delete.
         for day in sorted((old_dates | unpublished) - new_dates):
             self.s3.delete_object(Bucket=self.bucket, Key=self.object_key(day, sid))
@@ -252,8 +266,13 @@ class S3Lake:
         log.info("lake: %s -> %d rows, %d dates (seq %d)", source, n_rows, len(new_dates), seq)
         return Ingested(source, seq, n_rows, tuple(sorted(new_dates)), tuple(sorted(affected)))
 
-    def _put_dates(self, source: str, path: Path, seq: int, work: Path) -> set[dt.date]:
+    def _put_dates(
+        self, source: str, path: Path, seq: int, work: Path,
+        *, before_upload: Callable[[set[dt.date]], None] = lambda dates: None,
+    ) -> set[dt.date]:
         """Upload the rows of ``path`` as one object per date, stamped ``seq``; give the dates.
+
+        ``before_upload`` is given the dates once they are known, before the first upload.
 
         ``StagedSource`` (the local lake's splitter) appends each row group's rows to one file
         per date under ``work``; each date's file is then uploaded from disk as the object,
@@ -273,6 +292,7 @@ class S3Lake:
                     staged.write(pl.DataFrame(cleaned.read_row_group(i)))
             staged.close()
             dates = staged.dates
+            before_upload(dates)
             # A date's file of more than 8 MiB goes up in parts, on the transfer's own threads:
             # the dates side by side share what one upload would use (10), within the
             # client's pool of 10 connections.

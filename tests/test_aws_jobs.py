@@ -342,7 +342,7 @@ def test_kill_at_every_step_boundary_then_rerun_converges(
         if kill_at == len(probe):
 
             def killing_manifest(self: S3Lake, sid: str, m: dict[str, Any]) -> None:
-                if m.get("unpublished"):
+                if m.get("ingested_at") and m.get("unpublished"):  # the last write, not the intent
                     raise Killed("manifest")
                 real_manifest(self, sid, m)
 
@@ -365,6 +365,39 @@ def test_kill_at_every_step_boundary_then_rerun_converges(
         ).manifest(f"{stack.input_bucket}/{key}")
         assert manifest is not None and manifest["unpublished"] == [], kill_at
         assert manifest["source_id"] == sid
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["resent", "new-source"])
+def test_a_run_killed_while_uploading_new_dates_leaves_nothing_after_any_later_run(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, first: bool
+) -> None:
+    # V2's dates D3 and D4 were uploaded, then the task died before the manifest named them:
+    # a later correction (V3, D1 only) deleted only the dates the manifest knew, and D3 and
+    # D4 stayed in the lake for good, counted by the next recompute of those dates.
+    d3, d4 = "2025-07-08", "2025-07-09"
+    v2 = [("ORD7", "C7", d3, "Books", "P7", 1, "5.00", "false"),
+          ("ORD8", "C8", d4, "Books", "P8", 2, "6.00", "false")]
+    v3 = [("ORD9", "C9", D1, "Books", "P9", 1, "7.00", "false")]
+    key = "orders/killed upload.csv"
+    if not first:
+        stack.upload(key, order_csv(V1))
+        assert run(stack, key) == (0, 0)
+    stack.upload(key, order_csv(v2))
+    real_put_dates = S3Lake._put_dates
+
+    def killed_after_upload(self: S3Lake, *a: Any, **kw: Any) -> set[dt.date]:
+        real_put_dates(self, *a, **kw)
+        raise Killed("after the date objects, before the manifest")
+
+    monkeypatch.setattr(S3Lake, "_put_dates", killed_after_upload)
+    with pytest.raises(Killed):
+        run(stack, key)
+    monkeypatch.setattr(S3Lake, "_put_dates", real_put_dates)
+    assert [k for k in stack.object_keys() if f"order_date={d3}" in k]  # left behind
+    stack.upload(key, order_csv(v3))
+    assert run(stack, key) == (0, 0)
+    assert not [k for k in stack.object_keys() if d3 in k or d4 in k]
+    expect(stack, [(key, v3)])
 
 
 class ThrottlingDynamo:
