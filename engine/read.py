@@ -37,8 +37,10 @@ MAX_HEADER_BYTES = 64 * 1024
 # A sane order line is under 200 bytes; anything near this is not an order.
 MAX_LINE_BYTES = 256 * 1024
 # A quote inside a field that did not start with one (``ab"c``): RFC 4180 forbids it and Polars
-# refuses it, so it is only looked for once Polars has refused a file.
-_STRAY_QUOTE = re.compile(r'(?m)(?:^|,)([^,"\r\n]+"[^,\r\n]*)')
+# refuses it, so it is only looked for once Polars has refused a file. A quoted field is
+# matched whole (the first alternative), so a comma or line end inside it never starts a
+# field: ``"Mug, large"`` is not `` large"``.
+_QUOTED_OR_STRAY = re.compile(r'"(?:[^"]|"")*"|([^,\r\n"]+"[^,\r\n]*)')
 _LONE_CR = re.compile("\r(?!\n)")
 _LOOKS_LIKE_DATA = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+(\.[0-9]+)?|true|false)$", re.I)
 
@@ -643,7 +645,7 @@ def diagnose(
     lay = layout(name, data, n_columns, header=header, first_line=first_line, offset=offset)
     body = data[len(BOM) :] if header and data.startswith(BOM) else data
     text = body.decode("utf-8")  # layout() proved that it decodes
-    m = _STRAY_QUOTE.search(text)
+    m = next((q for q in _QUOTED_OR_STRAY.finditer(text) if q.group(1) is not None), None)
     if m is not None:
         field_text = m.group(1)
         raise InputFileError(

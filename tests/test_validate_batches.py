@@ -134,6 +134,25 @@ def test_a_duplicate_on_a_row_of_the_wrong_width_names_both_lines(
     assert got.report.to_dict() == _whole_file(path)
 
 
+@pytest.mark.parametrize("batch_bytes", [3, 10_000])
+def test_a_comma_inside_a_quoted_field_is_no_stray_quote(tmp_path: Path, batch_bytes: int) -> None:
+    # A piece Polars refused (a row with too many fields) was searched for stray quotes
+    # without regard to quoting: the valid '"Mug, large"' was taken for the field ' large"'
+    # and the whole file rejected as structural, even under quarantine-rows.
+    path = _write(tmp_path, HEADER + 'A,C,2025-01-01,Books,"Mug, large",1,1.00,false\n'
+                  "B,C,2025-01-01,Books,P,1,1.00,false,extra\n")
+    got = validate_file(path, batch_bytes=batch_bytes)
+    assert got.report.structural is None
+    assert [(f.line, f.rule) for f in got.report.findings] == [(3, "field_count")]
+    assert got.report.valid_rows == 1
+    # A real stray quote after a quoted field spanning lines is named at its own line.
+    path = _write(tmp_path, HEADER + 'A,C,2025-01-01,Books,"P\nQ",1,1.00,false\n'
+                  'B,C,2025-01-01,Bo"oks,P,1,1.00,false\n', name="stray.csv")
+    structural = validate_file(path, batch_bytes=batch_bytes).report.structural
+    assert structural is not None
+    assert (structural.line, structural.rule, structural.value) == (4, "quote", 'Bo"oks')
+
+
 def test_a_bad_value_in_a_late_batch_is_reported_at_its_line(tmp_path: Path) -> None:
     rows = [_row(i) for i in range(9)]
     rows[0] = 'ORD0,"CUST\n0",2025-07-06,Books,P0,2,19.99,false\n'  # one record, two lines
