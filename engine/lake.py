@@ -146,7 +146,8 @@ class LocalLake:
     def ingested_at(self, source: str) -> str | None:
         """Return when ``source`` last entered the lake (ISO 8601), or None if it never did."""
         return self._read_json(self._manifest_path(source_id(source)), None,
-                               lambda data: str(data["ingested_at"]))
+                               lambda data: None if data["ingested_at"] is None
+                               else str(data["ingested_at"]))
 
     def _partition(self, day: dt.date) -> Path:
         return self.root / f"order_date={day.isoformat()}"
@@ -213,8 +214,19 @@ class LocalLake:
         return self._partition(day) / f"{source_id(source)}.parquet"
 
     def _begin_replace(self, source: str, new_dates: set[dt.date]) -> set[dt.date]:
-        affected = self.source_dates(source) | new_dates
+        held = self.source_dates(source)
+        affected = held | new_dates
         self.mark_pending(affected)  # before the lake changes: a crash is repaired next run
+        if new_dates - held:
+            # The manifest names the new dates before their files move in: a run killed between
+            # two moves leaves no file that the next replacement of this source (a correction
+            # without those dates) would not delete.
+            path = self._manifest_path(source_id(source))
+            old: dict[str, Any] = self._read_json(path, {}, dict)
+            intent = old or {"source": source, "source_id": source_id(source), "seq": None,
+                             "rows": 0, "sha256": None, "ingested_at": None}
+            intent["dates"] = sorted(d.isoformat() for d in affected)
+            write_text_atomic(path, json.dumps(intent, indent=2) + "\n")
         return affected
 
     def _end_replace(

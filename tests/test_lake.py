@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import polars as pl
@@ -374,3 +375,45 @@ def test_a_second_file_of_one_name_in_a_run_replaces_the_first_and_says_so(
     assert f"warning: {worse}: same name as {bad}, rejected earlier in this run" in err
     assert f"warning: {bad}" not in err
     assert (tmp_path / "o3" / "rejected" / "orders.csv").read_bytes() == worse.read_bytes()
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: no handler catches it."""
+
+
+def test_a_run_killed_between_two_moves_into_the_lake_leaves_nothing_a_correction_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # v2 replaced v1 date by date (one rename each) and was killed after two: the two files
+    # were named in no manifest, so the correction v3 deleted v1's dates only and v2's two
+    # dates stayed in the KPIs for good.
+    for v in ("v1", "v2", "v3"):
+        (tmp_path / v).mkdir()
+    v1 = write(tmp_path / "v1" / "orders.csv",
+               *(f"O{d},C,2025-01-0{d},Books,P,1,10.00,false" for d in range(1, 6)))
+    v2 = write(tmp_path / "v2" / "orders.csv",
+               *(f"O{d},C,2025-02-0{d},Books,P,2,10.00,false" for d in range(1, 6)))
+    v3 = write(tmp_path / "v3" / "orders.csv", "Z,C,2025-03-01,Books,P,1,1.00,false")
+    out = tmp_path / "out"
+    assert main(["process", str(v1), "--out", str(out), "-q"]) == 0
+    real_replace = os.replace
+    moved = {"n": 0}
+
+    def killed_after_two_moves(src: object, dst: object) -> None:
+        if "order_date=" in str(dst):
+            if moved["n"] == 2:
+                raise Killed(dst)
+            moved["n"] += 1
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", killed_after_two_moves)
+    with pytest.raises(Killed):
+        main(["process", str(v2), "--out", str(out), "-q"])
+    monkeypatch.setattr(os, "replace", real_replace)
+    lake = LocalLake(out / "lake")
+    assert dt.date(2025, 2, 1) in lake.dates()  # moved in before the kill
+    assert main(["process", str(v3), "--out", str(out), "-q"]) == 0
+    assert lake.dates() == [dt.date(2025, 3, 1)]
+    want_cat, want_day = oracle.kpis([v3.read_bytes()])
+    assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
+    assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
