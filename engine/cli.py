@@ -497,6 +497,10 @@ def _aws_setup_problem(e: Exception) -> str | None:
         return "set AWS_DEFAULT_REGION, or a region in ~/.aws/config."
     if isinstance(e, (found.NoCredentialsError, found.PartialCredentialsError)):
         return "set AWS credentials (environment, ~/.aws/credentials or an instance role)."
+    if isinstance(e, ValueError) and str(e).startswith("Invalid endpoint"):
+        named = [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]
+        return (f"check {' or '.join(sorted(named)) or 'the endpoint setting'}: a URL such as"
+                " https://dynamodb.eu-west-1.amazonaws.com, or unset it to reach AWS itself.")
     return None
 
 
@@ -561,6 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if sys.stdout is None:  # started with standard output closed (`>&-`): refuse before work
+        print("order-kpis: error: standard output is closed\nHint: redirect it to a file or"
+              " to /dev/null instead.", file=sys.stderr)
+        return EXIT_IO
     try:
         run = getattr(args, "func", None) or args.handler
         code: int = run(args)

@@ -77,6 +77,9 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
             if dangling := [x for x in csvs if x.is_symlink() and not x.exists()]:
                 raise UsageError(f"{dangling[0]}: a link to a file that does not exist",
                                  hint="restore the file, or remove the link")
+            if special := [x for x in csvs if x.exists() and not x.is_file() and not x.is_dir()]:
+                raise UsageError(f"{special[0]}: not a regular file (a pipe or a device)",
+                                 hint="save it to a file first, or move it out of the folder")
             found = [x for x in csvs if x.is_file()]
             if not found:
                 hidden = any(x.name.startswith(".") for x in p.glob("*.[cC][sS][vV]"))

@@ -734,3 +734,36 @@ def test_a_folder_leaves_out_hidden_files_and_refuses_a_dangling_link(tmp_path: 
     (d / "b.csv").symlink_to(tmp_path / "moved.csv")
     with pytest.raises(UsageError, match=r"b\.csv: a link to a file that does not exist"):
         expand_paths([d])
+    # A named pipe among the files was skipped without a word; a folder named *.csv still is.
+    (d / "b.csv").unlink()
+    (d / "old.csv").mkdir()
+    assert expand_paths([d]) == [d / "a.csv"]
+    os.mkfifo(d / "c.csv")
+    with pytest.raises(UsageError, match=r"c\.csv: not a regular file \(a pipe or a device\)"):
+        expand_paths([d])
+
+
+def test_a_bad_endpoint_setting_is_a_usage_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # botocore's ValueError ("Invalid endpoint") was exit 70, "a bug".
+    for name, value in {"AWS_ENDPOINT_URL": "notaurl", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["query", "daily", "--from", "2025-01-01", "--to", "2025-01-01",
+                 "--dynamodb"]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid endpoint: notaurl" in err and "Hint: check AWS_ENDPOINT_URL" in err
+
+
+def test_standard_output_closed_is_refused_before_any_work(tmp_path: Path) -> None:
+    # `process ... >&-` wrote every output, then failed on printing: exit 70, "a bug".
+    out = tmp_path / "out"
+    r = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m engine.cli process "{VALID}" --out "{out}" >&-'],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120, check=False,
+    )
+    assert r.returncode == 74, r.stderr
+    assert "standard output is closed" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
