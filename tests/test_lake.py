@@ -417,3 +417,46 @@ def test_a_run_killed_between_two_moves_into_the_lake_leaves_nothing_a_correctio
     want_cat, want_day = oracle.kpis([v3.read_bytes()])
     assert oracle.read_csv_table(out / "daily_kpis.csv") == want_day
     assert oracle.read_csv_table(out / "category_kpis.csv") == want_cat
+
+
+def test_a_file_of_more_dates_than_open_files_allowed_stages_the_same_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One open Parquet writer per date: a file of 5,000 dates failed with "too many open
+    # files" (exit 70) under a limit of 4,096, and 15,000 dates peaked at 1.2 GB. Now at most
+    # MAX_OPEN_DATES stay open; a date seen again continues in a part file, merged at the end.
+    import pyarrow.parquet as pq
+
+    from engine import lake as lake_module
+
+    days = [dt.date(2024, 1, 1) + dt.timedelta(n) for n in range(13)]
+    rows = [f"O{i},C{i % 5},{days[(i * 5) % 13]},Books,P,{1 + i % 3},{i % 7}.25,{i % 4 == 0}"
+            for i in range(400)]  # every date in every piece, in a shifting order
+    f = write(tmp_path / "orders.csv", *rows)
+    outs: dict[int, Path] = {}
+    opened: dict[int, int] = {}
+    real_writer = pq.ParquetWriter
+
+    class CountingWriter(real_writer):  # type: ignore[misc, valid-type]
+        def __init__(self, where: object, *a: object, **kw: object) -> None:
+            opened[cap] += str(where).endswith(".part")
+            super().__init__(where, *a, **kw)
+
+    monkeypatch.setattr(pq, "ParquetWriter", CountingWriter)
+    for cap in (1024, 4):
+        monkeypatch.setattr(lake_module, "MAX_OPEN_DATES", cap)
+        outs[cap], opened[cap] = tmp_path / f"out{cap}", 0
+        pipeline.process_paths([f], outs[cap], batch_bytes=700)
+        # no part file is left behind
+        assert not list((outs[cap] / "lake").rglob("*.part"))
+    assert opened[1024] == 0 and opened[4] > 13  # the cap closed files, and parts were merged
+    wide, capped = (sorted((o / "lake").glob("order_date=*/*.parquet")) for o in outs.values())
+    assert [p.relative_to(outs[1024]) for p in wide] == [p.relative_to(outs[4]) for p in capped]
+    assert len(wide) == 13
+    for a, b in zip(wide, capped, strict=True):
+        assert pl.read_parquet(a).equals(pl.read_parquet(b))  # the same rows, in file order
+        assert pq.read_schema(a) == pq.read_schema(b)
+        assert pq.ParquetFile(b).metadata.num_row_groups > 1
+    want_cat, want_day = oracle.kpis([f.read_bytes()])
+    assert oracle.read_csv_table(outs[4] / "daily_kpis.csv") == want_day
+    assert oracle.read_csv_table(outs[4] / "category_kpis.csv") == want_cat
