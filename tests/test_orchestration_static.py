@@ -613,7 +613,9 @@ def test_an_execution_waits_for_the_key_then_runs_the_validator() -> None:
     ):
         (catch,) = states[name]["Catch"]
         choice = states[catch["Next"]]
-        (rule,) = choice["Choices"]
+        no_cause, rule = choice["Choices"]
+        assert no_cause == {"Variable": "$.error.Cause", "IsPresent": False,
+                            "Next": f"{name}Failed"}
         assert rule["Next"] == then and choice["Default"] == f"{name}Failed"
         assert {r["StringMatches"] for r in rule["Or"]} == {answers[c] for c in codes}
         assert all(r["Variable"] == "$.error.Cause" for r in rule["Or"])
@@ -717,6 +719,29 @@ def risky_paths(asl_text: str) -> list[str]:
 def test_no_jsonpath_that_the_local_emulator_mishandles() -> None:
     assert risky_paths(ASL_TEXT) == []
     assert risky_paths('{"a.$": "$.Item.dates[0].S"}') == ["$.Item.dates[0].S"]
+
+
+def _compared_variables(rule: dict[str, Any]) -> list[str]:
+    """The paths a Choice rule compares (IsPresent excluded), through And, Or and Not."""
+    nested = rule.get("And", []) + rule.get("Or", []) + ([rule["Not"]] if "Not" in rule else [])
+    if nested:
+        return [v for r in nested for v in _compared_variables(r)]
+    return [] if "IsPresent" in rule else [rule["Variable"]]
+
+
+def test_a_caught_errors_cause_is_compared_only_once_known_present() -> None:
+    # A comparison on a missing field fails the execution with States.Runtime, past every
+    # Catch and without a notice; a caught error need not carry a Cause.
+    checked = 0
+    for name, state in ASL["States"].items():
+        guarded = False
+        for rule in state.get("Choices", []):
+            if rule.get("Variable") == "$.error.Cause" and rule.get("IsPresent") is False:
+                guarded = True
+            if "$.error.Cause" in _compared_variables(rule):
+                assert guarded, name
+                checked += 1
+    assert checked == 6
 
 
 def test_sdk_results_with_datetimes_are_never_kept_whole() -> None:
