@@ -386,6 +386,8 @@ def validate_to_parquet(
 
 def _status(settings: Settings, c: Clients, sk: str, attributes: Mapping[str, Any]) -> None:
     pk = file_pk(settings.input_bucket, settings.raw_input_key)
+    if settings.run_id is not None:  # the workflow acts only on its own run's verdict
+        attributes = {**attributes, "run": settings.run_id}
     run_step(
         "status",
         lambda: put_status(settings.state_table, pk, sk, attributes, client=c.dynamodb),

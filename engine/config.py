@@ -135,6 +135,10 @@ class Settings:
     """The upload to process (``S3_INPUT_ETAG``, the event's etag): the validator reads that
     version of the key only (a key that holds another one, or none, was superseded), and the
     transformer refuses cleaned rows that another upload's validator wrote."""
+    run_id: str | None = None
+    """The workflow execution the task runs for (``WORKFLOW_EXECUTION_ID``), written into the
+    records it stores, so that the workflow acts only on a verdict of its own run, never on
+    one an earlier run left for an upload of the same bytes."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +159,7 @@ class Settings:
             lake=LakeTuning.from_env(e),
             archive=ArchiveTuning.from_env(e),
             input_etag=e.get("S3_INPUT_ETAG", "").strip('"') or None,
+            run_id=e.get("WORKFLOW_EXECUTION_ID") or None,
             **values,
         )
 

@@ -7,6 +7,7 @@ processes; every scenario uploads its files first and the executions run side by
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import time
@@ -706,21 +707,7 @@ def test_a_validator_that_stops_without_a_verdict_runs_again(
     the task again after 30 s (twice at most). The fault: the first validator task of this
     test finds S3 unavailable (a ``sitecustomize`` on the tasks' PYTHONPATH, which they
     inherit, makes its first call fail as a transient error)."""
-    marker = tmp_path / "failed-once"
-    (tmp_path / "sitecustomize.py").write_text(
-        "import os, pathlib\n"
-        "import engine.aws_jobs as jobs\n"
-        "from engine.errors import TransientError\n"
-        "real = jobs.validate_object\n"
-        f"marker = pathlib.Path({str(marker)!r})\n"
-        "def validate_object(*args, **kwargs):\n"
-        "    if not marker.exists():\n"
-        "        marker.write_text('x')\n"
-        "        raise TransientError('injected: S3 unavailable')\n"
-        "    return real(*args, **kwargs)\n"
-        "jobs.validate_object = validate_object\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p))
+    marker = _fail_first_validator(tmp_path, monkeypatch)
     # A new upload of a key processed before (aug-b's orders and a blank line: the same
     # KPIs): the key's status record is the earlier upload's, which the first run leaves.
     started = len(stack.executions())
@@ -736,6 +723,59 @@ def test_a_validator_that_stops_without_a_verdict_runs_again(
                                           "FirstValidatorRetry", "WaitBeforeValidatorRetry",
                                           "RunValidator"]
     assert names[-1] == "Done"
+
+
+def _fail_first_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the first validator task of the stack's next runs exit 4 (S3 unavailable),
+    through a ``sitecustomize`` the tasks inherit; return the marker it leaves."""
+    marker = tmp_path / "failed-once"
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, pathlib\n"
+        "import engine.aws_jobs as jobs\n"
+        "from engine.errors import TransientError\n"
+        "real = jobs.validate_object\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "def validate_object(*args, **kwargs):\n"
+        "    if not marker.exists():\n"
+        "        marker.write_text('x')\n"
+        "        raise TransientError('injected: S3 unavailable')\n"
+        "    return real(*args, **kwargs)\n"
+        "jobs.validate_object = validate_object\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p))
+    return marker
+
+
+@pytest.mark.integration
+def test_a_verdict_left_by_another_run_for_the_same_bytes_is_never_acted_on(
+        stack: Any, ran: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key's status record holds a verdict for an earlier upload of the same bytes (the
+    same etag): SUPERSEDED, left by a run that found the key replaced. This run's validator
+    stops without writing one (exit 4): the workflow took the old verdict for its own, ended
+    as superseded and left the file in input/. The record names the run that wrote it."""
+    body = ran["files"]["a"]
+    etag = hashlib.md5(body).hexdigest()  # a single-part upload's ETag
+    other_run = ran["executions"]["input/orders_2025-07-07.csv"][0]["executionArn"]
+    stack.client("dynamodb").put_item(TableName=stack.outputs["StateTableName"], Item={
+        "pk": {"S": f"file#{stack.outputs['InputBucketName']}/input/same-bytes.csv"},
+        "sk": {"S": "status"}, "status": {"S": "SUPERSEDED"}, "etag": {"S": etag},
+        "run": {"S": other_run}})
+    marker = _fail_first_validator(tmp_path, monkeypatch)
+    started = len(stack.executions())
+    _put(stack, "input/same-bytes.csv", body)
+    stack.wait_executions(started + 1, timeout=300)
+    [ex] = _by_file(stack)["input/same-bytes.csv"]
+    assert ex["status"] == "SUCCEEDED", ex
+    assert marker.exists()
+    names = [n for n, _ in _states_entered(stack, ex["executionArn"])]
+    assert names.count("RunValidator") == 2 and "NotifySuperseded" not in names
+    first = names.index("MayRetryValidator")
+    assert names[first - 2:first] == ["NoteThisRun", "CheckVerdict"]
+    assert names[-1] == "Done"
+    s3 = stack.client("s3")
+    assert s3.list_objects_v2(Bucket=stack.outputs["InputBucketName"],
+                              Prefix="input/same-bytes.csv")["KeyCount"] == 0  # archived
 
 
 @pytest.mark.integration
