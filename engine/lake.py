@@ -323,11 +323,14 @@ _WRITER_OPTIONS: dict[str, object] = {
 # ahead as well gained little more and slowed files with findings (`validate`: 38 -> 44-48 s).
 STAGE_QUEUE = 2
 
-# Date files a staged source keeps open, at most. A file of more dates closes the file of the
-# date written least recently and continues that date, when it comes again, in a part file
-# that is merged at the end: open files (a default limit of 1,024 or 4,096) and the writers'
-# memory (~80 KB each: 15,000 dates peaked at 1.2 GB) stay bounded whatever the dates.
-MAX_OPEN_DATES = 512
+# Date files a staged source keeps open, at most (fewer if the hard limit on open files is
+# lower). A file of more dates closes, on the thread that needs a new one, the file of its
+# date written last: a piece's dates come in date order, so that one is needed again only at
+# the next piece, after every other (closing the oldest instead, as an LRU would, closed
+# every date of a piece that cycles through more dates than the cap holds). A closed date
+# continues, when it comes again, in a part file merged at the end. Open files and the
+# writers' memory (~80 KB each: 15,000 dates had peaked at 1.2 GB) stay bounded.
+MAX_OPEN_DATES = 2048
 
 
 def required(schema: pa.Schema) -> pa.Schema:
@@ -355,9 +358,9 @@ def _stamped(
 
 
 class StagedSource:
-    """A source's typed rows on their way into the lake: one open Parquet file per date (of
-    the last ``MAX_OPEN_DATES`` written; an older date continues in a part file, merged when
-    the source is finished).
+    """A source's typed rows on their way into the lake: one open Parquet file per date (up
+    to ``MAX_OPEN_DATES`` open; beyond, a date whose file was closed continues in a part
+    file, merged when the source is finished).
 
     Each ``write`` adds one row group to the file of every date the batch holds, so memory
     follows the batch and the lake objects are complete when the last batch is written.
@@ -381,6 +384,9 @@ class StagedSource:
         self._open: tuple[OrderedDict[dt.date, pq.ParquetWriter], ...] = (
             OrderedDict(), OrderedDict())
         self._files: dict[dt.date, list[Path]] = {}
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self._max_open = MAX_OPEN_DATES if hard == resource.RLIM_INFINITY else max(
+            2, min(MAX_OPEN_DATES, hard - 256))
         self._queue = InOrder("stage", STAGE_QUEUE)
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-odd")
         self._finished = False
@@ -447,8 +453,8 @@ class StagedSource:
             side = self._open[day.toordinal() % 2]  # this thread's dates only
             writer = side.get(day)
             if writer is None:
-                if len(side) >= MAX_OPEN_DATES // 2:
-                    side.popitem(last=False)[1].close()
+                if side and sum(map(len, self._open)) >= self._max_open:
+                    side.popitem(last=True)[1].close()  # its date written last, see above
                 files = self._files.setdefault(day, [])
                 files.append(self.path(day) if not files
                              else self.folder / f"{day.isoformat()}.{len(files)}.part")

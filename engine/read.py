@@ -41,6 +41,9 @@ MAX_LINE_BYTES = 256 * 1024
 # matched whole (the first alternative), so a comma or line end inside it never starts a
 # field: ``"Mug, large"`` is not `` large"``.
 _QUOTED_OR_STRAY = re.compile(r'"(?:[^"]|"")*"|([^,\r\n"]+"[^,\r\n]*)')
+# What could be such a field, quoting aside (one search, at regex speed): without one there is
+# no stray quote, and the walk over every quoted field above is spared.
+_STRAY_CANDIDATE = re.compile(r'(?m)(?:^|,)[^,"\r\n]+"')
 _LONE_CR = re.compile("\r(?!\n)")
 _LOOKS_LIKE_DATA = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+(\.[0-9]+)?|true|false)$", re.I)
 
@@ -645,7 +648,8 @@ def diagnose(
     lay = layout(name, data, n_columns, header=header, first_line=first_line, offset=offset)
     body = data[len(BOM) :] if header and data.startswith(BOM) else data
     text = body.decode("utf-8")  # layout() proved that it decodes
-    m = next((q for q in _QUOTED_OR_STRAY.finditer(text) if q.group(1) is not None), None)
+    m = None if _STRAY_CANDIDATE.search(text) is None else next(
+        (q for q in _QUOTED_OR_STRAY.finditer(text) if q.group(1) is not None), None)
     if m is not None:
         field_text = m.group(1)
         raise InputFileError(

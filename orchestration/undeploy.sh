@@ -41,6 +41,10 @@ run() {
   printf '+'; printf ' %q' "$@"; printf '\n'
   if (( ! dry_run )); then "$@"; fi
 }
+# Any AWS call that fails (the CLI prints its own words first) ends the script with exit 1,
+# also inside run() (-E: functions inherit the trap).
+set -E
+trap 'fail "the last command failed (exit $?); nothing after it ran"' ERR
 
 if (( empty )); then
   if [[ -z "$account" ]]; then

@@ -119,3 +119,19 @@ def test_undeploy_stops_when_s3_keeps_a_version_and_leaves_the_stack(
         Bucket=cleaned, Key="held.parquet", VersionId=held, LegalHold={"Status": "OFF"}
     )
     s3.delete_object(Bucket=cleaned, Key="held.parquet", VersionId=held)
+
+
+def test_a_failing_aws_call_ends_the_script_with_exit_1(s3_env: str) -> None:
+    # Under `set -e` the script ended with the AWS CLI's own code (255), which its usage
+    # text did not list.
+    from tests.aws.fixtures import free_port
+
+    if not (AWS_BIN / "aws").is_file():
+        pytest.fail(f"no AWS CLI in {AWS_BIN}: run tests/aws/install_awscli.sh (make test does)")
+    env = {**os.environ, "PATH": f"{AWS_BIN}{os.pathsep}{os.environ['PATH']}",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    proc = undeploy(env, "nobody-listens")
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Could not connect to the endpoint URL" in proc.stderr
+    assert "undeploy.sh: the last command failed (exit 1); nothing after it ran" in proc.stderr
+    assert "delete-stack" not in proc.stdout  # it stopped at the input bucket
