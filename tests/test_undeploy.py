@@ -30,13 +30,17 @@ def cli_env(s3_env: str) -> dict[str, str]:
 
 @pytest.fixture
 def stack(s3_env: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
-    """A stack and the two buckets `undeploy.sh` derives from a prefix of this test's own."""
+    """A stack and the two buckets `undeploy.sh` derives from a prefix of this test's own
+    (the input bucket made, with an object; the cleaned one is the test's to make)."""
     prefix = f"undeploy-{request.node.name[-12:].strip('_').lower().replace('_', '-')}"
     cfn = boto3.client("cloudformation")
     cfn.create_stack(
         StackName=prefix, TemplateBody='{"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}'
     )
-    yield prefix, f"{prefix}-input-{ACCOUNT}-{REGION}", f"{prefix}-cleaned-{ACCOUNT}-{REGION}"
+    input_bucket = f"{prefix}-input-{ACCOUNT}-{REGION}"
+    boto3.client("s3").create_bucket(Bucket=input_bucket)
+    boto3.client("s3").put_object(Bucket=input_bucket, Key="input/orders 1+x.csv", Body=b"x")
+    yield prefix, input_bucket, f"{prefix}-cleaned-{ACCOUNT}-{REGION}"
 
 
 def undeploy(env: dict[str, str], prefix: str) -> subprocess.CompletedProcess[str]:
@@ -67,10 +71,9 @@ def test_undeploy_empties_both_buckets_over_several_pages_and_deletes_the_stack(
 ) -> None:
     prefix, input_bucket, cleaned = stack
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=input_bucket)
     s3.create_bucket(Bucket=cleaned)
     s3.put_bucket_versioning(Bucket=cleaned, VersioningConfiguration={"Status": "Enabled"})
-    for i in range(25):
+    for i in range(2, 25):
         s3.put_object(Bucket=input_bucket, Key=f"input/orders {i}+x.csv", Body=b"x")
     # Two versions of 650 keys, 250 of them then deleted: 1,550 entries, two listing pages;
     # keys with spaces, '+', '%' and non-ASCII, as file names make them.
@@ -96,9 +99,8 @@ def test_undeploy_empties_both_buckets_over_several_pages_and_deletes_the_stack(
 def test_undeploy_stops_when_s3_keeps_a_version_and_leaves_the_stack(
     cli_env: dict[str, str], stack: tuple[str, str, str]
 ) -> None:
-    prefix, input_bucket, cleaned = stack
+    prefix, _, cleaned = stack
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=input_bucket)
     s3.create_bucket(Bucket=cleaned, ObjectLockEnabledForBucket=True)  # versioned, too
     s3.put_object(Bucket=cleaned, Key="free.parquet", Body=b"a")
     held = s3.put_object(Bucket=cleaned, Key="held.parquet", Body=b"a")["VersionId"]
@@ -121,15 +123,13 @@ def test_undeploy_stops_when_s3_keeps_a_version_and_leaves_the_stack(
     s3.delete_object(Bucket=cleaned, Key="held.parquet", VersionId=held)
 
 
-def test_a_failing_aws_call_ends_the_script_with_exit_1(s3_env: str) -> None:
+def test_a_failing_aws_call_ends_the_script_with_exit_1(cli_env: dict[str, str]) -> None:
     # Under `set -e` the script ended with the AWS CLI's own code (255), which its usage
     # text did not list.
     from tests.aws.fixtures import free_port
 
-    if not (AWS_BIN / "aws").is_file():
-        pytest.fail(f"no AWS CLI in {AWS_BIN}: run tests/aws/install_awscli.sh (make test does)")
-    env = {**os.environ, "PATH": f"{AWS_BIN}{os.pathsep}{os.environ['PATH']}",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    env = {**cli_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+           "AWS_MAX_ATTEMPTS": "1"}
     proc = undeploy(env, "nobody-listens")
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
     assert "Could not connect to the endpoint URL" in proc.stderr
