@@ -719,6 +719,8 @@ def validate_raw(
         line_of=lambda row: _at(lay.start_lines, row),
         field_counts=lay.field_counts,
     )
+    if not findings:  # rows of the wrong width were all blank lines (``,,,``)
+        return _accept(raw, frame, report)
     findings = _sorted_findings(findings)
     report.findings = findings
     report.invalid_rows = len(bad_rows)
@@ -779,6 +781,12 @@ def _findings(
             if n not in (n_fields, 0)
             and (n > n_fields or any(c in ORDER_COLUMNS for c in header[n:]))
         }
+    if ragged:
+        # A record of empty fields only (``,,,``) is a blank line, skipped with the others
+        # (it is not in ``frame``), whatever its field count: it was a bad row only when
+        # another row of its piece was bad, and counted twice (valid rows went negative).
+        kept = frame.filter(pl.col(ROW).is_in(list(ragged)))[ROW].to_list()
+        ragged = {row: ragged[row] for row in kept}
     for i, n in ragged.items():
         bad[i] = line_of(i)
         findings.append(Finding(

@@ -135,6 +135,24 @@ def test_a_duplicate_on_a_row_of_the_wrong_width_names_both_lines(
 
 
 @pytest.mark.parametrize("batch_bytes", [3, 10_000])
+def test_a_line_of_commas_only_is_blank_whatever_its_field_count(
+    tmp_path: Path, batch_bytes: int
+) -> None:
+    # `,,,` was a blank line when its piece was valid, and a bad row (field_count) when
+    # another row of the piece was bad: then counted twice, down to valid_rows = -1.
+    for extra in ("", "A2,C1,2025-01-01,Books,P,0,1,false\n"):
+        path = _write(tmp_path, HEADER + ",,,,,,,\n,,,\n,,,,,,,,,,,,\n"
+                      "A1,C1,2025-01-01,Books,P,1,1,false\n" + extra)
+        got = validate_file(path, batch_bytes=batch_bytes).report
+        assert got.warnings == ["3 blank line(s) skipped"]
+        assert (got.rows, got.valid_rows, got.invalid_rows) == (
+            (1, 1, 0) if not extra else (2, 1, 1))
+        assert [(f.line, f.rule) for f in got.findings] == ([] if not extra else [
+            (6, "positive_integer")])
+        assert got.to_dict() == _whole_file(path)
+
+
+@pytest.mark.parametrize("batch_bytes", [3, 10_000])
 def test_a_comma_inside_a_quoted_field_is_no_stray_quote(tmp_path: Path, batch_bytes: int) -> None:
     # A piece Polars refused (a row with too many fields) was searched for stray quotes
     # without regard to quoting: the valid '"Mug, large"' was taken for the field ' large"'
