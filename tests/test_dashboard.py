@@ -419,3 +419,25 @@ def test_a_rejection_whose_corrected_file_was_accepted_since_says_so(tmp_path: P
     assert main(["dashboard", "--from-dir", str(out), "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert page.count("Since accepted: a file of this name entered the lake at") == 1
+
+
+def test_browser_charts_keep_every_day_of_a_span_over_4000_days(tmp_path: Path) -> None:
+    # The calendar behind the charts stopped after 4000 days: the later days, here the one
+    # holding nearly all the revenue, were missing from every chart (the cards had them).
+    from engine.cli import main
+
+    orders = tmp_path / "span.csv"
+    orders.write_text(
+        "order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+        "A1,C1,2010-01-01,Books,P,1,10,false\nA2,C1,2020-01-01,Books,P,1,20,false\n"
+        "A3,C1,2025-06-01,Books,P,1,30000,true\n")
+    out, page = tmp_path / "out", tmp_path / "span.html"
+    assert main(["process", str(orders), "--out", str(out), "-q"]) == 0
+    assert main(["dashboard", "--from-dir", str(out), "--out", str(page)]) == 0
+    dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout
+    assert_script_ran_cleanly(dom)
+    assert card(dom, "card-revenue") == "30,030.00"
+    points = re.findall(r'<circle[^>]*data-value="([^"]+)"', dom)
+    assert points == ["10.00", "20.00", "30000.00", "0.0000", "0.0000", "1.0000"]
+    bars = re.findall(r'<rect[^>]*data-value="([^"]+)"', dom)
+    assert "30000.00" in bars

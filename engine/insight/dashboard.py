@@ -572,11 +572,15 @@ _JS: Final = r"""
     });
     return f.svg;
   }
-  function calendar(from, to) { // every date from..to, UTC, as YYYY-MM-DD
-    var out = [], d = new Date(from + "T00:00:00Z"), end = new Date(to + "T00:00:00Z");
-    while (d <= end && out.length < 4000) {
-      out.push(d.toISOString().slice(0, 10)); d.setUTCDate(d.getUTCDate() + 1);
-    }
+  // Every date from the first day to the last, UTC, as YYYY-MM-DD, so that a day without KPI
+  // rows is a gap; over more than MAX_CALENDAR_DAYS, the days with rows only (the calendar
+  // was cut there, and every later day was left out of the charts).
+  var MAX_CALENDAR_DAYS = 4000;
+  function calendar(days) {
+    var d = new Date(days[0].d + "T00:00:00Z"), end = new Date(days[days.length - 1].d + "T00:00:00Z");
+    if ((end - d) / 86400000 >= MAX_CALENDAR_DAYS) { return days.map(function (x) { return x.d; }); }
+    var out = [];
+    while (d <= end) { out.push(d.toISOString().slice(0, 10)); d.setUTCDate(d.getUTCDate() + 1); }
     return out;
   }
   function stackedBars(holder, id, title, desc, days, cats, categories, palette) {
@@ -646,7 +650,7 @@ _JS: Final = r"""
     setText("period-label", days.length ? from + " to " + to : "no data in " + from + " to " + to);
 
     // The x axis is the calendar, so a day without KPI rows shows as a gap, not as a slope.
-    var dates = days.length ? calendar(days[0].d, days[days.length - 1].d) : [];
+    var dates = days.length ? calendar(days) : [];
     var byDate = {};
     days.forEach(function (d) { byDate[d.d] = d; });
     lineChart(document.getElementById("chart-revenue"), "revenue", "Daily revenue",
