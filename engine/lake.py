@@ -244,7 +244,8 @@ class LocalLake:
             "rows": n_rows,
             "sha256": sha256,
             "dates": sorted(d.isoformat() for d in new_dates),
-            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            # to the microsecond: a rejection of the same name in the same second is older
+            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         }
         write_text_atomic(self._manifest_path(sid), json.dumps(manifest, indent=2) + "\n")
         log.info("lake: %s -> %d rows, %d dates (seq %d)", source, n_rows, len(new_dates), seq)

@@ -123,7 +123,7 @@ def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
         if path.is_file() and os.access(path, os.R_OK):
             raise  # the input is readable: the trouble is the output folder's
         report.warnings.append(f"the file could not be kept in rejected/: {e.strerror or e}")
-    report.write_json(rejected_dir / beside(path.name, ".errors.json"))
+    report.write_json(rejected_dir / beside(path.name, ".errors.json"), outcome="rejected")
 
 
 def process_paths(
@@ -362,7 +362,7 @@ def _one_file(
         return FileOutcome(name, "rejected", report)
     assert res.rejected_rows is not None
     write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / beside(path.name, ".rows.csv"))
-    report.write_json(rejected_dir / beside(path.name, ".errors.json"))
+    report.write_json(rejected_dir / beside(path.name, ".errors.json"), outcome="quarantined")
     with commits.exclusive():  # the lake changes here, on this thread
         if res.cleaned is not None:  # the whole-file path kept them
             ing = lake.add_source(path.name, res.cleaned)

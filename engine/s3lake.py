@@ -260,7 +260,8 @@ class S3Lake:
             "sha256": sha256,
             "dates": sorted(d.isoformat() for d in new_dates),
             "unpublished": sorted(d.isoformat() for d in affected),
-            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            # to the microsecond: a rejection of the same name in the same second is older
+            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         }
         self._put_manifest(sid, manifest)
         log.info("lake: %s -> %d rows, %d dates (seq %d)", source, n_rows, len(new_dates), seq)

@@ -178,10 +178,13 @@ class ValidationReport:
         d["summary"] = self.summary()
         return d
 
-    def write_json(self, path: str | Path) -> None:
+    def write_json(self, path: str | Path, *, outcome: str | None = None) -> None:
+        """Write the report; ``outcome`` (``process``: "rejected" or "quarantined") is added
+        as a key of its own, so that readers tell a file set aside from one partly accepted."""
         from engine.atomic import write_text_atomic
 
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        data = self.to_dict() if outcome is None else {**self.to_dict(), "outcome": outcome}
+        write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 @dataclass

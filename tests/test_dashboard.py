@@ -399,8 +399,6 @@ def test_dynamodb_dashboard_takes_categories_from_the_state_fences(
 def test_a_rejection_whose_corrected_file_was_accepted_since_says_so(tmp_path: Path) -> None:
     # The panel listed the rejection of a file whose corrected export had entered the lake
     # since, as if it still stood.
-    import time
-
     from engine.cli import main
 
     src, out = tmp_path / "in", tmp_path / "out"
@@ -411,7 +409,8 @@ def test_a_rejection_whose_corrected_file_was_accepted_since_says_so(tmp_path: P
                  "-q"]) == 1
     assert {r.name: r.accepted_at for r in load_rejections(out)} == {
         str(src / "orders.csv"): None, str(src / "other.csv"): None}
-    time.sleep(1.1)  # the lake records seconds
+    # No pause: the lake records microseconds (to the second, a correction in the same
+    # second as the rejection, as `process jan/orders.csv fix/orders.csv` makes, was older).
     (src / "orders.csv").write_bytes((FIXTURES / "valid_order.csv").read_bytes())
     assert main(["process", str(src / "orders.csv"), "--out", str(out), "-q"]) == 0
     got = {r.name: r.accepted_at for r in load_rejections(out)}
@@ -419,6 +418,44 @@ def test_a_rejection_whose_corrected_file_was_accepted_since_says_so(tmp_path: P
     assert main(["dashboard", "--from-dir", str(out), "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert page.count("Since accepted: a file of this name entered the lake at") == 1
+    # The README's own case, one run: jan/orders.csv rejected, then fix/orders.csv accepted.
+    jan, fix, one = tmp_path / "jan", tmp_path / "fix", tmp_path / "one"
+    jan.mkdir(), fix.mkdir()
+    (jan / "orders.csv").write_bytes((FIXTURES / "invalid_order.csv").read_bytes())
+    (fix / "orders.csv").write_bytes((FIXTURES / "valid_order.csv").read_bytes())
+    assert main(["process", str(jan / "orders.csv"), str(fix / "orders.csv"), "--out", str(one),
+                 "-q"]) == 1
+    [rejection] = load_rejections(one)
+    assert rejection.accepted_at is not None and not rejection.quarantined
+
+
+def test_a_quarantine_is_told_apart_from_a_rejection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A quarantined file enters the lake right after its report: it was labelled "since
+    # accepted ... this rejection is history" (a large file, written over more than a second
+    # after its report), and counted among the rejected files.
+    from engine.cli import main
+
+    rows = (FIXTURES / "valid_order.csv").read_text().splitlines()
+    bad = tmp_path / "some bad.csv"
+    bad.write_text("\n".join([*rows, "X1,C9,2025-07-06,Books,P,-1,1.00,false"]) + "\n")
+    out = tmp_path / "out"
+    assert main(["process", str(bad), str(FIXTURES / "invalid_order.csv"), "--out", str(out),
+                 "-q", "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5"]) == 1
+    report = json.loads((out / "rejected" / "some bad.csv.errors.json").read_text())
+    assert report["outcome"] == "quarantined"
+    assert json.loads((out / "rejected" / "invalid_order.csv.errors.json").read_text())[
+        "outcome"] == "rejected"
+    got = {Path(r.name).name: r for r in load_rejections(out)}
+    assert got["some bad.csv"].quarantined and got["some bad.csv"].accepted_at is None
+    assert not got["invalid_order.csv"].quarantined
+    capsys.readouterr()
+    assert main(["dashboard", "--from-dir", str(out), "--out", str(tmp_path / "r.html")]) == 0
+    assert "1 rejected files, 1 with rows quarantined)" in capsys.readouterr().err
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("Quarantined: the rows below were set aside") == 1
+    assert "Since accepted" not in page
 
 
 def test_browser_charts_keep_every_day_of_a_span_over_4000_days(tmp_path: Path) -> None:

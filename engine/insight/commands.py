@@ -164,7 +164,10 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
     out = dash.write_dashboard(args.out, page)
     logger.info("dashboard: %d days, %d category rows -> %s", daily.height, cats.height, out)
     # stdout stays free for data; where the file went is for the person at the terminal.
-    shown = "rejections not read" if rejections is None else f"{len(rejections)} rejected files"
+    quarantined = sum(r.quarantined for r in rejections or ())
+    shown = ("rejections not read" if rejections is None
+             else f"{len(rejections) - quarantined} rejected files"
+             + (f", {quarantined} with rows quarantined" if quarantined else ""))
     print(f"dashboard written to {out} ({daily.height} days, {shown})", file=sys.stderr)
     return 0
 

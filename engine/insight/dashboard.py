@@ -57,6 +57,9 @@ class Rejection:
     accepted_at: str | None = None
     """When a file of the same name entered the lake after this rejection (a corrected
     export), as the lake recorded it; None if none has."""
+    quarantined: bool = False
+    """``process --on-invalid quarantine-rows`` set the bad rows aside and accepted the others
+    (the report's ``outcome``): the file itself entered the lake."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,10 @@ def load_rejections(folder: str | Path, *, limit: int = 10, first: int = 5) -> l
             logger.warning("cannot read %s: %s", path, exc)
             text = exc
         rejection = _rejection(path.name.removesuffix(".errors.json"), text, first)
-        accepted = _accepted_since(Path(folder), Path(rejection.name).name,
-                                   path.stat().st_mtime)
+        # A quarantined file entered the lake right after its report: that is not a later
+        # correction (a correction of it would, in turn, replace this report or not: unknown).
+        accepted = None if rejection.quarantined else _accepted_since(
+            Path(folder), Path(rejection.name).name, path.stat().st_mtime)
         out.append(dataclasses.replace(rejection, accepted_at=accepted))
     return out
 
@@ -256,6 +261,7 @@ def _rejection(fallback: str, text: str | Exception, first: int) -> Rejection:
         findings=len(findings),
         first=tuple(_finding(f) for f in findings[:first]),
         summary=summary,
+        quarantined=report.get("outcome") == "quarantined",
     )
 
 
@@ -411,10 +417,15 @@ def _rejections_html(rejections: Sequence[Rejection] | None) -> str:
             f" {esc(rej.accepted_at)}; this rejection is history.</p>"
             if rej.accepted_at else ""
         )
+        kept = (
+            '<p class="quarantined">Quarantined: the rows below were set aside (in'
+            f" <code>{esc(rej.name)}.rows.csv</code>); the file's other rows were accepted.</p>"
+            if rej.quarantined else ""
+        )
         parts.append(
             f'<article class="rejection" data-file="{esc(rej.name, quote=True)}">'
             f'<h3>{esc(rej.name)} <span class="count">{rej.findings:,} {noun}</span></h3>'
-            f'{since}<p class="summary">{esc(rej.summary)}</p>{table}{more_text}</article>'
+            f'{since}{kept}<p class="summary">{esc(rej.summary)}</p>{table}{more_text}</article>'
         )
     return "".join(parts)
 
@@ -577,8 +588,11 @@ _JS: Final = r"""
   // was cut there, and every later day was left out of the charts).
   var MAX_CALENDAR_DAYS = 4000;
   function calendar(days) {
-    var d = new Date(days[0].d + "T00:00:00Z"), end = new Date(days[days.length - 1].d + "T00:00:00Z");
-    if ((end - d) / 86400000 >= MAX_CALENDAR_DAYS) { return days.map(function (x) { return x.d; }); }
+    var d = new Date(days[0].d + "T00:00:00Z");
+    var end = new Date(days[days.length - 1].d + "T00:00:00Z");
+    if ((end - d) / 86400000 >= MAX_CALENDAR_DAYS) {
+      return days.map(function (x) { return x.d; });
+    }
     var out = [];
     while (d <= end) { out.push(d.toISOString().slice(0, 10)); d.setUTCDate(d.getUTCDate() + 1); }
     return out;
