@@ -465,8 +465,9 @@ def _disk_full(e: BaseException) -> bool:
 
 def _damaged_parquet(args: argparse.Namespace, e: Exception) -> str | None:
     """If Polars or Arrow failed on a Parquet file of the command's output folder (the lake,
-    the KPI tables), return which file, and why, read footer by footer; else None."""
-    if "parquet" not in str(e).lower():
+    the KPI tables), return which file, and why, read footer by footer; else None. A file
+    that reads but lacks the columns the project writes there is damaged too."""
+    if "parquet" not in str(e).lower() and not type(e).__module__.startswith("polars"):
         return None
     # dashboard has both: --from-dir is the folder it reads, --out the HTML file it writes
     folder = next((v for v in (getattr(args, k, None) for k in ("out", "dir", "from_dir"))
@@ -478,14 +479,27 @@ def _damaged_parquet(args: argparse.Namespace, e: Exception) -> str | None:
     damaged = []
     for path in sorted(Path(folder).rglob("*.parquet")):
         try:
-            pq.read_metadata(path)
+            names = set(pq.read_metadata(path).schema.names)
         except Exception as bad:  # any reason this footer cannot be read names the file
             damaged.append(f"{path} ({bad})")
+            continue
+        if missing := [c for c in _parquet_columns(path) if c not in names]:
+            damaged.append(f"{path} (no column {', '.join(missing)})")
     if not damaged:
         return None
     shown = "\n  ".join(damaged[:5]) + (f"\n  and {len(damaged) - 5} more" if len(damaged) > 5
                                        else "")
     return f"Parquet files of the output folder cannot be read:\n  {shown}"
+
+
+def _parquet_columns(path: Path) -> tuple[str, ...]:
+    """The columns the project writes into a Parquet file at ``path`` of an output folder."""
+    from engine.columns import CATEGORY_COLUMNS, DAILY_COLUMNS, ORDER_COLUMNS
+    from engine.pipeline import CATEGORY_PARQUET, DAILY_PARQUET
+
+    if path.parent.name.startswith("order_date="):  # a lake object
+        return (*ORDER_COLUMNS, "_seq", "_source")
+    return {CATEGORY_PARQUET: CATEGORY_COLUMNS, DAILY_PARQUET: DAILY_COLUMNS}.get(path.name, ())
 
 
 def _aws_setup_problem(e: Exception) -> str | None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from engine.cli import main
@@ -607,6 +608,24 @@ def test_a_damaged_parquet_output_is_named(tmp_path: Path,
     assert main(["dashboard", "--from-dir", str(tmp_path), "--out", str(html)]) == 74
     assert f"{tmp_path / 'daily_kpis.parquet'} (" in capsys.readouterr().err
     assert not html.exists()
+
+
+def test_a_parquet_output_with_other_columns_is_named(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # A table or lake object that reads, but holds other columns: Polars' "unable to find
+    # column" was exit 70, "a bug".
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "category_kpis.parquet")
+    assert main(["query", "category", "--category", "Books", "--from", "2025-07-01", "--to",
+                 "2025-07-31", "--dir", str(tmp_path)]) == 74
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'category_kpis.parquet'} (no column category, order_date," in err
+    assert "daily_kpis" not in err  # only the damaged one is named
+    [part] = (tmp_path / "lake").glob("order_date=*/*.parquet")
+    pl.DataFrame({"x": [1]}).write_parquet(part)
+    assert main(["reprocess", "--out", str(tmp_path), "--date-from", "2025-07-01",
+                 "--date-to", "2025-07-31", "-q"]) == 74
+    assert f"{part} (no column order_id, customer_id," in capsys.readouterr().err
 
 
 def test_a_report_through_a_link_to_standard_output_lands_in_the_redirected_file(
