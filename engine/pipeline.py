@@ -114,7 +114,9 @@ def beside(name: str, suffix: str) -> str:
 
 def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     """Keep the file's bytes unchanged beside a JSON report of everything wrong with it.
-    A file that cannot be read (its report says so) gets the report alone."""
+    A file that cannot be read (its report says so) gets the report alone. The rows an
+    earlier quarantine of this name set aside go: this report replaces that one."""
+    (rejected_dir / beside(path.name, ".rows.csv")).unlink(missing_ok=True)
     try:
         if report.sha256 is None:
             report.size_bytes, report.sha256 = file_digest(path)
@@ -353,14 +355,19 @@ def _one_file(
     )
     if not quarantine:
         if on_invalid == "quarantine-rows" and report.structural is None:
+            # The counts, not rounded percentages ("1.00% ... above 1.00%" for 101 of 10,000).
             report.warnings.append(
-                f"{ratio:.2%} of rows are invalid, above --max-invalid-ratio {max_ratio:.2%}:"
-                " the whole file is rejected" if ratio > max_ratio else
+                f"{report.invalid_rows:,} of {report.rows:,} rows are invalid ({ratio:.4g} of"
+                f" them), above --max-invalid-ratio {max_ratio + 0.0:g}: the whole file is"
+                " rejected" if ratio > max_ratio else
                 "no valid row is left to process: the whole file is rejected"
             )
         _reject(path, report, rejected_dir)
         return FileOutcome(name, "rejected", report)
     assert res.rejected_rows is not None
+    # An earlier rejection of this name left the file's bytes: they would sit beside a report
+    # of another file (the reports of one name replace each other, as the copies do).
+    (rejected_dir / path.name).unlink(missing_ok=True)
     write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / beside(path.name, ".rows.csv"))
     report.write_json(rejected_dir / beside(path.name, ".errors.json"), outcome="quarantined")
     with commits.exclusive():  # the lake changes here, on this thread

@@ -72,6 +72,46 @@ def test_quarantine_above_ratio_rejects_the_whole_file(
     assert (out / "rejected" / src.name).read_bytes() == src.read_bytes()
 
 
+def test_the_ratio_message_gives_counts_not_rounded_percentages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 101 bad rows of 10,000 said "1.00% of rows are invalid, above ... 1.00%".
+    header, *rows = GOOD.read_text(encoding="utf-8").splitlines()
+    first = rows[0].split(",")
+    lines = [",".join([f"R{i}", *first[1:5], "-1" if i < 101 else "1", *first[6:]])
+             for i in range(10_000)]
+    src = tmp_path / "many.csv"
+    src.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    rc, err = _run(capsys, "process", "-q", str(src), "--out", str(tmp_path / "out"),
+                   "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.01")
+    assert rc == 1
+    assert ("101 of 10,000 rows are invalid (0.0101 of them), above --max-invalid-ratio 0.01:"
+            " the whole file is rejected") in err
+
+
+def test_a_quarantine_and_a_rejection_of_one_name_leave_one_files_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The kept bytes of a rejected file stayed beside the report of a later quarantine of
+    # the same name (and the quarantined rows beside a later rejection's report).
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    v1.mkdir(), v2.mkdir()
+    (v1 / "o.csv").write_bytes((ROOT / "fixtures" / "invalid_order.csv").read_bytes())
+    header, *rows = GOOD.read_text(encoding="utf-8").splitlines()
+    (v2 / "o.csv").write_text("\n".join([header, *rows, "X1,C9,2025-07-06,Books,P,-1,1,false"])
+                              + "\n", encoding="utf-8")
+    out, rejected = tmp_path / "out", tmp_path / "out" / "rejected"
+    quarantine = ["--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5"]
+    assert _run(capsys, "process", "-q", str(v1 / "o.csv"), "--out", str(out))[0] == 1
+    assert (rejected / "o.csv").exists()
+    assert _run(capsys, "process", "-q", str(v2 / "o.csv"), "--out", str(out), *quarantine)[0] == 1
+    assert sorted(p.name for p in rejected.iterdir()) == ["o.csv.errors.json", "o.csv.rows.csv"]
+    assert _run(capsys, "process", "-q", str(v1 / "o.csv"), "--out", str(out))[0] == 1
+    assert sorted(p.name for p in rejected.iterdir()) == ["o.csv", "o.csv.errors.json"]
+    report = json.loads((rejected / "o.csv.errors.json").read_text(encoding="utf-8"))
+    assert report["outcome"] == "rejected" and report["invalid_rows"] == 3
+
+
 def test_quarantine_of_a_file_with_no_valid_row_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
