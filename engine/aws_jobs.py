@@ -233,7 +233,7 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             "etag": fetched.etag,
             "rows": report.rows,
             "invalid_rows": report.invalid_rows,
-            "dates": list(report.dates),
+            **_listed_dates("dates", report.dates),
             "summary": report.notice(rejected=not report.ok),
             "updated_at": _now(),
         }
@@ -384,6 +384,33 @@ def validate_to_parquet(
         raise
 
 
+# Dates listed in a state record, at most: an item holds 400 KB, and a file of ~37,000 dates
+# (11 bytes each) made the validator's record too large (exit 2 on every run, no verdict).
+MAX_LISTED_DATES = 1000
+
+
+def _listed_dates(name: str, dates: Sequence[str]) -> dict[str, Any]:
+    """``{name: the first MAX_LISTED_DATES dates, name + "_count": how many}``."""
+    listed = sorted(dates)
+    return {name: listed[:MAX_LISTED_DATES], f"{name}_count": len(listed)}
+
+
+def dates_text(dates: Sequence[dt.date], affected: Sequence[dt.date] = ()) -> str:
+    """The dates of a file, for a notice: all of up to 31, else the first and last and how
+    many; and the dates whose KPIs changed because the file no longer holds them (a
+    corrected re-upload, or one of a header only, removes the earlier upload's dates)."""
+
+    def shown(days: Sequence[dt.date]) -> str:
+        text = sorted(d.isoformat() for d in days)
+        return ", ".join(text) if len(text) <= 31 else (
+            f"{text[0]} .. {text[-1]} ({len(text):,} dates)")
+
+    out = shown(dates) if dates else "(none)"
+    if gone := sorted(set(affected) - set(dates)):
+        out += f"; no longer held, KPIs recomputed: {shown(gone)}"
+    return out
+
+
 def _status(settings: Settings, c: Clients, sk: str, attributes: Mapping[str, Any]) -> None:
     pk = file_pk(settings.input_bucket, settings.raw_input_key)
     if settings.run_id is not None:  # the workflow acts only on its own run's verdict
@@ -530,10 +557,10 @@ def transform_object(settings: Settings, clients: Clients | None = None) -> int:
         {
             "status": "DONE",
             "rows": ing.rows,
-            "dates": [d.isoformat() for d in ing.dates],
-            # The same, as one string for people: the workflow's notification quotes it.
-            "dates_text": ", ".join(d.isoformat() for d in ing.dates) or "(none)",
-            "affected_dates": [d.isoformat() for d in ing.affected],
+            **_listed_dates("dates", [d.isoformat() for d in ing.dates]),
+            # For people: the workflow's notification quotes it.
+            "dates_text": dates_text(ing.dates, ing.affected),
+            **_listed_dates("affected_dates", [d.isoformat() for d in ing.affected]),
             "seq": ing.seq,
             "duration_ms": round((time.perf_counter() - start) * 1000),
             "updated_at": _now(),

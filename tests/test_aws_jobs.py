@@ -780,6 +780,36 @@ def test_a_header_only_file_stores_a_zero_row_object_with_the_lake_columns(
     assert stack.items(stack.category_table) == [] and stack.items(stack.order_table) == []
 
 
+def test_a_header_only_reupload_names_the_dates_it_removed_in_the_notice(stack: Stack) -> None:
+    # "rows: 0 | dates: (none)": the KPIs of V1's two dates changed without a word.
+    key = "orders/emptied.csv"
+    stack.upload(key, order_csv(V1))
+    assert run(stack, key) == (0, 0)
+    stack.upload(key, order_csv([]))
+    assert run(stack, key) == (0, 0)
+    done = stack.record(file_pk(stack.input_bucket, stack.env(key)["S3_INPUT_KEY"]), "transform")
+    assert done is not None
+    assert done["dates_text"] == f"(none); no longer held, KPIs recomputed: {D1}, {D2}"
+    assert (done["dates"], done["dates_count"], done["affected_dates"]) == ([], 0, [D1, D2])
+    assert stack.items(stack.category_table) == [] and stack.items(stack.order_table) == []
+
+
+def test_a_file_of_more_dates_than_a_record_lists_keeps_its_records_small(stack: Stack) -> None:
+    # Every date went into the status record: ~37,000 dates made it larger than DynamoDB's
+    # 400 KB, and the validator exited 2 on every run (no verdict). Validation alone here.
+    days = [dt.date(1950, 1, 1) + dt.timedelta(n) for n in range(1500)]
+    key = "orders/many dates.csv"
+    stack.upload(key, order_csv([(f"O{i}", "C1", d.isoformat(), "Books", "P", 1, "1.00", "false")
+                                 for i, d in enumerate(days)]))
+    settings = Settings.from_env(stack.env(key))
+    assert jobs.validate_object(settings, jobs.Clients(stack.s3, stack.dynamodb)) == 0
+    status = stack.record(file_pk(stack.input_bucket, stack.env(key)["S3_INPUT_KEY"]), "status")
+    assert status is not None and status["dates_count"] == 1500
+    assert status["dates"] == [d.isoformat() for d in days[: jobs.MAX_LISTED_DATES]]
+    assert jobs.dates_text(days) == "1950-01-01 .. 1954-02-08 (1,500 dates)"
+    assert jobs.dates_text(days[:31]) == ", ".join(d.isoformat() for d in days[:31])
+
+
 def test_a_cleaned_bucket_that_refuses_the_upload_exits_2_not_1(stack: Stack) -> None:
     key = "orders/nowhere.csv"
     stack.upload(key, order_csv(V1))
