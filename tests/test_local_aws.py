@@ -775,22 +775,24 @@ def test_a_validator_that_stops_without_a_verdict_runs_again(
     assert names[-1] == "Done"
 
 
-def _fail_first_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Make the first validator task of the stack's next runs exit 4 (S3 unavailable),
-    through a ``sitecustomize`` the tasks inherit; return the marker it leaves."""
+def _fail_first_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          job: str = "validate_object") -> Path:
+    """Make the first validator task (``job``: or transformer) of the stack's next runs exit
+    4 (S3 unavailable), through a ``sitecustomize`` the tasks inherit; return the marker it
+    leaves."""
     marker = tmp_path / "failed-once"
     (tmp_path / "sitecustomize.py").write_text(
         "import os, pathlib\n"
         "import engine.aws_jobs as jobs\n"
         "from engine.errors import TransientError\n"
-        "real = jobs.validate_object\n"
+        f"real = jobs.{job}\n"
         f"marker = pathlib.Path({str(marker)!r})\n"
-        "def validate_object(*args, **kwargs):\n"
+        "def once(*args, **kwargs):\n"
         "    if not marker.exists():\n"
         "        marker.write_text('x')\n"
         "        raise TransientError('injected: S3 unavailable')\n"
         "    return real(*args, **kwargs)\n"
-        "jobs.validate_object = validate_object\n")
+        f"jobs.{job} = once\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p))
     return marker
@@ -826,6 +828,29 @@ def test_a_verdict_left_by_another_run_for_the_same_bytes_is_never_acted_on(
     s3 = stack.client("s3")
     assert s3.list_objects_v2(Bucket=stack.outputs["InputBucketName"],
                               Prefix="input/same-bytes.csv")["KeyCount"] == 0  # archived
+
+
+@pytest.mark.integration
+def test_a_transformer_that_fails_once_is_retried_and_the_retry_runs(
+        stack: Any, ran: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RunTransformer retries a failed task (30 s later at most). moto closed the task's
+    callback endpoint after the first attempt, so the retry timed out ~10 ms after it was
+    submitted (States.Timeout, a failure notice) while its process published on."""
+    marker = _fail_first_validator(tmp_path, monkeypatch, job="transform_object")
+    started = len(stack.executions())
+    _put(stack, "input/retried.csv", ran["files"]["a"])
+    stack.wait_executions(started + 1, timeout=300)
+    [ex] = _by_file(stack)["input/retried.csv"]
+    assert ex["status"] == "SUCCEEDED", ex
+    assert marker.exists()
+    events = stack.client("stepfunctions").get_execution_history(
+        executionArn=ex["executionArn"], maxResults=1000)["events"]
+    kinds = [e["type"] for e in events]
+    assert "TaskTimedOut" not in kinds
+    assert kinds.count("TaskSubmitted") >= 3  # the validator, the transformer twice
+    assert [n for n, _ in _states_entered(stack, ex["executionArn"])][-1] == "Done"
+    assert not stack.notifications("FailureTopicArn", wait=1.0)
 
 
 @pytest.mark.integration

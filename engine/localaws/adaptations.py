@@ -596,6 +596,32 @@ def install_dynamodb_transaction_rollback_by_item() -> None:
     _patch(backend, "transact_write_items", functools.wraps(original)(transact_write_items))
 
 
+def install_sync_retry_with_a_fresh_callback() -> None:
+    """Give each attempt of a ``.sync`` task (``runTask.sync``, ``startExecution.sync:2``) a
+    callback endpoint of its own.
+
+    Gap (moto 5.2.5): the endpoint is made once when the state is entered and closed
+    (``interrupt_all``) when an attempt ends; a ``Retry`` then waited on the closed one, so
+    the retried task timed out ~10 ms after it was submitted (``States.Timeout``, no cause)
+    while its process ran on: a transformer retried after a failure published for another
+    minute after the failure notice.
+    """
+    service = _mod(_SERVICES + "state_task_service_callback")
+    condition = _mod(_SERVICES + "resource").ResourceCondition
+    cls = service.StateTaskServiceCallback
+    original = cls._eval_integration_pattern
+
+    def _eval_integration_pattern(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        context = env.states.context_object
+        if (self.resource.condition in (condition.Sync, condition.Sync2)
+                and "Task" in context.context_object_data):
+            env.callback_pool_manager.add(context.update_task_token())
+        return original(self, env, *args, **kwargs)
+
+    _patch(cls, "_eval_integration_pattern",
+           functools.wraps(original)(_eval_integration_pattern))
+
+
 ECS_TASK_CALLS = ("run_task", "start_task", "describe_tasks", "list_tasks", "stop_task")
 
 
@@ -1092,6 +1118,7 @@ def install_all(runner: TaskRunner) -> None:
     install_ecs_sync_exit_code()
     install_ecs_local_tasks(runner)
     install_ecs_one_call_at_a_time()
+    install_sync_retry_with_a_fresh_callback()
     install_aws_sdk_s3_copy_source()
     install_aws_sdk_timestamps()
     install_context_start_time_text()
@@ -1116,6 +1143,7 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
     "ECS .sync fails on non-zero exit": install_ecs_sync_exit_code,
     "ECS tasks as local processes": install_ecs_local_tasks,
     "ECS task calls one at a time": install_ecs_one_call_at_a_time,
+    "a retried .sync task waits on a fresh callback": install_sync_retry_with_a_fresh_callback,
     "aws-sdk:s3 CopySource encoded once": install_aws_sdk_s3_copy_source,
     "aws-sdk timestamps as text": install_aws_sdk_timestamps,
     "$$.Execution.StartTime as text": install_context_start_time_text,
