@@ -744,6 +744,18 @@ def test_a_caught_errors_cause_is_compared_only_once_known_present() -> None:
     assert checked == 6
 
 
+def test_notices_after_the_verdict_name_the_file_by_its_decoded_key() -> None:
+    # They named it as the event had it, URL-encoded (input/my+orders.csv, caf%C3%A9.csv),
+    # which is no object's name. Only a pipeline failure may come before the verdict.
+    messages = {name: state["Parameters"]["Message.$"] for name, state in ASL["States"].items()
+                if state.get("Resource") == "arn:aws:states:::sns:publish"}
+    assert len(messages) == 5
+    for name, message in messages.items():
+        file_arg = message.split("$$.Execution.Id, $.bucket, ", 1)[1].split(",", 1)[0]
+        want = "$.key" if name == "NotifyFailure" else "$.validation.Item.decoded_key.S"
+        assert file_arg == want, name
+
+
 def test_sdk_results_with_datetimes_are_never_kept_whole() -> None:
     for name, state in ASL["States"].items():
         if state.get("Resource", "").startswith("arn:aws:states:::aws-sdk:s3:"):
