@@ -154,8 +154,11 @@ def test_dynamodb_writes_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> N
 
     # Reads too: TransactWriteItems deep-copies a table that a GetItem of a missing key adds
     # to ("dictionary changed size during iteration", a 500 that failed a transformer).
-    assert _most_at_once(monkeypatch, DynamoDBBackend, list(adaptations.DYNAMODB_CALLS),
-                         adaptations.install_dynamodb_atomic_writes) == 1
+    # The calls are named here, not taken from the adaptation: dropping one there must fail.
+    calls = ["put_item", "update_item", "delete_item", "transact_write_items",
+             "batch_write_item", "get_item", "batch_get_item", "query", "scan"]
+    assert _most_at_once(monkeypatch, DynamoDBBackend, calls,
+                         adaptations.install_dynamodb_one_call_at_a_time) == 1
 
 
 def test_a_failed_transaction_puts_back_the_items_it_named_and_copies_no_table(
@@ -758,7 +761,7 @@ def test_a_validator_that_stops_without_a_verdict_runs_again(
     the task again after 30 s (twice at most). The fault: the first validator task of this
     test finds S3 unavailable (a ``sitecustomize`` on the tasks' PYTHONPATH, which they
     inherit, makes its first call fail as a transient error)."""
-    marker = _fail_first_validator(tmp_path, monkeypatch)
+    marker = _fail_first_task(tmp_path, monkeypatch)
     # A new upload of a key processed before (aug-b's orders and a blank line: the same
     # KPIs): the key's status record is the earlier upload's, which the first run leaves.
     started = len(stack.executions())
@@ -776,11 +779,11 @@ def test_a_validator_that_stops_without_a_verdict_runs_again(
     assert names[-1] == "Done"
 
 
-def _fail_first_validator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def _fail_first_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                           job: str = "validate_object") -> Path:
-    """Make the first validator task (``job``: or transformer) of the stack's next runs exit
-    4 (S3 unavailable), through a ``sitecustomize`` the tasks inherit; return the marker it
-    leaves."""
+    """Make the first task of ``job`` (the validator's, or ``transform_object``) in the
+    stack's next runs exit 4 (S3 unavailable), through a ``sitecustomize`` the tasks inherit;
+    return the marker it leaves."""
     marker = tmp_path / "failed-once"
     (tmp_path / "sitecustomize.py").write_text(
         "import os, pathlib\n"
@@ -814,7 +817,7 @@ def test_a_verdict_left_by_another_run_for_the_same_bytes_is_never_acted_on(
         "pk": {"S": f"file#{stack.outputs['InputBucketName']}/input/same-bytes.csv"},
         "sk": {"S": "status"}, "status": {"S": "SUPERSEDED"}, "etag": {"S": etag},
         "run": {"S": other_run}})
-    marker = _fail_first_validator(tmp_path, monkeypatch)
+    marker = _fail_first_task(tmp_path, monkeypatch)
     started = len(stack.executions())
     _put(stack, "input/same-bytes.csv", body)
     stack.wait_executions(started + 1, timeout=300)
@@ -838,7 +841,7 @@ def test_a_transformer_that_fails_once_is_retried_and_the_retry_runs(
     """RunTransformer retries a failed task (30 s later at most). moto closed the task's
     callback endpoint after the first attempt, so the retry timed out ~10 ms after it was
     submitted (States.Timeout, a failure notice) while its process published on."""
-    marker = _fail_first_validator(tmp_path, monkeypatch, job="transform_object")
+    marker = _fail_first_task(tmp_path, monkeypatch, job="transform_object")
     started = len(stack.executions())
     _put(stack, "input/retried.csv", ran["files"]["a"])
     stack.wait_executions(started + 1, timeout=300)

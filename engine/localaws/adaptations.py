@@ -515,7 +515,7 @@ DYNAMODB_CALLS = ("put_item", "update_item", "delete_item", "transact_write_item
                   "query", "scan")
 
 
-def install_dynamodb_atomic_writes() -> None:
+def install_dynamodb_one_call_at_a_time() -> None:
     """Run moto's DynamoDB item calls one at a time, as DynamoDB applies each atomically.
 
     Gaps (moto 5.2.5): ``UpdateItem`` reads the item, copies it, creates it if missing and
@@ -539,7 +539,7 @@ def install_dynamodb_transaction_rollback_by_item() -> None:
     transaction over both KPI tables and the state table: a file of 2,000 dates took 5.5 min
     to publish and the server grew to 11 GB. Here the copy of a table is the table itself, the
     items the transaction names are copied first, and those are put back if it fails (as
-    DynamoDB, it then changes nothing). Install before ``install_dynamodb_atomic_writes``, so
+    DynamoDB, it then changes nothing). Install before ``install_dynamodb_one_call_at_a_time``, so
     that the one lock holds around this too.
     """
     models = _mod("moto.dynamodb.models")
@@ -1127,7 +1127,7 @@ def install_all(runner: TaskRunner) -> None:
     install_distributed_map_results_and_tolerance()
     install_map_run_api()
     install_dynamodb_transaction_rollback_by_item()
-    install_dynamodb_atomic_writes()
+    install_dynamodb_one_call_at_a_time()
     install_s3_copy_source_if_match()
     install_s3_one_event_per_multipart_upload()
     install_aws_sdk_sfn_casing()
@@ -1153,7 +1153,7 @@ ADAPTATIONS: dict[str, Callable[..., Any]] = {
         install_distributed_map_results_and_tolerance,
     "DescribeMapRun/ListMapRuns after other executions ended": install_map_run_api,
     "DynamoDB transactions roll back by item": install_dynamodb_transaction_rollback_by_item,
-    "DynamoDB item calls one at a time (counters, transactions)": install_dynamodb_atomic_writes,
+    "DynamoDB item calls one at a time": install_dynamodb_one_call_at_a_time,
     "S3 CopyObject honours CopySourceIfMatch": install_s3_copy_source_if_match,
     "one S3 event per multipart upload": install_s3_one_event_per_multipart_upload,
     "aws-sdk:sfn casing (describeExecution)": install_aws_sdk_sfn_casing,
