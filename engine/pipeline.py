@@ -112,6 +112,25 @@ def beside(name: str, suffix: str) -> str:
     return cut + tag + suffix
 
 
+# What rejected/ writes beside a file's kept bytes, and the suffix its bytes take when its
+# name ends like one of them (or like that suffix).
+_OUTPUT_SUFFIXES = (".rows.csv", ".errors.json")
+_KEPT_SUFFIX = ".input"
+
+
+def kept_name(name: str) -> str:
+    """Return the name under which rejected/ keeps the bytes of the input ``name``.
+
+    It is ``name`` itself, unless that ends in ``.rows.csv`` or ``.errors.json``, which name
+    the outputs of another input (``orders.csv.rows.csv`` holds the set-aside rows of
+    ``orders.csv``, and is what a user fixes and sends again), or in ``.input``: then
+    ``.input`` is added. No two inputs, and no input and another one's outputs, share a name.
+    """
+    if name.endswith((*_OUTPUT_SUFFIXES, _KEPT_SUFFIX)):
+        return name + _KEPT_SUFFIX
+    return name
+
+
 def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     """Keep the file's bytes unchanged beside a JSON report of everything wrong with it.
     A file that cannot be read (its report says so) gets the report alone. The rows an
@@ -120,7 +139,7 @@ def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     try:
         if report.sha256 is None:
             report.size_bytes, report.sha256 = file_digest(path)
-        copy_atomic(path, rejected_dir / path.name)
+        copy_atomic(path, rejected_dir / kept_name(path.name))
     except OSError as e:
         if path.is_file() and os.access(path, os.R_OK):
             raise  # the input is readable: the trouble is the output folder's
@@ -367,7 +386,7 @@ def _one_file(
     assert res.rejected_rows is not None
     # An earlier rejection of this name left the file's bytes: they would sit beside a report
     # of another file (the reports of one name replace each other, as the copies do).
-    (rejected_dir / path.name).unlink(missing_ok=True)
+    (rejected_dir / kept_name(path.name)).unlink(missing_ok=True)
     write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / beside(path.name, ".rows.csv"))
     report.write_json(rejected_dir / beside(path.name, ".errors.json"), outcome="quarantined")
     with commits.exclusive():  # the lake changes here, on this thread

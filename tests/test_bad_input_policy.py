@@ -112,6 +112,31 @@ def test_a_quarantine_and_a_rejection_of_one_name_leave_one_files_outputs(
     assert report["outcome"] == "rejected" and report["invalid_rows"] == 3
 
 
+def test_a_rejected_input_named_like_an_output_does_not_replace_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # o.csv.rows.csv holds the rows set aside from o.csv: an input of that name (the rows,
+    # fixed, sent again) that is rejected keeps its bytes as o.csv.rows.csv.input.
+    out, rejected = tmp_path / "out", tmp_path / "out" / "rejected"
+    src = tmp_path / "o.csv"
+    src.write_bytes(HEADER + ROW % 1 + b"ORD2,CUST1,2025-07-06,Books,P,-1,1,false\n")
+    quarantine = ["--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5"]
+    assert _run(capsys, "process", "-q", str(src), "--out", str(out), *quarantine)[0] == 1
+    set_aside = (rejected / "o.csv.rows.csv").read_bytes()
+    assert b"ORD2" in set_aside
+    again = tmp_path / "fixed" / "o.csv.rows.csv"
+    again.parent.mkdir()
+    again.write_bytes(HEADER + b"ORD2,CUST1,2025-07-06,Books,P,one,1,false\n")
+    assert _run(capsys, "process", "-q", str(again), "--out", str(out))[0] == 1
+    assert (rejected / "o.csv.rows.csv").read_bytes() == set_aside
+    assert (rejected / "o.csv.rows.csv.input").read_bytes() == again.read_bytes()
+    report = json.loads((rejected / "o.csv.rows.csv.errors.json").read_text(encoding="utf-8"))
+    assert report["outcome"] == "rejected"
+    assert pipeline.kept_name("o.csv.input") == "o.csv.input.input"
+    assert pipeline.kept_name("o.csv.errors.json") == "o.csv.errors.json.input"
+    assert pipeline.kept_name("o.csv") == "o.csv"
+
+
 def test_quarantine_of_a_file_with_no_valid_row_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
