@@ -16,9 +16,9 @@ import mmap
 import operator
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import compress, repeat
 from pathlib import Path
 
 import polars as pl
@@ -65,10 +65,15 @@ class RawOrders:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each record starts, and how many fields it has, from a byte-level walk."""
+    """Where each record starts, and how many fields it has, from a byte-level walk.
+
+    ``extras``: for each record with more fields than the header (by its index), the fields
+    past the header's as CSV text, which reading keeps no column for.
+    """
 
     start_lines: list[int]
     field_counts: list[int]
+    extras: dict[int, str] = field(default_factory=dict)
 
 
 def file_digest(path: str | Path) -> tuple[int, str]:
@@ -226,10 +231,11 @@ def layout(
     text = _decode_or_raise(
         path, body, base_offset=offset + len(data) - len(body), first_line=first_line
     )
-    fast = _line_layout(body, first_line)
+    fast = _line_layout(body, first_line, n_columns)
+    skip = 1 if header else 0  # the header's record
     if fast is not None:
-        skip = 1 if header else 0  # the header's record
-        return Layout(start_lines=fast.start_lines[skip:], field_counts=fast.field_counts[skip:])
+        return Layout(start_lines=fast.start_lines[skip:], field_counts=fast.field_counts[skip:],
+                      extras={i - skip: x for i, x in fast.extras.items() if i >= skip})
     # Polars ends a line only at "\n"; a lone "\r" is an ordinary character to it. The csv
     # module would end a line there, so hide lone CRs to count lines the way Polars reads them.
     text = _LONE_CR.sub("\x1f", text)
@@ -237,9 +243,12 @@ def layout(
     csv.field_size_limit(2**31 - 1)
     starts: list[int] = []
     counts: list[int] = []
+    extras: dict[int, str] = {}
     prev = first_line - 1
     try:
         for rec in reader:
+            if len(rec) > n_columns:
+                extras[len(counts) - skip] = _csv_text(rec[n_columns:])
             starts.append(prev + 1)
             counts.append(len(rec))
             prev = first_line - 1 + reader.line_num
@@ -257,10 +266,18 @@ def layout(
                 hint='Quote the whole field and double any quote inside it ("ab""c").',
             ) from None
         raise InputFileError(path, f"malformed CSV ({e})", line=line, kind="quote") from None
+    extras.pop(-1, None)  # the header's own
     if not header:
-        return Layout(start_lines=starts, field_counts=counts)
+        return Layout(start_lines=starts, field_counts=counts, extras=extras)
     # starts[0] is the header.
-    return Layout(start_lines=starts[1:], field_counts=counts[1:])
+    return Layout(start_lines=starts[1:], field_counts=counts[1:], extras=extras)
+
+
+def _csv_text(fields: Sequence[str]) -> str:
+    """Return ``fields`` as one CSV line's text (quoted where needed), without its line end."""
+    out = io.StringIO()  # the line end names the characters that need quotes: CR and LF
+    csv.writer(out, lineterminator="\r\n").writerow(fields)
+    return out.getvalue().removesuffix("\r\n")
 
 
 _EMPTY_LINES = frozenset((b"", b"\r"))
@@ -286,7 +303,7 @@ def _quoted_lines(body: bytes, lines: list[bytes]) -> list[int]:
     return found
 
 
-def _line_layout(body: bytes, first_line: int) -> Layout | None:
+def _line_layout(body: bytes, first_line: int, n_columns: int) -> Layout | None:
     """``layout`` line by line: the csv module only parses records that hold a quote.
 
     A line without a quote, outside a quoted field, is a record whose fields are its commas
@@ -311,6 +328,15 @@ def _line_layout(body: bytes, first_line: int) -> Layout | None:
             if lines[i] in _EMPTY_LINES and not (i == n - 1 and last == b"\r"):
                 counts[i] = 0
     starts = list(range(first_line, first_line + n))
+    # Lines with more fields than the header: their text past the header's fields (a line
+    # that starts a quoted record gets its fields from the csv walk below).
+    extras = {}
+    if n and max(counts) > n_columns:
+        for i in compress(range(n), map(operator.lt, repeat(n_columns), counts)):
+            rest = lines[i].split(b",", n_columns)[n_columns]
+            if i < n - 1 or not last:  # the CR of a CRLF, not a lone CR at the very end
+                rest = rest.removesuffix(b"\r")
+            extras[i] = rest.decode("utf-8", "replace")
     spans: list[tuple[int, int, int]] = []  # quoted records: first line index, lines, fields
     end = 0
     for i in _quoted_lines(body, lines):
@@ -323,7 +349,10 @@ def _line_layout(body: bytes, first_line: int) -> Layout | None:
                 break
         if quotes % 2:
             return None
-        text = _LONE_CR.sub("\x1f", b"\n".join(lines[i : j + 1]).decode("utf-8"))
+        raw = b"\n".join(lines[i : j + 1])
+        if j < n - 1 or not last:  # the record ends at an LF: a CR before it is a CRLF's
+            raw = raw.removesuffix(b"\r")
+        text = _LONE_CR.sub("\x1f", raw.decode("utf-8"))
         try:
             records = list(csv.reader([text], strict=True))
         except csv.Error:
@@ -331,11 +360,17 @@ def _line_layout(body: bytes, first_line: int) -> Layout | None:
         if len(records) != 1:
             return None
         spans.append((i, j + 1 - i, len(records[0])))
+        for x in range(i, j + 1):
+            extras.pop(x, None)
+        if len(records[0]) > n_columns:
+            extras[i] = _csv_text(records[0][n_columns:])
         end = j + 1
     for i, k, fields in reversed(spans):
         counts[i : i + k] = [fields]
         starts[i : i + k] = [first_line + i]
-    return Layout(start_lines=starts, field_counts=counts)
+        # the records after a quoted one that spans k lines are k - 1 places earlier
+        extras = {x - (k - 1) if x > i else x: t for x, t in extras.items()}
+    return Layout(start_lines=starts, field_counts=counts, extras=extras)
 
 
 def _polars_read(source: str | bytes, names: tuple[str, ...], *, ragged: bool) -> pl.DataFrame:

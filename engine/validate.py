@@ -558,7 +558,7 @@ def _judge_piece(
     findings, rows = _findings(
         frame, failures, big, long_lines, header=lines.header,
         line_of=lambda row: _at(lay.start_lines, row - offset),
-        field_counts=lay.field_counts, first_row=offset,
+        field_counts=lay.field_counts, extras=lay.extras, first_row=offset,
     )
     bad.add(frame, findings, rows)
     keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
@@ -720,7 +720,7 @@ def validate_raw(
     findings, bad_rows = _findings(
         frame, failures, big, long_lines, header=raw.header,
         line_of=lambda row: _at(lay.start_lines, row),
-        field_counts=lay.field_counts,
+        field_counts=lay.field_counts, extras=lay.extras,
     )
     if not findings:  # rows of the wrong width were all blank lines (``,,,``)
         return _accept(raw, frame, report)
@@ -757,13 +757,16 @@ def _findings(
     header: tuple[str, ...],
     line_of: Callable[[int], int | None],
     field_counts: list[int],
+    extras: dict[int, str] | None = None,
     first_row: int = 0,
 ) -> tuple[list[Finding], dict[int, int | None]]:
     """Turn pandera's failure cases (row positions) into findings at file lines.
 
     ``line_of`` gives a record's (``__row``) first line; ``field_counts`` the number of fields
-    of each record from ``first_row`` on. Returns the findings, unsorted, and for every
-    failing record its first line.
+    of each record from ``first_row`` on, and ``extras`` (by the same index) the text past the
+    header's fields of a record with too many, which the message quotes: the row as read, and
+    so its set-aside copy, holds only the header's fields. Returns the findings, unsorted, and
+    for every failing record its first line.
     """
     from engine.schema import RULE_IDS, RULE_MESSAGES
 
@@ -792,9 +795,11 @@ def _findings(
         ragged = {row: ragged[row] for row in kept}
     for i, n in ragged.items():
         bad[i] = line_of(i)
+        message = f"the row has {n} field{'s' if n != 1 else ''}, expected {n_fields}"
+        if n > n_fields and extras is not None and (rest := extras.get(i - first_row)) is not None:
+            message += f"; the text past field {n_fields}: {_clip(rest)!r}"
         findings.append(Finding(
-            line=line_of(i), column=None, rule="field_count", value=str(n),
-            message=f"the row has {n} field{'s' if n != 1 else ''}, expected {n_fields}",
+            line=line_of(i), column=None, rule="field_count", value=str(n), message=message,
         ))
     if failures is not None:
         rows = frame[ROW].gather(failures["index"].cast(pl.Int64))

@@ -158,6 +158,30 @@ def test_ragged_row_is_quarantined_with_its_field_count(
     assert rc == 1
     text = (out / "rejected" / f"{src.name}.rows.csv").read_text(encoding="utf-8")
     assert "3,ORD2," in text and "the row has 9 fields, expected 8" in text
+    # The set-aside row holds the header's 8 fields; the reason keeps the 9th, which the
+    # file's other rows (processed) do not need, so nothing of the row is lost.
+    assert "the text past field 8: 'EXTRA'" in text
+
+
+def test_a_decimal_comma_row_is_set_aside_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 29,99 unquoted splits the price: the row has 9 fields, and its last one, the returned
+    # flag, was in no output at all (rows.csv kept the first 8).
+    src = tmp_path / "o.csv"
+    src.write_bytes(HEADER + ROW % 1 + b"ORD2,CUST1,2025-07-06,Books,P,1,29,99,true\r\n")
+    rc, _ = _run(capsys, "process", "-q", str(src), "--out", str(tmp_path / "out"),
+                   "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5")
+    assert rc == 1
+    report = json.loads((tmp_path / "out" / "rejected" / "o.csv.errors.json").read_text("utf-8"))
+    (finding,) = report["findings"]
+    assert (finding["line"], finding["rule"], finding["message"]) == (
+        3, "field_count", "the row has 9 fields, expected 8; the text past field 8: 'true'")
+    with open(tmp_path / "out" / "rejected" / "o.csv.rows.csv", newline="",
+              encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["unit_price"], row["returned"]) == ("29", "99")
+    assert row["reason"].endswith("the text past field 8: 'true'")
 
 
 @pytest.mark.parametrize("ratio", ["-0.1", "1.5", "nan", "abc"])

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from engine.errors import InputFileError
 from engine.lake import LocalLake, StagedSource, date_groups
 from engine.pipeline import process_paths
-from engine.read import file_digest, read_orders
+from engine.read import Layout, file_digest, read_orders
 from engine.validate import ValidationResult, _structural, validate_file, validate_raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_a_duplicate_on_a_row_of_the_wrong_width_names_both_lines(
         (5, "field_count", "expected 8"),
         (6, "unique", "lines 6, 7"),
         (7, "unique", "lines 6, 7"),
-        (7, "field_count", "expected 8"),
+        (7, "field_count", "8: 'extra'"),  # the text past field 8 is quoted
     ]
     assert got.report.invalid_rows == 4
     assert got.report.to_dict() == _whole_file(path)
@@ -475,6 +475,8 @@ def test_quarantine_stages_the_valid_rows_of_a_bad_file_in_a_second_pass(
     'h,i\n"a\nb",c\n\n"x,""y""\r\n",z\r\n1,"2\r3"\n"",\n"\n\n\n"',
     '"q,1"\n"a",b\r\n\r"c"\r',
     "\r", "\n", "\n\n", "a\r\n", ",,\n\r\n", "h\n\r\n\r", "h,i\n1,2\n\n3\n",
+    # records with more fields than the header, before and after quoted ones over lines
+    'h,i\n1,2,3,4\r\n"a\nb",c,"d\ne",f\n5,6,\n"g\n\nh",7\n8,9,"1\r0"\n1,2,3\r',
 ])
 def test_the_line_by_line_layout_equals_the_csv_walk(text: str) -> None:
     from engine.read import layout
@@ -482,13 +484,25 @@ def test_the_line_by_line_layout_equals_the_csv_walk(text: str) -> None:
     data = text.encode()
     for header in (True, False):
         fast = layout("f", data, 2, header=header, first_line=7)
-        assert (fast.start_lines, fast.field_counts) == _csv_walk(
-            data, header=header, first_line=7
-        ), (text, header)
+        assert _seen(fast) == _csv_walk(data, header=header, first_line=7), (text, header)
 
 
-def _csv_walk(data: bytes, *, header: bool, first_line: int) -> tuple[list[int], list[int]]:
-    """The csv module's view, as ``layout`` walks quoted bytes (lone CRs hidden)."""
+def _seen(lay: Layout) -> tuple[list[int], list[int], dict[int, list[str]]]:
+    """A layout's lines and field counts, and its extra fields parsed back into fields."""
+    import csv
+    import re
+
+    def fields(text: str) -> list[str]:
+        return next(csv.reader([re.sub("\r(?!\n)", "\x1f", text)]), []) or [""]
+
+    return lay.start_lines, lay.field_counts, {i: fields(t) for i, t in lay.extras.items()}
+
+
+def _csv_walk(
+    data: bytes, *, header: bool, first_line: int, n: int = 2
+) -> tuple[list[int], list[int], dict[int, list[str]]]:
+    """The csv module's view, as ``layout`` walks quoted bytes (lone CRs hidden), with the
+    fields past the ``n`` first of each record that has more."""
     import csv
     import io
     import re
@@ -498,12 +512,15 @@ def _csv_walk(data: bytes, *, header: bool, first_line: int) -> tuple[list[int],
         text = text.removeprefix("\ufeff")
     text = re.sub("\r(?!\n)", "\x1f", text)
     reader = csv.reader(io.StringIO(text, newline=""))
-    starts, counts, prev = [], [], first_line - 1
+    starts, counts, extras, prev = [], [], {}, first_line - 1
     for rec in reader:
+        if len(rec) > n:
+            extras[len(counts) - header] = rec[n:]
         starts.append(prev + 1)
         counts.append(len(rec))
         prev = first_line - 1 + reader.line_num
-    return (starts[1:], counts[1:]) if header else (starts, counts)
+    extras.pop(-1, None)
+    return (starts[1:], counts[1:], extras) if header else (starts, counts, extras)
 
 
 @settings(max_examples=300, deadline=None)
@@ -531,9 +548,7 @@ def test_the_line_by_line_layout_equals_the_csv_walk_on_written_csv(
     data = (buf.getvalue() + tail).encode()
     for header in (True, False):
         fast = layout("f", data, 2, header=header, first_line=3)
-        assert (fast.start_lines, fast.field_counts) == _csv_walk(
-            data, header=header, first_line=3
-        )
+        assert _seen(fast) == _csv_walk(data, header=header, first_line=3)
 
 
 def test_read_ahead_keeps_order_raises_in_order_and_stops_its_worker_when_closed() -> None:
