@@ -568,10 +568,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
+    # The global options are flags: the first other word is the command.
+    at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    if argv[at : at + 1] == ["bench"] and "--help" not in argv[:at] and "-h" not in argv[:at]:
         # The benchmark runner owns its options (including --help).
-        args = parser.parse_args(["bench"])
-        args.bench_args = argv[1:]
+        args = parser.parse_args(argv[: at + 1])
+        args.bench_args = argv[at + 1 :]
     else:
         args = parser.parse_args(argv)
     logging.basicConfig(

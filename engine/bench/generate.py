@@ -248,6 +248,8 @@ def generate_orders(
     """
     if rows < 0:
         raise ValueError(f"rows must be >= 0, got {rows}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if days < 1:
         raise ValueError(f"days must be >= 1, got {days}")
     cats = tuple(categories)
@@ -262,39 +264,14 @@ def generate_orders(
     target.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     dirty: dict[str, int] = {}
-    # One thread writes chunk k while the caller builds chunk k+1 (Polars releases the GIL).
-    with target.open("wb") as fh, ThreadPoolExecutor(max_workers=1) as writer:
-        if rows == 0:
-            fh.write((",".join(COLUMNS) + "\n").encode())
-        pending: Future[None] | None = None
-        done = 0
-        chunk_index = 0
-        while done < rows:
-            n = min(_CHUNK_ROWS, rows - done)
-            frame, counts = _chunk_frame(
-                n,
-                seed=seed,
-                chunk_index=chunk_index,
-                first_order_number=first_order_number + done,
-                start=start,
-                days=days,
-                categories=cats,
-                customers=customers,
-                products=products,
-                return_share=return_share,
-                four_decimal_share=four_decimal_share,
-                dirt=dirt,
-                dirt_kinds=tuple(dirt_kinds),
-            )
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(_write, frame, fh, chunk_index == 0)
-            for kind, count in counts.items():
-                dirty[kind] = dirty.get(kind, 0) + count
-            done += n
-            chunk_index += 1
-        if pending is not None:
-            pending.result()
+    try:
+        _write_chunks(target, rows, dirty, seed=seed, start=start, days=days, categories=cats,
+                      customers=customers, products=products, return_share=return_share,
+                      four_decimal_share=four_decimal_share, dirt=dirt,
+                      dirt_kinds=tuple(dirt_kinds), first_order_number=first_order_number)
+    except BaseException:  # a file cut short would pass for a smaller benchmark file
+        target.unlink(missing_ok=True)
+        raise
     seconds = time.perf_counter() - began
     size = target.stat().st_size
     logger.info(
@@ -317,6 +294,47 @@ def generate_orders(
         dirty=dirty,
         seconds=seconds,
     )
+
+
+def _write_chunks(
+    target: Path, rows: int, dirty: dict[str, int], *, seed: int, start: date, days: int,
+    categories: tuple[str, ...], customers: int, products: int, return_share: float,
+    four_decimal_share: float, dirt: float, dirt_kinds: tuple[str, ...],
+    first_order_number: int,
+) -> None:
+    # One thread writes chunk k while the caller builds chunk k+1 (Polars releases the GIL).
+    with target.open("wb") as fh, ThreadPoolExecutor(max_workers=1) as writer:
+        if rows == 0:
+            fh.write((",".join(COLUMNS) + "\n").encode())
+        pending: Future[None] | None = None
+        done = 0
+        chunk_index = 0
+        while done < rows:
+            n = min(_CHUNK_ROWS, rows - done)
+            frame, counts = _chunk_frame(
+                n,
+                seed=seed,
+                chunk_index=chunk_index,
+                first_order_number=first_order_number + done,
+                start=start,
+                days=days,
+                categories=categories,
+                customers=customers,
+                products=products,
+                return_share=return_share,
+                four_decimal_share=four_decimal_share,
+                dirt=dirt,
+                dirt_kinds=dirt_kinds,
+            )
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_write, frame, fh, chunk_index == 0)
+            for kind, count in counts.items():
+                dirty[kind] = dirty.get(kind, 0) + count
+            done += n
+            chunk_index += 1
+        if pending is not None:
+            pending.result()
 
 
 def generate_files(
@@ -372,14 +390,29 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the generator command line; return the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     from engine.errors import UsageError
 
+    if args.rows < 0 or args.files < 1 or args.seed < 0 or args.days < 1 or args.customers < 1:
+        parser.error("--rows and --seed must be at least 0, --files, --days and --customers"
+                     " at least 1")
     try:
         _numpy()  # before any file is opened: none is left empty behind
-    except UsageError as e:
+        return _main(args)
+    except (UsageError, ValueError) as e:
         print(f"generate: error: {e}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError):
+        print(f"generate: error: {args.out}: a part of its path is a file, not a folder",
+              file=sys.stderr)
+        return 74
+    except OSError as e:
+        print(f"generate: error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
+        return 74
+
+
+def _main(args: argparse.Namespace) -> int:
     cats = ALL_CATEGORIES if args.categories == "all" else tuple(args.categories.split(","))
     options: dict[str, object] = {
         "days": args.days,

@@ -17,9 +17,11 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +31,7 @@ from pathlib import Path
 from engine.bench.generate import generate_orders
 from engine.bench.peers import UNAVAILABLE
 from engine.bench.peers._common import CATEGORY_FILE, DAILY_FILE
+from engine.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +125,16 @@ CONTENDERS: tuple[Contender, ...] = (
 )
 CONTENDER_NAMES: tuple[str, ...] = tuple(c.name for c in CONTENDERS)
 REFERENCE_PREFERENCE: tuple[str, ...] = ("python_loop", "duckdb_sql", "pandas_groupby")
+# Only a peer may be missing (its library comes with the ``bench`` extra); an engine contender
+# that cannot start is a failure of the engine.
+ENGINE_PREFIX = "engine_"
+
+
+def default_results_dir() -> Path:
+    """Return ``benchmarks/results`` of the checkout ``engine`` is imported from, if it is
+    one; else ``benchmarks/results`` under the current folder (an installed wheel)."""
+    checkout = Path(__file__).resolve().parents[2] / "benchmarks"
+    return checkout / "results" if checkout.is_dir() else Path("benchmarks/results")
 
 
 @dataclass
@@ -154,11 +167,12 @@ class BenchResult:
     machine: dict[str, object]
     contenders: list[ContenderResult]
     reference: str | None
-    answers_match: bool
+    answers_match: bool | None  # None: fewer than two contenders wrote KPIs, nothing compared
     ok: bool
     generate_s: float
     json_path: str = ""
     markdown_path: str = ""
+    data_dir: str = ""  # where the CSV, outputs and logs were kept (``keep_data``)
 
     def to_json(self) -> dict[str, object]:
         """Return the result as plain JSON-ready data."""
@@ -204,9 +218,17 @@ def _run_once(contender: Contender, csv: Path, out: Path, logs: Path) -> _Run:
     launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(report)]
     with (logs / f"{contender.name}.stdout").open("wb") as so, err_path.open("wb") as se:
         began = time.perf_counter()
-        proc = subprocess.run(
-            launcher + argv, stdout=so, stderr=se, stdin=subprocess.DEVNULL, env=_child_env()
-        )
+        # A group of its own: the launcher's child, the contender, is stopped with it when
+        # this run is stopped (Ctrl-C, SIGTERM), instead of running on with its files.
+        proc = subprocess.Popen(launcher + argv, stdout=so, stderr=se, stdin=subprocess.DEVNULL,
+                                env=_child_env(), process_group=0)
+        try:
+            proc.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         outer = time.perf_counter() - began
     try:
         got = json.loads(report.read_text())
@@ -296,13 +318,16 @@ def run_bench(
     repeats: int = 3,
     contenders: Sequence[str] | None = None,
     workdir: str | Path | None = None,
-    results_dir: str | Path = "benchmarks/results",
+    results_dir: str | Path | None = None,
     seed: int = 0,
     keep_data: bool = False,
 ) -> BenchResult:
     """Return the results of running ``contenders`` on one generated file of ``rows`` rows.
 
-    Writes ``<results_dir>/<date>-<rows>.json`` and ``<results_dir>/latest.md``.
+    Writes ``<results_dir>/<date>-<rows>.json`` (``-2``, ``-3``... after it: an earlier
+    result is never replaced) and ``<results_dir>/latest.md``. The CSV, outputs and logs go
+    to a new folder in ``workdir`` (default: the system's temporary folder), removed at the
+    end unless ``keep_data``; nothing else in ``workdir`` is touched.
     """
     chosen = [c for c in CONTENDERS if contenders is None or c.name in contenders]
     unknown = set(contenders or ()) - set(CONTENDER_NAMES)
@@ -310,15 +335,20 @@ def run_bench(
         raise ValueError(f"unknown contenders {sorted(unknown)}; known: {list(CONTENDER_NAMES)}")
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
+    if seed < 0:
+        raise ValueError("seed must be >= 0")
     progress = _Progress()
-    own_workdir = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="order-kpis-bench-") if workdir is None else workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    results = Path(default_results_dir() if results_dir is None else results_dir)
+    results.mkdir(parents=True, exist_ok=True)  # before the work: a bad folder fails at once
+    made_parent = workdir is not None and not Path(workdir).exists()
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="order-kpis-bench-", dir=workdir))
     csv = work / f"orders-{rows}-seed{seed}.csv"
     try:
         progress(f"generating {rows:,} rows -> {csv}")
         gen = generate_orders(csv, rows, seed=seed)
-        results: list[ContenderResult] = []
+        outcomes: list[ContenderResult] = []
         answers: dict[str, list[tuple[str, str]]] = {}
         runs: dict[str, list[_Run]] = {}
         logs = work / "logs"
@@ -331,10 +361,10 @@ def run_bench(
         active: list[tuple[Contender, ContenderResult]] = []
         for c in chosen:
             res = ContenderResult(c.name, c.description)
-            results.append(res)
+            outcomes.append(res)
             warm = run(c, "warm-up")
             res.warmup_s = round(warm.seconds, 4)
-            if warm.returncode == UNAVAILABLE:
+            if warm.returncode == UNAVAILABLE and not c.name.startswith(ENGINE_PREFIX):
                 res.status, res.note = "skipped", _tail(warm.stderr, 2)
                 logger.warning("%s skipped: %s", c.name, res.note)
             elif warm.returncode != 0:
@@ -366,16 +396,22 @@ def run_bench(
                 res.peak_rss_mb = round(max(r.max_rss_kb for r in runs[c.name]) / 1024, 1)
                 res.rows_per_s = round(rows / res.median_s) if res.median_s else None
                 res.mb_per_s = round(gen.bytes / 1e6 / res.median_s, 1) if res.median_s else None
-        reference = _compare(results, answers)
-        failed = any(r.status in ("failed", "mismatch") for r in results)
-        floor = next((r for r in results if r.name == FLOOR and r.median_s), None)
-        for r in results:
+        reference = _compare(outcomes, answers)
+        failed = any(r.status in ("failed", "mismatch") for r in outcomes)
+        floor = next((r for r in outcomes if r.name == FLOOR and r.median_s), None)
+        for r in outcomes:
             if floor is not None and r.median_s and len(r.times_s) == len(floor.times_s):
                 # The median of the rounds' ratios: each compares two runs a few seconds apart.
                 r.ratio_to_floor = round(statistics.median(
                     t / f for t, f in zip(r.times_s, floor.times_s, strict=True) if f > 0), 2)
         progress.done()
-        answers_match = all(r.answers_match is not False for r in results)
+        answers_match: bool | None = all(r.answers_match is not False for r in outcomes)
+        if reference is None or sum(1 for a in answers.values() if a) < 2:
+            answers_match = None  # one answer, or none: checked against nothing
+            for r in outcomes:
+                if r.answers_match is True:
+                    r.answers_match = None
+                    r.note = "answer not checked: no other contender wrote KPIs"
         now = datetime.now(UTC)
         bench = BenchResult(
             date=now.isoformat(timespec="seconds"),
@@ -384,21 +420,21 @@ def run_bench(
             seed=seed,
             repeats=repeats,
             machine=machine_description(),
-            contenders=results,
+            contenders=outcomes,
             reference=reference,
             answers_match=answers_match,
-            ok=answers_match and not failed,
+            ok=answers_match is not False and not failed,
             generate_s=round(gen.seconds, 3),
+            data_dir=str(work) if keep_data else "",
         )
-        _write_results(bench, Path(results_dir), now)
+        _write_results(bench, results, now)
         return bench
     finally:
         if not keep_data:
-            if own_workdir:
-                shutil.rmtree(work, ignore_errors=True)
-            else:
-                csv.unlink(missing_ok=True)
-                shutil.rmtree(work / "out", ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+            if made_parent:
+                with contextlib.suppress(OSError):
+                    Path(str(workdir)).rmdir()  # only if the run left it empty
 
 
 def _fail(res: ContenderResult, note: str) -> None:
@@ -457,7 +493,7 @@ def markdown(bench: BenchResult) -> str:
         "",
         f"Median of {bench.repeats} whole-process runs after one warm-up, taken in rounds "
         "(every contender once per round); x floor: the median of the rounds' ratios. "
-        f"Answers match: **{'yes' if bench.answers_match else 'NO'}** "
+        f"Answers match: **{_verdict(bench.answers_match)}** "
         f"(reference: {bench.reference}). Run ok: **{'yes' if bench.ok else 'NO'}**.",
         "",
         "| contender | status | median s | peak RSS MB | M rows/s | MB/s | x floor | answers |",
@@ -477,12 +513,22 @@ def markdown(bench: BenchResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _verdict(match: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "not checked (fewer than two answers)"}[match]
+
+
 def _write_results(bench: BenchResult, results_dir: Path, now: datetime) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
-    json_path = results_dir / f"{now:%Y-%m-%d}-{bench.rows}.json"
+    stem = f"{now:%Y-%m-%d}-{bench.rows}"
+    json_path = results_dir / f"{stem}.json"
+    n = 1
+    while json_path.exists():  # a run of the same day and size: keep the earlier one
+        n += 1
+        json_path = results_dir / f"{stem}-{n}.json"
     md_path = results_dir / "latest.md"
     bench.json_path, bench.markdown_path = str(json_path), str(md_path)
-    json_path.write_text(json.dumps(bench.to_json(), indent=2) + "\n", encoding="utf-8")
+    with json_path.open("x", encoding="utf-8") as fh:
+        fh.write(json.dumps(bench.to_json(), indent=2) + "\n")
     md_path.write_text(markdown(bench), encoding="utf-8")
 
 
@@ -495,13 +541,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per contender (3)")
     p.add_argument(
         "--only",
-        default="",
+        default=None,
         help=f"comma-separated contenders (default all: {','.join(CONTENDER_NAMES)})",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default=None, help="where the CSV and outputs go (a temp dir)")
-    p.add_argument("--results-dir", default="benchmarks/results")
-    p.add_argument("--keep-data", action="store_true", help="keep the CSV and outputs")
+    p.add_argument("--seed", type=int, default=0, help="generator seed, at least 0 (0)")
+    p.add_argument("--workdir", default=None,
+                   help="folder in which a new folder holds the CSV, outputs and logs"
+                   " (default: the system's temporary folder)")
+    p.add_argument("--results-dir", default=None,
+                   help="where the JSON and latest.md go (default: benchmarks/results of the"
+                   " checkout, else of the current folder)")
+    p.add_argument("--keep-data", action="store_true",
+                   help="keep the CSV, outputs and per-contender logs (their folder is printed)")
     return p
 
 
@@ -509,26 +560,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark command line; return 0 when every answer matched, else 1."""
     parser = _parser()
     args = parser.parse_args(argv)
-    only = [s for s in args.only.split(",") if s] or None
+    only = None if args.only is None else [s for s in args.only.split(",") if s]
+    if only == []:
+        parser.error("--only: name at least one contender")
     unknown = sorted(set(only or ()) - set(CONTENDER_NAMES))
     if unknown:
         parser.error(f"--only: unknown contenders {unknown}; known: {','.join(CONTENDER_NAMES)}")
     if args.repeats < 1 or args.rows < 1:
         parser.error("--repeats and --rows must be at least 1")
+    if args.seed < 0:
+        parser.error("--seed must be at least 0")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    bench = run_bench(
-        args.rows,
-        repeats=args.repeats,
-        contenders=only,
-        workdir=args.workdir,
-        results_dir=args.results_dir,
-        seed=args.seed,
-        keep_data=args.keep_data,
-    )
+    if threading.current_thread() is threading.main_thread():
+        # A stop (SIGTERM) ends the run like Ctrl-C: the running contender and the data go.
+        signal.signal(signal.SIGTERM, _stop)
+    try:
+        bench = run_bench(
+            args.rows,
+            repeats=args.repeats,
+            contenders=only,
+            workdir=args.workdir,
+            results_dir=args.results_dir,
+            seed=args.seed,
+            keep_data=args.keep_data,
+        )
+    except UsageError as e:
+        print(f"order-kpis bench: error: {e}", file=sys.stderr)
+        return 2
+    except (FileExistsError, NotADirectoryError) as e:
+        print(f"order-kpis bench: error: {e.filename}: a part of this path is a file, not a"
+              " folder", file=sys.stderr)
+        return 74
+    except OSError as e:
+        print(f"order-kpis bench: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 74
     print(markdown(bench))
     print(f"wrote {bench.json_path} and {bench.markdown_path}")
+    if bench.data_dir:
+        print(f"kept the CSV, outputs and logs in {bench.data_dir}")
     return 0 if bench.ok else 1
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
