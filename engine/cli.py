@@ -485,6 +485,8 @@ def _damaged_parquet(args: argparse.Namespace, e: Exception) -> str | None:
             continue
         if missing := [c for c in _parquet_columns(path) if c not in names]:
             damaged.append(f"{path} (no column {', '.join(missing)})")
+        elif wrong := _wrong_types(path):
+            damaged.append(f"{path} ({wrong})")
     if not damaged:
         return None
     shown = "\n  ".join(damaged[:5]) + (f"\n  and {len(damaged) - 5} more" if len(damaged) > 5
@@ -500,6 +502,26 @@ def _parquet_columns(path: Path) -> tuple[str, ...]:
     if path.parent.name.startswith("order_date="):  # a lake object
         return (*ORDER_COLUMNS, "_seq", "_source")
     return {CATEGORY_PARQUET: CATEGORY_COLUMNS, DAILY_PARQUET: DAILY_COLUMNS}.get(path.name, ())
+
+
+def _wrong_types(path: Path) -> str | None:
+    """Say which column of a KPI table file at ``path`` is not of the contract's type, if any
+    (queries compare its dates and sum its decimals: a string there is no answer)."""
+    import polars as pl
+
+    from engine.insight.query import CATEGORY_SCHEMA, DAILY_SCHEMA
+    from engine.pipeline import CATEGORY_PARQUET, DAILY_PARQUET
+
+    want = {CATEGORY_PARQUET: CATEGORY_SCHEMA, DAILY_PARQUET: DAILY_SCHEMA}.get(path.name)
+    if want is None or path.parent.name.startswith("order_date="):
+        return None
+    try:
+        have = pl.read_parquet_schema(path)
+    except Exception as bad:  # any reason this footer cannot be read names the file
+        return str(bad)
+    wrong = [f"{name} is {have[name]}, not {dtype}" for name, dtype in want.items()
+             if name in have and have[name] != dtype]
+    return "; ".join(wrong) or None
 
 
 def _aws_setup_problem(e: Exception) -> str | None:

@@ -628,6 +628,19 @@ def test_a_parquet_output_with_other_columns_is_named(tmp_path: Path,
     assert f"{part} (no column order_id, customer_id," in capsys.readouterr().err
 
 
+def test_a_kpi_table_with_a_column_of_another_type_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Dates stored as text: comparing them to the query's dates was exit 70, "a bug", with
+    # Polars' plan.
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    table = tmp_path / "category_kpis.parquet"
+    pl.read_parquet(table).with_columns(pl.col("order_date").cast(pl.String)).write_parquet(table)
+    assert main(["query", "category", "--category", "Books", "--from", "2025-07-01", "--to",
+                 "2025-07-31", "--dir", str(tmp_path)]) == 74
+    err = capsys.readouterr().err
+    assert f"{table} (order_date is String, not Date)" in err and "plan" not in err
+
+
 def test_a_report_through_a_link_to_standard_output_lands_in_the_redirected_file(
         tmp_path: Path) -> None:
     # `--report-json /dev/stdout > file`: the link was replaced by a regular file, the file

@@ -123,6 +123,44 @@ def test_athena_ddl_declares_decimals_and_month_partitions() -> None:
     assert "kpis_csv" not in ddl  # the CSV tree must stay outside every table location
 
 
+def test_athena_ddl_projects_the_months_asked_for() -> None:
+    # The range was 2000-01 to NOW, fixed: a month of orders dated earlier, or ahead, was
+    # exported and invisible to every query.
+    assert "'projection.month.range' = '2000-01,NOW+1YEARS'" in athena_ddl("s3://b/x")
+    ddl = athena_ddl("s3://b/x", first_month="1998-03", last_month="NOW+2YEARS")
+    assert ddl.count("'projection.month.range' = '1998-03,NOW+2YEARS'") == 2
+    assert "'1998-01,2031-12'" in athena_ddl("s3://b/x", first_month="1998-01",
+                                             last_month="2031-12")
+    for bad in ("1998-13", "98-01", "NOW+1DAYS", "now", "2000-01'); DROP TABLE x; --"):
+        with pytest.raises(UsageError):
+            athena_ddl("s3://b/x", first_month=bad)
+
+
+def test_a_failed_local_export_leaves_the_earlier_one_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk on the third file left the category table new and the daily table old,
+    # four whole files that disagreed.
+    import engine.insight.export as export
+
+    category, daily = two_month_frames()
+    export_bi(category, daily, tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    calls = []
+
+    def full_disk(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export.os, "fsync", full_disk)
+    changed = category.with_columns(orders=pl.col("orders") + 1)
+    with pytest.raises(OSError, match="No space"):
+        export_bi(changed, daily.head(1), tmp_path)
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # no temporary file left either
+
+
 def test_docs_show_the_ddl_that_the_code_generates() -> None:
     docs = (ROOT / "docs/insight.md").read_text(encoding="utf-8")
     assert athena_ddl("s3://my-bucket/exports").strip() in docs

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,8 +61,9 @@ def export_bi(
     """Write both KPI tables as month partitions (Parquet + CSV) and return what was written.
 
     ``dest`` is a local folder or ``s3://bucket/prefix``; for S3, ``s3_client`` is a boto3 S3
-    client (``None`` builds one). Local files are written to a temporary name in the same folder
-    and renamed, so a reader never sees half a file. An existing partition file is replaced;
+    client (``None`` builds one). Local files are all written to temporary names in their
+    folders first, then renamed: a reader never sees half a file, and an export that fails
+    while writing (a full disk) changes nothing. An existing partition file is replaced;
     months absent from the frames are left alone, except those named in ``months`` (YYYY-MM),
     which are written even when empty (a header-only CSV and a zero-row Parquet file), so a
     month whose last rows vanished stops showing them.
@@ -72,12 +74,13 @@ def export_bi(
         import boto3  # late: local exports must not need AWS configuration
 
         s3_client = boto3.client("s3")
+    files = partition_files(category_df, daily_df, months=months)
     written: list[ExportedFile] = []
-    for f in partition_files(category_df, daily_df, months=months):
-        if to_s3:
-            location = _put_s3(s3_client, dest_text, f.relative, f.payload)
-        else:
-            location = _write_atomic(Path(dest_text) / f.relative, f.payload)
+    if to_s3:
+        locations = [_put_s3(s3_client, dest_text, f.relative, f.payload) for f in files]
+    else:
+        locations = _write_all(Path(dest_text), [(f.relative, f.payload) for f in files])
+    for f, location in zip(files, locations, strict=True):
         written.append(ExportedFile(f.table, f.month, location, f.rows))
         if f.relative.endswith(".csv"):
             logger.info("exported %s month=%s: %d rows", f.table, f.month, f.rows)
@@ -132,20 +135,31 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, payload: bytes) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _write_all(dest: Path, payloads: list[tuple[str, bytes]]) -> list[str]:
+    """Write every file under ``dest`` to a temporary name beside it, then rename them all:
+    a failed write (a full disk) leaves the earlier export whole, never one table new and the
+    other old. Returns the paths."""
+    staged: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; exports are read by other tools
-        os.replace(tmp, path)
+        for relative, payload in payloads:
+            path = dest / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; exports are read by other tools
+        while staged:
+            tmp, path = staged[0]
+            os.replace(tmp, path)
+            staged.pop(0)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
-    return str(path)
+    return [str(dest / relative) for relative, _ in payloads]
 
 
 def _put_s3(client: Any, dest: str, relative: str, payload: bytes) -> str:
@@ -180,11 +194,27 @@ _COLUMNS_SQL: Final = {
 }
 
 
-def athena_ddl(location: str, *, database: str = "order_kpis") -> str:
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+_RELATIVE_MONTH = re.compile(r"NOW([+-]\d+(YEARS|MONTHS))?")
+
+
+def athena_ddl(
+    location: str, *, database: str = "order_kpis", first_month: str = "2000-01",
+    last_month: str = "NOW+1YEARS",
+) -> str:
     """Return the Athena DDL for both exported tables under ``location`` (``s3://bucket/prefix``).
 
-    Partition projection on ``month`` means new months are visible without ``MSCK REPAIR TABLE``.
+    Partition projection on ``month`` means new months are visible without ``MSCK REPAIR TABLE``;
+    Athena sees only the months from ``first_month`` to ``last_month`` (YYYY-MM, or ``NOW`` with
+    an optional ``+N``/``-N`` ``YEARS``/``MONTHS``), whatever the export holds: the default
+    runs from 2000-01 to a year after the query's day (orders dated ahead). Give older data's
+    first month, and keep the range near the data (a query without a month filter looks at
+    every month of it).
     """
+    for name, value in (("first_month", first_month), ("last_month", last_month)):
+        if not (_MONTH.fullmatch(value) or _RELATIVE_MONTH.fullmatch(value)):
+            raise UsageError(f"{name} {value!r} is neither YYYY-MM nor NOW[+-N YEARS|MONTHS]",
+                             hint="e.g. first_month='1998-01', last_month='NOW+2YEARS'")
     base = location.rstrip("/")
     statements = [f"CREATE DATABASE IF NOT EXISTS {database};"]
     for table, columns in _COLUMNS_SQL.items():
@@ -199,7 +229,7 @@ def athena_ddl(location: str, *, database: str = "order_kpis") -> str:
             "  'projection.enabled' = 'true',\n"
             "  'projection.month.type' = 'date',\n"
             "  'projection.month.format' = 'yyyy-MM',\n"
-            "  'projection.month.range' = '2000-01,NOW',\n"
+            f"  'projection.month.range' = '{first_month},{last_month}',\n"
             "  'projection.month.interval' = '1',\n"
             "  'projection.month.interval.unit' = 'MONTHS',\n"
             f"  'storage.location.template' = '{table_location}month=${{month}}/'\n"
