@@ -427,7 +427,8 @@ def test_one_answer_is_not_checked_and_results_are_never_replaced(
                       contenders=["engine_kpis", "polars_floor"]) for _ in range(2)]
     assert runs[0].answers_match is None and runs[0].ok is True
     assert runs[0].contenders[0].answers_match is None
-    assert "Answers match: **not checked" in markdown(runs[0])
+    assert "Answers match: **not checked (fewer than two answers)**. Run ok" in markdown(runs[0])
+    assert runs[0].reference is None
     first, second = (Path(r.json_path) for r in runs)
     assert second.name == first.name.replace(".json", "-2.json")
     assert json.loads(first.read_text())["contenders"][0]["name"] == "engine_kpis"

@@ -407,7 +407,7 @@ def run_bench(
         progress.done()
         answers_match: bool | None = all(r.answers_match is not False for r in outcomes)
         if reference is None or sum(1 for a in answers.values() if a) < 2:
-            answers_match = None  # one answer, or none: checked against nothing
+            answers_match = reference = None  # one answer, or none: checked against nothing
             for r in outcomes:
                 if r.answers_match is True:
                     r.answers_match = None
@@ -493,8 +493,9 @@ def markdown(bench: BenchResult) -> str:
         "",
         f"Median of {bench.repeats} whole-process runs after one warm-up, taken in rounds "
         "(every contender once per round); x floor: the median of the rounds' ratios. "
-        f"Answers match: **{_verdict(bench.answers_match)}** "
-        f"(reference: {bench.reference}). Run ok: **{'yes' if bench.ok else 'NO'}**.",
+        f"Answers match: **{_verdict(bench.answers_match)}**"
+        + (f" (reference: {bench.reference})" if bench.reference else "")
+        + f". Run ok: **{'yes' if bench.ok else 'NO'}**.",
         "",
         "| contender | status | median s | peak RSS MB | M rows/s | MB/s | x floor | answers |",
         "|---|---|---:|---:|---:|---:|---:|---|",
