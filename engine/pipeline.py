@@ -127,7 +127,7 @@ def kept_name(name: str) -> str:
     ``.input`` is added. No two inputs, and no input and another one's outputs, share a name.
     """
     if name.endswith((*_OUTPUT_SUFFIXES, _KEPT_SUFFIX)):
-        return name + _KEPT_SUFFIX
+        return beside(name, _KEPT_SUFFIX)  # cut, with a hash tail, when too long
     return name
 
 

@@ -248,7 +248,7 @@ def layout(
     try:
         for rec in reader:
             if len(rec) > n_columns:
-                extras[len(counts) - skip] = _csv_text(rec[n_columns:])
+                extras[len(counts) - skip] = _csv_text(_lone_crs_back(rec[n_columns:], body))
             starts.append(prev + 1)
             counts.append(len(rec))
             prev = first_line - 1 + reader.line_num
@@ -271,6 +271,13 @@ def layout(
         return Layout(start_lines=starts, field_counts=counts, extras=extras)
     # starts[0] is the header.
     return Layout(start_lines=starts[1:], field_counts=counts[1:], extras=extras)
+
+
+def _lone_crs_back(fields: Sequence[str], raw: bytes) -> list[str]:
+    """Undo the walk's stand-in for a lone CR (``\x1f``) in ``fields`` read from ``raw``."""
+    if b"\x1f" in raw:  # the stand-in was in the bytes too: it cannot be told apart
+        return list(fields)
+    return [f.replace("\x1f", "\r") for f in fields]
 
 
 def _csv_text(fields: Sequence[str]) -> str:
@@ -363,7 +370,7 @@ def _line_layout(body: bytes, first_line: int, n_columns: int) -> Layout | None:
         for x in range(i, j + 1):
             extras.pop(x, None)
         if len(records[0]) > n_columns:
-            extras[i] = _csv_text(records[0][n_columns:])
+            extras[i] = _csv_text(_lone_crs_back(records[0][n_columns:], raw))
         end = j + 1
     for i, k, fields in reversed(spans):
         counts[i : i + k] = [fields]

@@ -132,9 +132,35 @@ def test_a_rejected_input_named_like_an_output_does_not_replace_it(
     assert (rejected / "o.csv.rows.csv.input").read_bytes() == again.read_bytes()
     report = json.loads((rejected / "o.csv.rows.csv.errors.json").read_text(encoding="utf-8"))
     assert report["outcome"] == "rejected"
+    # Quarantined instead, the same input leaves them alone too (its quarantine removes an
+    # earlier rejection's kept bytes: those of o.csv.rows.csv.input, not o.csv.rows.csv).
+    again.write_bytes(HEADER + ROW % 7 + ROW % 8 + b"ORD2,CUST1,2025-07-06,Books,P,one,1,false\n")
+    assert _run(capsys, "process", "-q", str(again), "--out", str(out), *quarantine)[0] == 1
+    assert (rejected / "o.csv.rows.csv").read_bytes() == set_aside
+    assert not (rejected / "o.csv.rows.csv.input").exists()
+    assert b"ORD2" in (rejected / "o.csv.rows.csv.rows.csv").read_bytes()
     assert pipeline.kept_name("o.csv.input") == "o.csv.input.input"
     assert pipeline.kept_name("o.csv.errors.json") == "o.csv.errors.json.input"
     assert pipeline.kept_name("o.csv") == "o.csv"
+
+
+def test_a_long_input_named_like_an_output_is_kept_under_a_cut_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 250 bytes + ".input" is too long for a file name: exit 74, and no report.
+    name = "a" * 241 + ".rows.csv"
+    src = tmp_path / name
+    src.write_bytes((ROOT / "fixtures" / "invalid_order.csv").read_bytes())
+    out, rejected = tmp_path / "out", tmp_path / "out" / "rejected"
+    for _ in range(2):  # the second time, rejected/ exists and its earlier outputs go
+        assert _run(capsys, "process", "-q", str(src), "--out", str(out))[0] == 1
+        kept = [p for p in rejected.iterdir() if p.name.endswith(".input")]
+        assert [p.read_bytes() for p in kept] == [src.read_bytes()]
+        assert all(len(p.name.encode()) <= 255 for p in rejected.iterdir())
+    src.write_bytes(HEADER + ROW % 1 + ROW % 2 + b"ORD3,CUST1,2025-07-06,Books,P,-1,1,false\n")
+    assert _run(capsys, "process", "-q", str(src), "--out", str(out), "--on-invalid",
+                "quarantine-rows", "--max-invalid-ratio", "0.5")[0] == 1
+    assert not [p for p in rejected.iterdir() if p.name.endswith(".input")]
 
 
 def test_quarantine_of_a_file_with_no_valid_row_says_so(

@@ -510,3 +510,68 @@ def test_a_stopped_run_stops_its_contender_and_removes_its_data(tmp_path: Path) 
         except OSError:  # a process that ended meanwhile
             pass
     assert left == []  # the contender did not run on
+
+
+def test_main_gives_back_the_callers_signal_handlers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from engine.bench import runner
+
+    _fake_runs(monkeypatch, {"python_loop": "Books,1.00"})
+    mine = {s: (lambda *_: None) for s in (signal.SIGTERM, signal.SIGHUP)}
+    before = {s: signal.signal(s, h) for s, h in mine.items()}
+    try:
+        assert runner.main(["--rows", "10", "--repeats", "1", "--only", "python_loop",
+                            "--workdir", str(tmp_path / "w"),
+                            "--results-dir", str(tmp_path / "r")]) == 0
+        assert {s: signal.getsignal(s) for s in mine} == mine
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+@pytest.mark.parametrize("how", ["SIGHUP to the group", "SIGKILL to the runner"])
+def test_a_contender_does_not_outlive_its_runner(how: str, tmp_path: Path) -> None:
+    # The contender runs in a process group of its own: a terminal's hang-up, sent to the
+    # runner's group, ended the runner and left the contender running; so did a runner
+    # killed outright (library use, no handlers).
+    import signal
+    import time
+
+    work = tmp_path / "w"
+    work.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.bench.runner", "--rows", "1000000", "--repeats", "3",
+         "--only", "python_loop", "--workdir", str(work), "--results-dir", str(tmp_path / "r")],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(work.glob("*/logs/python_loop.stderr")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (run_dir,) = work.iterdir()
+    csv_path = str(run_dir / "orders-1000000-seed0.csv").encode()
+    time.sleep(0.3)
+    if how == "SIGHUP to the group":
+        os.killpg(proc.pid, signal.SIGHUP)
+    else:
+        proc.kill()
+    proc.wait(timeout=60)
+
+    def running() -> list[str]:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if csv_path in cmdline.read_bytes():
+                    found.append(cmdline.parent.name)
+            except OSError:  # a process that ended meanwhile
+                pass
+        return found
+
+    # A run of the contender takes seconds; stopped with its runner, it is gone at once.
+    deadline = time.monotonic() + 2
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running() == []

@@ -799,3 +799,31 @@ def test_standard_output_closed_is_refused_before_any_work(tmp_path: Path) -> No
     assert r.returncode == 74, r.stderr
     assert "standard output is closed" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("missing", ["moto", "yaml", "template"])
+def test_local_aws_without_the_dev_extra_or_a_checkout_is_a_usage_error(
+        missing: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto is imported when the stack starts: without it, exit 70 "a bug". From an installed
+    # wheel, the template is not there: exit 74, as if an output had failed.
+    import importlib.util
+
+    import engine.localaws.stack as stack
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the stack was started")
+
+    monkeypatch.setattr(stack, "LocalAws", never)
+    if missing == "template":
+        monkeypatch.setattr(stack, "repo_root", lambda: tmp_path)
+    else:
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name == missing else real(name, *a))
+    for command in ("up", "demo"):
+        assert main(["local-aws", command]) == 2
+        err = capsys.readouterr().err
+        assert "internal error" not in err and "Traceback" not in err
+        assert (f"needs the dev extra ({missing} is missing)" if missing != "template"
+                else "orchestration/template.yaml of a checkout") in err, err

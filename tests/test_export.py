@@ -161,6 +161,28 @@ def test_a_failed_local_export_leaves_the_earlier_one_whole(
     assert after == before  # no temporary file left either
 
 
+def test_a_local_export_that_cannot_rename_changes_nothing(tmp_path: Path) -> None:
+    # A partition path taken by a folder: 7 of 8 files were renamed in before the error.
+    category, daily = two_month_frames()
+    export_bi(category, daily, tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    blocker = tmp_path / "kpis_csv" / "daily_kpis" / "month=2025-08" / "part-0.csv"
+    blocker.unlink()
+    blocker.mkdir()
+    del before[blocker]
+    with pytest.raises(UsageError, match="is a folder"):
+        export_bi(category.with_columns(orders=pl.col("orders") + 1), daily, tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    # Into a new destination, a failed export leaves no folders either.
+    fresh = tmp_path / "fresh"
+    (fresh / "kpis_csv" / "daily_kpis" / "month=2025-08" / "part-0.csv").mkdir(parents=True)
+    with pytest.raises(UsageError):
+        export_bi(category, daily, fresh)
+    assert sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*")) == [
+        "kpis_csv", "kpis_csv/daily_kpis", "kpis_csv/daily_kpis/month=2025-08",
+        "kpis_csv/daily_kpis/month=2025-08/part-0.csv"]
+
+
 def test_docs_show_the_ddl_that_the_code_generates() -> None:
     docs = (ROOT / "docs/insight.md").read_text(encoding="utf-8")
     assert athena_ddl("s3://my-bucket/exports").strip() in docs

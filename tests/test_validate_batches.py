@@ -487,6 +487,16 @@ def test_the_line_by_line_layout_equals_the_csv_walk(text: str) -> None:
         assert _seen(fast) == _csv_walk(data, header=header, first_line=7), (text, header)
 
 
+def test_the_text_past_the_header_keeps_a_lone_cr_as_it_was() -> None:
+    # The csv walk hides a lone CR (Polars ends lines only at LF): the message showed '\x1f'.
+    from engine.read import layout
+
+    for head in (b"h,i\n", b"h,i\n\"q\nr\",1\n"):  # alone, and after a record over two lines
+        data = head + b'1,2,3,"tr\rue"\r\n'
+        lay = layout("f", data, 2)
+        assert lay.extras == {len(lay.field_counts) - 1: '3,"tr\rue"'}, lay
+
+
 def _seen(lay: Layout) -> tuple[list[int], list[int], dict[int, list[str]]]:
     """A layout's lines and field counts, and its extra fields parsed back into fields."""
     import csv

@@ -56,8 +56,23 @@ _CLI = (
 # holds the generated data and Polars, so children forked straight from it would all report at
 # least the runner's RSS. Forked from this small process, they start from its few MB instead.
 _LAUNCHER = (
-    "import json, os, sys, time\n"
+    "import json, os, signal, sys, time\n"
     "report, argv = sys.argv[1], sys.argv[2:]\n"
+    "parent = os.getppid()\n"
+    "pid = 0\n"
+    "def stop(*_):\n"
+    "    if pid:\n"
+    "        os.kill(pid, signal.SIGKILL)\n"
+    "    os._exit(143)\n"
+    "signal.signal(signal.SIGTERM, stop)\n"
+    # Linux: told (SIGTERM) when the runner dies, however it dies, so its contender goes too
+    "try:\n"
+    "    import ctypes\n"
+    "    ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "if os.getppid() != parent:\n"
+    "    os._exit(143)\n"
     "t = time.perf_counter()\n"
     "pid = os.posix_spawn(argv[0], argv, os.environ)\n"
     "_, status, usage = os.wait4(pid, 0)\n"
@@ -340,7 +355,9 @@ def run_bench(
     progress = _Progress()
     results = Path(default_results_dir() if results_dir is None else results_dir)
     results.mkdir(parents=True, exist_ok=True)  # before the work: a bad folder fails at once
-    made_parent = workdir is not None and not Path(workdir).exists()
+    # The folders of ``workdir`` this run makes, deepest first, to remove if left empty.
+    made = [] if workdir is None else [
+        p for p in (Path(workdir), *Path(workdir).parents) if not p.exists()]
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="order-kpis-bench-", dir=workdir))
@@ -432,9 +449,11 @@ def run_bench(
     finally:
         if not keep_data:
             shutil.rmtree(work, ignore_errors=True)
-            if made_parent:
-                with contextlib.suppress(OSError):
-                    Path(str(workdir)).rmdir()  # only if the run left it empty
+            for folder in made:
+                try:
+                    folder.rmdir()  # only if the run left it empty
+                except OSError:
+                    break
 
 
 def _fail(res: ContenderResult, note: str) -> None:
@@ -573,9 +592,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--seed must be at least 0")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    before = {}
     if threading.current_thread() is threading.main_thread():
-        # A stop (SIGTERM) ends the run like Ctrl-C: the running contender and the data go.
-        signal.signal(signal.SIGTERM, _stop)
+        # A stop (SIGTERM, or a terminal's hang-up) ends the run like Ctrl-C: the running
+        # contender and the data go. The caller's handlers are given back at the end.
+        before = {s: signal.signal(s, _stop) for s in stops}
     try:
         bench = run_bench(
             args.rows,
@@ -596,6 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"order-kpis bench: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 74
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
     print(markdown(bench))
     print(f"wrote {bench.json_path} and {bench.markdown_path}")
     if bench.data_dir:

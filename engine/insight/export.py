@@ -14,6 +14,7 @@ column is only in the path (a Hive partition), not inside the files.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -140,9 +141,15 @@ def _write_all(dest: Path, payloads: list[tuple[str, bytes]]) -> list[str]:
     a failed write (a full disk) leaves the earlier export whole, never one table new and the
     other old. Returns the paths."""
     staged: list[tuple[str, Path]] = []
+    made: list[Path] = []  # folders this export makes, parents first
+    for relative, _ in payloads:
+        if (dest / relative).is_dir():
+            raise UsageError(f"{dest / relative} is a folder: the export cannot replace it",
+                             hint="remove it, then export again")
     try:
         for relative, payload in payloads:
             path = dest / relative
+            made += reversed([p for p in (path.parent, *path.parent.parents) if not p.exists()])
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             staged.append((tmp, path))
@@ -158,6 +165,9 @@ def _write_all(dest: Path, payloads: list[tuple[str, bytes]]) -> list[str]:
     except BaseException:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return [str(dest / relative) for relative, _ in payloads]
 

@@ -97,13 +97,21 @@ def _start(port: int | None, task_logs: str | None = None) -> Any:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     if port is not None:
         _check_free(port)
+    import importlib.util
+
     from engine.localaws.adaptations import MotoVersionError
 
-    try:
-        from engine.localaws.stack import LocalAws
-    except ImportError as e:  # moto or yaml missing
-        raise UsageError(f"the local AWS needs the dev extra ({e.name} is missing)",
-                         hint="pip install -e '.[dev]'") from None
+    # moto and yaml are imported when the stack starts, not with the module
+    for module in ("moto", "yaml"):
+        if importlib.util.find_spec(module) is None:
+            raise UsageError(f"the local AWS needs the dev extra ({module} is missing)",
+                             hint="pip install -e '.[dev]' (make install-dev)")
+    from engine.localaws.stack import LocalAws, repo_root
+
+    if not (repo_root() / "orchestration" / "template.yaml").is_file():
+        raise UsageError("the local AWS deploys orchestration/template.yaml of a checkout, and"
+                         f" {repo_root()} holds none (an installed wheel)",
+                         hint="run it from a clone: pip install -e '.[dev]' there")
     env = LocalAws(port=port, log_dir=Path(task_logs) if task_logs else None)
     try:
         return env.start()
