@@ -13,6 +13,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import polars as pl
 import pytest
@@ -480,36 +481,50 @@ def test_the_generator_refuses_bad_options_and_leaves_no_file(tmp_path: Path) ->
     assert not out.exists()
 
 
-def test_a_stopped_run_stops_its_contender_and_removes_its_data(tmp_path: Path) -> None:
-    import signal
+def _start_python_loop(
+    tmp_path: Path, rows: int, **popen: Any
+) -> tuple[subprocess.Popen[bytes], Path, bytes]:
+    """Start a benchmark run of the Python loop on ``rows`` rows; return it once its contender
+    runs, with its workdir and the CSV path that the contender's command line holds."""
     import time
 
     work = tmp_path / "w"
     work.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.bench.runner", "--rows", "300000", "--repeats", "3",
+        [sys.executable, "-m", "engine.bench.runner", "--rows", str(rows), "--repeats", "3",
          "--only", "python_loop", "--workdir", str(work), "--results-dir", str(tmp_path / "r")],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), **popen,
     )
     deadline = time.monotonic() + 60
     while not list(work.glob("*/logs/python_loop.stderr")) and time.monotonic() < deadline:
         time.sleep(0.05)
     (run_dir,) = work.iterdir()
-    csv_path = str(run_dir / "orders-300000-seed0.csv")
     time.sleep(0.3)
+    return proc, work, str(run_dir / f"orders-{rows}-seed0.csv").encode()
+
+
+def _running(text: bytes) -> list[str]:
+    """The ids of the processes whose command line holds ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:  # a process that ended meanwhile
+            pass
+    return found
+
+
+def test_a_stopped_run_stops_its_contender_and_removes_its_data(tmp_path: Path) -> None:
+    import signal
+
+    proc, work, csv_path = _start_python_loop(tmp_path, 300_000, stderr=subprocess.PIPE)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert b"Traceback" not in err
     assert list(work.iterdir()) == [] and not (tmp_path / "r" / "latest.md").exists()
-    left = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if csv_path.encode() in cmdline.read_bytes():
-                left.append(cmdline.parent.name)
-        except OSError:  # a process that ended meanwhile
-            pass
-    assert left == []  # the contender did not run on
+    assert _running(csv_path) == []  # the contender did not run on
 
 
 def test_main_gives_back_the_callers_signal_handlers(
@@ -540,38 +555,15 @@ def test_a_contender_does_not_outlive_its_runner(how: str, tmp_path: Path) -> No
     import signal
     import time
 
-    work = tmp_path / "w"
-    work.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.bench.runner", "--rows", "1000000", "--repeats", "3",
-         "--only", "python_loop", "--workdir", str(work), "--results-dir", str(tmp_path / "r")],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while not list(work.glob("*/logs/python_loop.stderr")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (run_dir,) = work.iterdir()
-    csv_path = str(run_dir / "orders-1000000-seed0.csv").encode()
-    time.sleep(0.3)
+    proc, _, csv_path = _start_python_loop(tmp_path, 1_000_000, stderr=subprocess.DEVNULL,
+                                           start_new_session=True)
     if how == "SIGHUP to the group":
         os.killpg(proc.pid, signal.SIGHUP)
     else:
         proc.kill()
     proc.wait(timeout=60)
-
-    def running() -> list[str]:
-        found = []
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                if csv_path in cmdline.read_bytes():
-                    found.append(cmdline.parent.name)
-            except OSError:  # a process that ended meanwhile
-                pass
-        return found
-
     # A run of the contender takes seconds; stopped with its runner, it is gone at once.
     deadline = time.monotonic() + 2
-    while running() and time.monotonic() < deadline:
+    while _running(csv_path) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert running() == []
+    assert _running(csv_path) == []
