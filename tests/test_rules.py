@@ -75,9 +75,26 @@ def _pandera_passes(row: pl.DataFrame) -> bool:
     return True
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The default run takes a sample (pandera row by row is ~0.1 s an example); `pytest -m slow`
+# runs the long one.
+_FUSED_SLOW = settings(max_examples=1500, deadline=None,
+                       suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=text_rows())
 def test_fused_verdict_agrees_with_pandera_row_by_row(text: pl.DataFrame) -> None:
+    _check_fused_against_pandera(text)
+
+
+@pytest.mark.slow
+@_FUSED_SLOW
+@given(text=text_rows())
+def test_long_run_fused_verdict_agrees_with_pandera_row_by_row(text: pl.DataFrame) -> None:
+    _check_fused_against_pandera(text)
+
+
+def _check_fused_against_pandera(text: pl.DataFrame) -> None:
     judged, ok = _verdicts(text)
     for i in range(text.height):
         row = text.slice(i, 1)
@@ -126,10 +143,19 @@ def test_unpadded_spots_every_kind_of_padding() -> None:
         assert not unpadded(bad), bad
 
 
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(text=text_rows(pad=st.just("")))
 def test_unstripped_verdict_equals_the_stripped_one_on_unpadded_text(text: pl.DataFrame) -> None:
+    assume(unpadded(text.write_csv(quote_style="never").encode()))
+    assert _verdicts(text, strip=False)[0].equals(_verdicts(text)[0])
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(text=text_rows(pad=st.just("")))
+def test_long_run_unstripped_verdict_equals_the_stripped_one(text: pl.DataFrame) -> None:
     assume(unpadded(text.write_csv(quote_style="never").encode()))
     assert _verdicts(text, strip=False)[0].equals(_verdicts(text)[0])
 
