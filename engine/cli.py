@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -474,19 +474,8 @@ def _damaged_parquet(args: argparse.Namespace, e: Exception) -> str | None:
                    if isinstance(v, str) and v and Path(v).is_dir()), None)
     if folder is None:
         return None
-    import pyarrow.parquet as pq
-
-    damaged = []
-    for path in sorted(Path(folder).rglob("*.parquet")):
-        try:
-            names = set(pq.read_metadata(path).schema.names)
-        except Exception as bad:  # any reason this footer cannot be read names the file
-            damaged.append(f"{path} ({bad})")
-            continue
-        if missing := [c for c in _parquet_columns(path) if c not in names]:
-            damaged.append(f"{path} (no column {', '.join(missing)})")
-        elif wrong := _wrong_types(path):
-            damaged.append(f"{path} ({wrong})")
+    damaged = [f"{path} ({problem})" for path in sorted(Path(folder).rglob("*.parquet"))
+               if (problem := _parquet_problem(path)) is not None]
     if not damaged:
         return None
     shown = "\n  ".join(damaged[:5]) + (f"\n  and {len(damaged) - 5} more" if len(damaged) > 5
@@ -494,33 +483,30 @@ def _damaged_parquet(args: argparse.Namespace, e: Exception) -> str | None:
     return f"Parquet files of the output folder cannot be read:\n  {shown}"
 
 
-def _parquet_columns(path: Path) -> tuple[str, ...]:
-    """The columns the project writes into a Parquet file at ``path`` of an output folder."""
-    from engine.columns import CATEGORY_COLUMNS, DAILY_COLUMNS, ORDER_COLUMNS
-    from engine.pipeline import CATEGORY_PARQUET, DAILY_PARQUET
-
-    if path.parent.name.startswith("order_date="):  # a lake object
-        return (*ORDER_COLUMNS, "_seq", "_source")
-    return {CATEGORY_PARQUET: CATEGORY_COLUMNS, DAILY_PARQUET: DAILY_COLUMNS}.get(path.name, ())
-
-
-def _wrong_types(path: Path) -> str | None:
-    """Say which column of a KPI table file at ``path`` is not of the contract's type, if any
-    (queries compare its dates and sum its decimals: a string there is no answer)."""
+def _parquet_problem(path: Path) -> str | None:
+    """What is wrong with a Parquet file at ``path`` of an output folder, from its footer read
+    once: unreadable, or without a column the project writes there, or (a KPI table, which
+    queries compare and sum) with a column of another type than the contract's; else None."""
     import polars as pl
 
+    from engine.columns import ORDER_COLUMNS
     from engine.insight.query import CATEGORY_SCHEMA, DAILY_SCHEMA
     from engine.pipeline import CATEGORY_PARQUET, DAILY_PARQUET
 
-    want = {CATEGORY_PARQUET: CATEGORY_SCHEMA, DAILY_PARQUET: DAILY_SCHEMA}.get(path.name)
-    if want is None or path.parent.name.startswith("order_date="):
-        return None
     try:
         have = pl.read_parquet_schema(path)
     except Exception as bad:  # any reason this footer cannot be read names the file
         return str(bad)
+    want: Mapping[str, pl.DataType | None]
+    if path.parent.name.startswith("order_date="):  # a lake object: its types vary (scales)
+        want = dict.fromkeys((*ORDER_COLUMNS, "_seq", "_source"))
+    else:
+        want = {CATEGORY_PARQUET: CATEGORY_SCHEMA, DAILY_PARQUET: DAILY_SCHEMA}.get(
+            path.name, {})
+    if missing := [c for c in want if c not in have]:
+        return f"no column {', '.join(missing)}"
     wrong = [f"{name} is {have[name]}, not {dtype}" for name, dtype in want.items()
-             if name in have and have[name] != dtype]
+             if dtype is not None and have[name] != dtype]
     return "; ".join(wrong) or None
 
 

@@ -112,9 +112,9 @@ def beside(name: str, suffix: str) -> str:
     return cut + tag + suffix
 
 
-# What rejected/ writes beside a file's kept bytes, and the suffix its bytes take when its
-# name ends like one of them (or like that suffix).
-_OUTPUT_SUFFIXES = (".rows.csv", ".errors.json")
+# What rejected/ writes beside a file's kept bytes (its quarantined rows, its report), and the
+# suffix its bytes take when its name ends like one of them (or like that suffix).
+ROWS_SUFFIX, ERRORS_SUFFIX = ".rows.csv", ".errors.json"
 _KEPT_SUFFIX = ".input"
 
 
@@ -126,7 +126,7 @@ def kept_name(name: str) -> str:
     ``orders.csv``, and is what a user fixes and sends again), or in ``.input``: then
     ``.input`` is added. No two inputs, and no input and another one's outputs, share a name.
     """
-    if name.endswith((*_OUTPUT_SUFFIXES, _KEPT_SUFFIX)):
+    if name.endswith((ROWS_SUFFIX, ERRORS_SUFFIX, _KEPT_SUFFIX)):
         return beside(name, _KEPT_SUFFIX)  # cut, with a hash tail, when too long
     return name
 
@@ -135,7 +135,7 @@ def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     """Keep the file's bytes unchanged beside a JSON report of everything wrong with it.
     A file that cannot be read (its report says so) gets the report alone. The rows an
     earlier quarantine of this name set aside go: this report replaces that one."""
-    (rejected_dir / beside(path.name, ".rows.csv")).unlink(missing_ok=True)
+    (rejected_dir / beside(path.name, ROWS_SUFFIX)).unlink(missing_ok=True)
     try:
         if report.sha256 is None:
             report.size_bytes, report.sha256 = file_digest(path)
@@ -144,7 +144,7 @@ def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
         if path.is_file() and os.access(path, os.R_OK):
             raise  # the input is readable: the trouble is the output folder's
         report.warnings.append(f"the file could not be kept in rejected/: {e.strerror or e}")
-    report.write_json(rejected_dir / beside(path.name, ".errors.json"), outcome="rejected")
+    report.write_json(rejected_dir / beside(path.name, ERRORS_SUFFIX), outcome="rejected")
 
 
 def process_paths(
@@ -387,8 +387,8 @@ def _one_file(
     # An earlier rejection of this name left the file's bytes: they would sit beside a report
     # of another file (the reports of one name replace each other, as the copies do).
     (rejected_dir / kept_name(path.name)).unlink(missing_ok=True)
-    write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / beside(path.name, ".rows.csv"))
-    report.write_json(rejected_dir / beside(path.name, ".errors.json"), outcome="quarantined")
+    write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / beside(path.name, ROWS_SUFFIX))
+    report.write_json(rejected_dir / beside(path.name, ERRORS_SUFFIX), outcome="quarantined")
     with commits.exclusive():  # the lake changes here, on this thread
         if res.cleaned is not None:  # the whole-file path kept them
             ing = lake.add_source(path.name, res.cleaned)

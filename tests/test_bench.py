@@ -467,12 +467,12 @@ def test_the_generator_refuses_bad_options_and_leaves_no_file(tmp_path: Path) ->
     from engine.bench.generate import main
 
     out = tmp_path / "g.csv"
-    for argv in (["--rows", "-5"], ["--rows", "5", "--seed", "-1"], ["--rows", "5", "--days", "0"],
-                 ["--rows", "5", "--files", "0"]):
-        with pytest.raises(SystemExit) as e:
-            main([*argv, "--out", str(out)])
-        assert e.value.code == 2
-    assert main(["--rows", "5", "--dirt", "0.9", "--out", str(out)]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--rows", "5", "--files", "0", "--out", str(out)])
+    assert e.value.code == 2
+    for argv in (["--rows", "-5"], ["--seed", "-1"], ["--days", "0"], ["--customers", "0"],
+                 ["--dirt", "0.9"]):
+        assert main(["--rows", "5", *argv, "--out", str(out)]) == 2, argv
     assert not out.exists()
     (tmp_path / "file").write_text("")
     assert main(["--rows", "5", "--out", str(tmp_path / "file" / "g.csv")]) == 74

@@ -147,8 +147,7 @@ def test_unpadded_spots_every_kind_of_padding() -> None:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(text=text_rows(pad=st.just("")))
 def test_unstripped_verdict_equals_the_stripped_one_on_unpadded_text(text: pl.DataFrame) -> None:
-    assume(unpadded(text.write_csv(quote_style="never").encode()))
-    assert _verdicts(text, strip=False)[0].equals(_verdicts(text)[0])
+    _check_unstripped_against_stripped(text)
 
 
 @pytest.mark.slow
@@ -156,6 +155,10 @@ def test_unstripped_verdict_equals_the_stripped_one_on_unpadded_text(text: pl.Da
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(text=text_rows(pad=st.just("")))
 def test_long_run_unstripped_verdict_equals_the_stripped_one(text: pl.DataFrame) -> None:
+    _check_unstripped_against_stripped(text)
+
+
+def _check_unstripped_against_stripped(text: pl.DataFrame) -> None:
     assume(unpadded(text.write_csv(quote_style="never").encode()))
     assert _verdicts(text, strip=False)[0].equals(_verdicts(text)[0])
 

@@ -252,6 +252,8 @@ def generate_orders(
         raise ValueError(f"seed must be >= 0, got {seed}")
     if days < 1:
         raise ValueError(f"days must be >= 1, got {days}")
+    if customers < 1:
+        raise ValueError(f"customers must be >= 1, got {customers}")
     cats = tuple(categories)
     if not cats:
         raise ValueError("categories must not be empty")
@@ -394,9 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from engine.errors import UsageError
 
-    if args.rows < 0 or args.files < 1 or args.seed < 0 or args.days < 1 or args.customers < 1:
-        parser.error("--rows and --seed must be at least 0, --files, --days and --customers"
-                     " at least 1")
+    if args.files < 1:  # the other values are checked by generate_orders, before any write
+        parser.error("--files must be at least 1")
     try:
         _numpy()  # before any file is opened: none is left empty behind
         return _main(args)
