@@ -284,11 +284,16 @@ def test_ecs_casing_converts_pascal_parameters_to_boto3() -> None:
 
 # -- the whole stack -----------------------------------------------------------------------
 
+# The workflow's waits (30 s before a validator runs again, 10 s between looks at a lock)
+# take a tenth of their time here: the states entered do not change.
+WAIT_SCALE = 0.1
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Any]:
     from engine.localaws import LocalAws
 
-    env = LocalAws()
+    env = LocalAws(wait_scale=WAIT_SCALE)
     env.start()
     try:
         yield env
@@ -614,13 +619,14 @@ def test_a_lock_left_by_an_execution_that_no_longer_runs_is_broken(
 
 
 def _running_execution(stack: Any, machine: str) -> str:
-    """Start an execution of a new state machine ``machine`` that waits 5 minutes; return
-    its ARN (a holder of a lock or claim that is still running until stopped)."""
+    """Start an execution of a new state machine ``machine`` that waits 5 minutes (scaled);
+    return its ARN (a holder of a lock or claim that is still running until stopped)."""
     sfn = stack.client("stepfunctions")
     arn = sfn.create_state_machine(
         name=machine, roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
         definition=json.dumps({"StartAt": "Hold", "States": {
-            "Hold": {"Type": "Wait", "Seconds": 300, "End": True}}}))["stateMachineArn"]
+            "Hold": {"Type": "Wait", "Seconds": round(300 / WAIT_SCALE), "End": True}}}))[
+        "stateMachineArn"]
     return str(sfn.start_execution(stateMachineArn=arn, name="holder")["executionArn"])
 
 
@@ -648,6 +654,41 @@ def test_an_execution_waits_while_the_lock_holder_runs(stack: Any, ran: dict[str
     broke = names.index("BreakKeyLock")
     assert names[broke - 2:broke] == ["CheckKeyLockHolder", "IsKeyLockHolderRunning"]
     assert names[broke + 1:broke + 4] == ["TakeKeyLock", "ClaimEvent", "RunValidator"]
+
+
+@pytest.mark.integration
+def test_waits_and_retry_intervals_take_the_stack_s_share_of_their_seconds(stack: Any) -> None:
+    """A Wait of 30 s and a Retry 20 s after a failed task end in a tenth of that (the
+    test stack's scale), and the retry is still made: two attempts at the task."""
+    sfn = stack.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="scaled-waits", roleArn=f"arn:aws:iam::{ACCOUNT}:role/x",
+        definition=json.dumps({"StartAt": "Hold", "States": {
+            "Hold": {"Type": "Wait", "Seconds": 30, "Next": "Read"},
+            "Read": {
+                "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem",
+                "Parameters": {"TableName": "no-such-table", "Key": {"pk": {"S": "x"}}},
+                "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 20,
+                           "MaxAttempts": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Done"}],
+                "End": True},
+            "Done": {"Type": "Succeed"}}}))["stateMachineArn"]
+    t0 = time.monotonic()
+    run = sfn.start_execution(stateMachineArn=arn, name="scaled")["executionArn"]
+    ex = _finished(stack, run, timeout=60)
+    assert ex["status"] == "SUCCEEDED"
+    assert time.monotonic() - t0 < 30  # unscaled, the Wait alone takes 30 s
+    events = sfn.get_execution_history(executionArn=run, maxResults=1000)["events"]
+    assert sum(e["type"] == "TaskScheduled" for e in events) == 2
+
+
+def test_a_wait_scale_outside_zero_to_one_is_refused() -> None:
+    before = adaptations.installed()
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="wait scale"):
+            adaptations.install_wait_scale(bad)
+    adaptations.install_wait_scale(1)  # as on AWS: nothing to patch
+    assert adaptations.installed() == before
 
 
 def _finished(stack: Any, arn: str, timeout: float = 180.0) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -1107,6 +1108,34 @@ def install_string_matches_as_aws() -> None:
         return isinstance(variable, str) and aws_string_matches(variable, str(comparison_value))
 
     _patch(cls, "_compare", staticmethod(_compare))
+
+
+def install_wait_scale(scale: float) -> None:
+    """Make Wait states and Retry intervals take ``scale`` times their seconds.
+
+    Not a gap: AWS waits as written, and so does the local AWS by default (``scale`` 1 installs
+    nothing). The test suite passes 0.1, so that a run which waits as the workflow says (30 s
+    before a validator runs again, 10 s between two looks at a key's lock) takes a tenth of
+    that; the states entered, and their order, do not change. Task timeouts are not scaled.
+    """
+    import time
+
+    if not 0 < scale <= 1:
+        raise ValueError(f"wait scale must be in (0, 1], got {scale!r}")
+    if scale == 1:
+        return
+    wait_function = _mod("moto.stepfunctions.parser.asl.component.state.wait.wait_function."
+                         "wait_function").WaitFunction
+
+    def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
+        # moto's own loop counts whole seconds waited: under a second it would never end.
+        deadline = time.monotonic() + max(0.0, wait_seconds) * scale
+        while env.is_running() and (left := deadline - time.monotonic()) > 0:
+            env.program_state_event.wait(left)
+
+    _patch(wait_function, "_wait_interval", _wait_interval)
+    retrier = _mod("moto.stepfunctions.parser.asl.component.common.retry.retrier_decl")
+    _patch(retrier, "time", SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * scale)))
 
 
 def install_all(runner: TaskRunner) -> None:

@@ -95,6 +95,8 @@ class LocalAws:
     root: Path = field(default_factory=repo_root)
     prefix: str = "order-kpis"
     log_dir: Path | None = None
+    #: Wait states and Retry intervals take this share of their seconds (tests: 0.1).
+    wait_scale: float = 1.0
     endpoint: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     inboxes: dict[str, str] = field(default_factory=dict)
@@ -134,6 +136,7 @@ class LocalAws:
             self._post("reset", None)
             adaptations.install_all(adaptations.TaskRunner(
                 endpoint=self.endpoint, region=REGION, root=self.root, log_dir=self.log_dir))
+            adaptations.install_wait_scale(self.wait_scale)
             self._configure_moto({"stepfunctions": {"execute_state_machine": True}})
             self.deploy()
         except BaseException:
