@@ -6,7 +6,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -50,28 +50,101 @@ def _write_through(path: Path) -> bool:
     return False
 
 
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    if _write_through(path):
-        write(path)
-        return
-    if path.is_symlink():  # replace the file the link names, and keep the link
+def _target(path: Path) -> Path:
+    """Return the file a rename replaces for ``path``: the one a link names (the link is
+    kept), with its folder made."""
+    if path.is_symlink():
         path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _temp_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """Create an empty temporary file in ``path``'s folder, with ``open``'s permissions."""
     # The name's start only: a temporary name must fit where the final one does.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.", suffix=suffix, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
     finally:
         os.close(fd)
-    tmp_path = Path(tmp)
+    return Path(tmp)
+
+
+def _write_synced(tmp: Path, write: Callable[[Path], object]) -> None:
+    write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    if _write_through(path):
+        write(path)
+        return
+    path = _target(path)
+    tmp_path = _temp_beside(path)
     try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
+        _write_synced(tmp_path, write)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def replace_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) -> None:
+    """Replace each path with what its function writes there, all of them or none.
+
+    Every new version is written and synced first; the old ones are kept aside (a hard
+    link, or a copy where links are refused); then the renames run. When one fails (a file
+    made immutable, a folder in a file's place), the paths already renamed get their old
+    version back before the error is raised, so a reader never finds one table new and
+    another old after a failed run. A crash between the renames can still leave some new
+    and some old, each whole. A pipe or terminal among the paths is written last, through.
+    """
+    through: list[tuple[Path, Callable[[Path], object]]] = []
+    files: list[tuple[Path, Callable[[Path], object]]] = []
+    for p, write in writes:
+        (through if _write_through(Path(p)) else files).append((Path(p), write))
+    staged: list[tuple[Path, Path]] = []  # (new version, target)
+    kept: dict[Path, Path | None] = {}  # target -> its old version aside (None: none was)
+    try:
+        for p, write in files:
+            target = _target(p)
+            staged.append((_temp_beside(target), target))
+            _write_synced(staged[-1][0], write)
+        for _, target in staged:
+            kept[target] = None
+            if os.path.lexists(target):
+                aside = _temp_beside(target, ".old")
+                kept[target] = aside
+                aside.unlink()  # the name is ours; a link needs it free
+                try:
+                    os.link(target, aside)
+                except OSError:
+                    import shutil
+
+                    shutil.copyfile(target, aside)  # a folder in the file's place fails here
+        renamed: list[Path] = []
+        try:
+            for tmp, target in staged:
+                os.replace(tmp, target)
+                renamed.append(target)
+        except BaseException:
+            for target in reversed(renamed):
+                old = kept[target]
+                if old is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    os.replace(old, target)
+                    kept[target] = None
+            raise
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for old in kept.values():
+            if old is not None:
+                old.unlink(missing_ok=True)
+    for p, write in through:
+        write(p)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

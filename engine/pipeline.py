@@ -18,7 +18,7 @@ from typing import Literal
 
 import polars as pl
 
-from engine.atomic import copy_atomic, write_csv_atomic, write_parquet_atomic
+from engine.atomic import copy_atomic, replace_together, write_csv_atomic
 from engine.background import InOrder
 from engine.csvsafe import safe_frame
 from engine.errors import UsageError
@@ -500,8 +500,12 @@ def _orders(
 
 
 def write_tables(category: pl.DataFrame, daily: pl.DataFrame, out: Path) -> None:
-    """Write both tables as Parquet (typed) and CSV (text, formula-safe), each atomically."""
-    write_parquet_atomic(category, out / CATEGORY_PARQUET)
-    write_parquet_atomic(daily, out / DAILY_PARQUET)
-    write_csv_atomic(safe_frame(category), out / CATEGORY_CSV)
-    write_csv_atomic(daily, out / DAILY_CSV)
+    """Write both tables as Parquet (typed) and CSV (text, formula-safe): the four files are
+    replaced together, all or none (``atomic.replace_together``)."""
+    category_csv = safe_frame(category)
+    replace_together([
+        (out / CATEGORY_PARQUET, lambda p: category.write_parquet(p, statistics=True)),
+        (out / DAILY_PARQUET, lambda p: daily.write_parquet(p, statistics=True)),
+        (out / CATEGORY_CSV, category_csv.write_csv),
+        (out / DAILY_CSV, daily.write_csv),
+    ])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pytest
 
 import engine.pipeline as pipeline
@@ -271,23 +273,25 @@ def test_crash_while_writing_kpis_leaves_old_tables_and_next_run_converges(
     new = tmp_path / "orders_2025-07-07.csv"
     new.write_bytes(HEADER + ROW % 900 + (ROW % 901).replace(b"07-06", b"07-07"))
 
-    real = pipeline.write_parquet_atomic
+    real = pl.DataFrame.write_parquet
     calls = {"n": 0}
 
-    def failing(df: object, path: object) -> None:
+    def failing(df: pl.DataFrame, path: Any, **kwargs: Any) -> None:
         calls["n"] += 1
-        if calls["n"] == 2:  # the first table is replaced, the second write dies
+        if calls["n"] == 2:  # the first table is written, the second write dies
             raise OSError("disk full")
-        real(df, path)  # type: ignore[arg-type]
+        real(df, path, **kwargs)
 
-    monkeypatch.setattr(pipeline, "write_parquet_atomic", failing)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", failing)
     with pytest.raises(OSError):
         pipeline.process_paths([new], out)
-    assert (out / "daily_kpis.parquet").read_bytes() == tables["daily_kpis.parquet"]
+    monkeypatch.undo()
+    for name, old in tables.items():  # none replaced, and no temporary file left
+        assert (out / name).read_bytes() == old, name
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
     pending = json.loads((out / "lake" / "_pending.json").read_text(encoding="utf-8"))
     assert pending == ["2025-07-06", "2025-07-07"]
 
-    monkeypatch.setattr(pipeline, "write_parquet_atomic", real)
     assert _run(capsys, "process", "-q", str(GOOD), "--out", str(out))[0] == 0
     assert json.loads((out / "lake" / "_pending.json").read_text(encoding="utf-8")) == []
     converged = snapshot(out)

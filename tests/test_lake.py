@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 from pathlib import Path
 
@@ -77,24 +78,27 @@ def test_crash_while_writing_tables_keeps_old_tables_and_next_run_converges(
     c = write(tmp_path / "c.csv", "C,e,2025-07-08,Books,P,1,1,false")
     out = tmp_path / "out"
     assert main(["process", str(a), "--out", str(out), "-q"]) == 0
-    before = {n: (out / n).read_bytes() for n in ("category_kpis.csv", "daily_kpis.parquet")}
+    before = {n: (out / n).read_bytes() for n in (
+        "category_kpis.parquet", "daily_kpis.parquet", "category_kpis.csv", "daily_kpis.csv")}
 
-    real = pipeline.write_parquet_atomic
+    real = os.replace
     calls = {"n": 0}
 
-    def dies_on_second_table(df: object, path: Path) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError("disk full")
-        real(df, path)  # type: ignore[arg-type]
+    def dies_on_second_table(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name.endswith("_kpis.parquet"):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the first table is in place, the second rename fails
+                raise OSError(errno.EIO, "Input/output error", str(dst))
+        real(src, dst)
 
-    monkeypatch.setattr(pipeline, "write_parquet_atomic", dies_on_second_table)
+    monkeypatch.setattr(os, "replace", dies_on_second_table)
     with pytest.raises(OSError):
         pipeline.process_paths([b], out)
     monkeypatch.undo()
-    # The CSV tables were not touched (they are written after both Parquet files).
-    assert (out / "category_kpis.csv").read_bytes() == before["category_kpis.csv"]
-    assert (out / "daily_kpis.parquet").read_bytes() == before["daily_kpis.parquet"]
+    # The table renamed before the failure has its old version back: all four are old.
+    for name, old in before.items():
+        assert (out / name).read_bytes() == old, name
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
     assert dt.date(2025, 7, 7) in LocalLake(out / "lake").pending()
     # The next run, with an unrelated file, also recomputes the date the crash left behind.
     assert main(["process", str(c), "--out", str(out), "-q"]) == 0

@@ -1,0 +1,112 @@
+"""``atomic.replace_together``: several files replaced all or none (the four KPI tables)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from engine import atomic
+from engine.cli import main
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+TABLES = ("category_kpis.parquet", "daily_kpis.parquet", "category_kpis.csv", "daily_kpis.csv")
+
+
+def _writer(text: str):  # type: ignore[no-untyped-def]
+    return lambda p: Path(p).write_text(text, encoding="utf-8")
+
+
+def _state(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.iterdir())}
+
+
+def test_every_file_is_replaced_and_nothing_else_is_left(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("old a", encoding="utf-8")
+    atomic.replace_together([(tmp_path / "a", _writer("new a")),
+                             (tmp_path / "sub" / "b", _writer("new b"))])
+    assert (tmp_path / "a").read_text(encoding="utf-8") == "new a"
+    assert (tmp_path / "sub" / "b").read_text(encoding="utf-8") == "new b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "sub"]
+
+
+def test_a_failed_rename_puts_back_the_files_already_replaced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in "abc":
+        (tmp_path / name).write_text(f"old {name}", encoding="utf-8")
+    real = os.replace
+
+    def third_fails(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name == "c":
+            raise OSError(errno.EPERM, "Operation not permitted", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", third_fails)
+    with pytest.raises(OSError, match="not permitted"):
+        atomic.replace_together([(tmp_path / n, _writer(f"new {n}")) for n in "adbc"])
+    # a and b were renamed, then given their old version back; d, new, is gone again
+    assert _state(tmp_path) == {"a": "old a", "b": "old b", "c": "old c"}
+
+
+def test_old_versions_are_copied_aside_where_links_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in "ab":
+        (tmp_path / name).write_text(f"old {name}", encoding="utf-8")
+
+    def no_links(*args: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    real = os.replace
+
+    def second_fails(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name == "b":
+            raise OSError(errno.EIO, "Input/output error", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "replace", second_fails)
+    with pytest.raises(OSError):
+        atomic.replace_together([(tmp_path / n, _writer(f"new {n}")) for n in "ab"])
+    assert _state(tmp_path) == {"a": "old a", "b": "old b"}
+    monkeypatch.setattr(os, "replace", real)
+    atomic.replace_together([(tmp_path / n, _writer(f"new {n}")) for n in "ab"])
+    assert _state(tmp_path) == {"a": "new a", "b": "new b"}
+
+
+def test_a_folder_in_a_file_s_place_fails_before_anything_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("old a", encoding="utf-8")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "inside").write_text("kept", encoding="utf-8")
+    with pytest.raises(OSError):
+        atomic.replace_together([(tmp_path / n, _writer(f"new {n}")) for n in "ab"])
+    assert (tmp_path / "a").read_text(encoding="utf-8") == "old a"
+    assert (tmp_path / "b" / "inside").read_text(encoding="utf-8") == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_process_that_cannot_replace_one_table_changes_none_of_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder where daily_kpis.csv goes (or a file made immutable): exit 74, and the other
+    three tables are the old ones, not the new (before, three were replaced and the CSV and
+    Parquet daily tables disagreed)."""
+    out = tmp_path / "out"
+    assert main(["process", "-q", str(FIXTURES / "valid_order.csv"), "--out", str(out)]) == 0
+    before = {n: (out / n).read_bytes() for n in TABLES}
+    (out / "daily_kpis.csv").unlink()
+    (out / "daily_kpis.csv").mkdir()
+    capsys.readouterr()
+    code = main(["process", "-q", str(FIXTURES / "orders_2025-07-07.csv"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 74 and "daily_kpis.csv" in err and "Traceback" not in err
+    for name in TABLES[:3]:
+        assert (out / name).read_bytes() == before[name], name
+    (out / "daily_kpis.csv").rmdir()
+    # The dates are still pending: the next run's tables are those of both files.
+    assert main(["process", "-q", str(FIXTURES / "valid_order.csv"), "--out", str(out)]) == 0
+    clean = tmp_path / "clean"  # the same three runs, none failing
+    for name in ("valid_order.csv", "orders_2025-07-07.csv", "valid_order.csv"):
+        assert main(["process", "-q", str(FIXTURES / name), "--out", str(clean)]) == 0
+    for name in TABLES[2:]:
+        assert (out / name).read_bytes() == (clean / name).read_bytes(), name
