@@ -118,12 +118,15 @@ def load_categories(source: str | None, name: str | None = None) -> tuple[str, .
         raise UsageError(f"{source}: categories file {what}")
     from engine.read import UTF16_BOMS, UTF16_HINT
 
-    with open(path, "rb") as f:
-        if f.read(2) in UTF16_BOMS:
-            raise UsageError(f"{source}: the categories file is UTF-16 text, not UTF-8",
-                             hint=UTF16_HINT)
     try:
+        with open(path, "rb") as f:
+            if f.read(2) in UTF16_BOMS:
+                raise UsageError(f"{source}: the categories file is UTF-16 text, not UTF-8",
+                                 hint=UTF16_HINT)
         df = pl.read_csv(path, infer_schema=False)
+    except OSError as e:
+        raise UsageError(f"{source}: the categories file cannot be read: {e.strerror or e}"
+                         ) from None
     except pl.exceptions.PolarsError as e:
         # Polars' first line says what; the rest is advice for its own API (infer_schema_length,
         # ignore_errors) that means nothing here.
@@ -170,7 +173,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             from engine.read import file_digest
 
             # The JSON report identifies every file by its bytes, valid ones too.
-            rep.size_bytes, rep.sha256 = file_digest(path)
+            try:
+                rep.size_bytes, rep.sha256 = file_digest(path)
+            except OSError as e:  # the input failed to be read again (a bad disk)
+                rep.warnings.append(f"the file could not be read for its sha256: "
+                                    f"{e.strerror or e}")
         reports.append(rep)
         _print_report(rep, time.perf_counter() - t0)
     if args.report_json:
@@ -194,7 +201,7 @@ def _print_report(rep: ValidationReport, seconds: float) -> None:
 
 # -- process -------------------------------------------------------------------------------
 def cmd_process(args: argparse.Namespace) -> int:
-    from engine.pipeline import process_paths
+    from engine.pipeline import kept_name, process_paths
     from engine.render import table_text
 
     if args.max_invalid_ratio is None:
@@ -224,7 +231,11 @@ def cmd_process(args: argparse.Namespace) -> int:
             print(f"warning: {rep.file}: {w}", file=sys.stderr)
         if o.outcome == "rejected":
             print(rep.render(limit=20, rejected=True), file=sys.stderr)
-            print(f"  kept unchanged in {Path(args.out) / 'rejected'}", file=sys.stderr)
+            rejected = Path(args.out) / "rejected"
+            if (rejected / kept_name(Path(o.path).name)).exists():
+                print(f"  kept unchanged in {rejected}", file=sys.stderr)
+            else:
+                print(f"  its report is in {rejected}", file=sys.stderr)
         elif o.outcome == "quarantined":
             print(f"{rep.file}: {rep.invalid_rows} invalid rows quarantined to "
                   f"{Path(args.out) / 'rejected'}; {rep.valid_rows} rows processed",

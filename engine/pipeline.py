@@ -136,13 +136,17 @@ def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     A file that cannot be read (its report says so) gets the report alone. The rows an
     earlier quarantine of this name set aside go: this report replaces that one."""
     (rejected_dir / beside(path.name, ROWS_SUFFIX)).unlink(missing_ok=True)
+    kept = rejected_dir / kept_name(path.name)
     try:
         if report.sha256 is None:
             report.size_bytes, report.sha256 = file_digest(path)
-        copy_atomic(path, rejected_dir / kept_name(path.name))
+        copy_atomic(path, kept)
     except OSError as e:
-        if path.is_file() and os.access(path, os.R_OK):
-            raise  # the input is readable: the trouble is the output folder's
+        if report.sha256 is not None and path.is_file() and os.access(path, os.R_OK):
+            raise  # the input was read whole and is readable: the output folder's trouble
+        # Reading the input failed (no permission, a bad disk, a mount gone): the report
+        # alone says so, and an earlier copy under this name, another upload's, goes.
+        kept.unlink(missing_ok=True)
         report.warnings.append(f"the file could not be kept in rejected/: {e.strerror or e}")
     report.write_json(rejected_dir / beside(path.name, ERRORS_SUFFIX), outcome="rejected")
 

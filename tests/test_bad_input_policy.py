@@ -300,3 +300,44 @@ def test_crash_while_writing_kpis_leaves_old_tables_and_next_run_converges(
     assert _run(capsys, "process", "-q", str(GOOD), str(new), "--out", str(clean))[0] == 0
     for name in tables:
         assert converged[name] == (clean / name).read_bytes(), name
+
+
+# A file that exists and opens but fails when read (a bad disk, a network mount gone): reading
+# /proc/self/mem from its start fails with EIO. Before, `process`, `validate --report-json` and
+# `--categories-from` ended in "internal error" (exit 70) while computing its digest.
+FAILS_ON_READ = Path("/proc/self/mem")
+needs_proc = pytest.mark.skipif(not FAILS_ON_READ.exists(), reason="needs Linux's /proc")
+
+
+@needs_proc
+def test_an_input_that_fails_when_read_is_rejected_with_its_report_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rejected = tmp_path / "out" / "rejected"
+    rejected.mkdir(parents=True)
+    (rejected / "mem").write_bytes(b"another upload's bytes")  # a stale copy of this name
+    code, err = _run(capsys, "process", "-q", str(FAILS_ON_READ), "--out", str(tmp_path / "out"))
+    assert code == 1 and "internal error" not in err
+    assert "cannot be read" in err and f"its report is in {rejected}" in err
+    report = json.loads((rejected / "mem.errors.json").read_text(encoding="utf-8"))
+    assert report["structural"]["rule"] == "io" and report["sha256"] is None
+    assert any("could not be kept" in w for w in report["warnings"])
+    assert sorted(p.name for p in rejected.iterdir()) == ["mem.errors.json"]
+
+
+@needs_proc
+def test_validate_report_json_of_an_input_that_fails_when_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.json"
+    code, err = _run(capsys, "validate", str(FAILS_ON_READ), str(GOOD), "--report-json", str(out))
+    assert code == 1 and "internal error" not in err
+    bad, good = json.loads(out.read_text(encoding="utf-8"))["files"]
+    assert bad["structural"]["rule"] == "io" and bad["sha256"] is None
+    assert good["status"] == "valid" and len(good["sha256"]) == 64
+
+
+@needs_proc
+def test_a_categories_file_that_fails_when_read_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(capsys, "validate", str(GOOD), "--categories-from", str(FAILS_ON_READ))
+    assert code == 2 and "the categories file cannot be read" in err
+    assert "internal error" not in err
