@@ -670,5 +670,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BUG
 
 
+def entry() -> None:
+    """The ``order-kpis`` console script: ``main``, then exit with its code.
+
+    A Ctrl-C while the command line is being read (the first ~0.2 s) printed a traceback;
+    one that came after the command had finished, while the interpreter was ending, turned
+    its code into 130 although every output had been written. Now the first is "interrupted"
+    and 130, and once ``main`` has returned, SIGINT is ignored: the code is the command's.
+    """
+    import signal
+
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before the command began its work: nothing was done
+        print("order-kpis: interrupted; nothing was changed", file=sys.stderr)
+        code = 130
+    with contextlib.suppress(ValueError):  # only the main thread may set it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -827,3 +827,39 @@ def test_local_aws_without_the_dev_extra_or_a_checkout_is_a_usage_error(
         assert "internal error" not in err and "Traceback" not in err
         assert (f"needs the dev extra ({missing} is missing)" if missing != "template"
                 else "orchestration/template.yaml of a checkout") in err, err
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+
+
+def test_ctrl_c_while_the_command_line_is_read_says_interrupted_without_a_traceback() -> None:
+    """The console script (`entry`): a Ctrl-C in the first ~0.2 s, while the parser's modules
+    are imported, printed a traceback."""
+    r = _python("import engine.cli as cli\n"
+                "def parser():\n"
+                "    raise KeyboardInterrupt\n"
+                "cli.build_parser = parser\n"
+                "cli.entry()\n")
+    assert r.returncode == 130, r.stderr
+    assert r.stderr == "order-kpis: interrupted; nothing was changed\n"
+
+
+def test_ctrl_c_after_the_command_has_finished_keeps_its_exit_code() -> None:
+    """A SIGINT that comes once the work is done, while the interpreter ends (here: while it
+    waits for a thread), changes nothing: before, the process died of it (exit 130, no
+    message, every output written) or printed a traceback."""
+    r = _python("import os, signal, threading, time\n"
+                "import engine.cli as cli\n"
+                "def late(argv=None):\n"
+                "    def kill():\n"
+                "        time.sleep(0.3)\n"
+                "        os.kill(os.getpid(), signal.SIGINT)\n"
+                "        time.sleep(0.3)\n"
+                "    threading.Thread(target=kill).start()\n"
+                "    return 0\n"
+                "cli.main = late\n"
+                "cli.entry()\n")
+    assert (r.returncode, r.stderr) == (0, "")
