@@ -116,12 +116,12 @@ def load_categories(source: str | None, name: str | None = None) -> tuple[str, .
             "is not a regular file (a pipe or device): save it to a file first"
             if path.exists() else "not found")
         raise UsageError(f"{source}: categories file {what}")
-    from engine.read import UTF16_BOMS, UTF16_HINT
+    from engine.read import UTF16_HINT, wide_encoding
 
     try:
         with open(path, "rb") as f:
-            if f.read(2) in UTF16_BOMS:
-                raise UsageError(f"{source}: the categories file is UTF-16 text, not UTF-8",
+            if (wide := wide_encoding(f.read(4))) is not None:
+                raise UsageError(f"{source}: the categories file is {wide} text, not UTF-8",
                                  hint=UTF16_HINT)
         df = pl.read_csv(path, infer_schema=False)
     except OSError as e:

@@ -107,6 +107,14 @@ def _decode_or_raise(path: str, data: bytes, *, base_offset: int = 0, first_line
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # little- and big-endian: Excel's "Unicode text"
 UTF16_HINT = "Export or save it as CSV UTF-8 (in Excel: Save As > CSV UTF-8)."
+_UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")  # checked first: LE starts as UTF-16's
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """Return "UTF-32" or "UTF-16" when ``head`` starts with that encoding's byte-order mark."""
+    if head.startswith(_UTF32_BOMS):
+        return "UTF-32"
+    return "UTF-16" if head.startswith(UTF16_BOMS) else None
 
 
 _HEADER_HINT = "The first line must name the columns: " + ",".join(ORDER_COLUMNS)
@@ -121,13 +129,13 @@ def _read_header(path: str, head: bytes) -> tuple[str, ...]:
             path, "the file is empty (0 bytes)", kind="empty",
             hint="Send the file again; nothing was read.",
         )
+    if (wide := wide_encoding(head)) is not None:
+        raise InputFileError(
+            path, f"the file is {wide} text (it starts with a {wide} byte-order mark), not"
+            " UTF-8", line=1, byte_offset=0, kind="encoding", hint=UTF16_HINT,
+        )
     if b"\x00" in head:
         offset = head.index(b"\x00")
-        if head.startswith(UTF16_BOMS):
-            raise InputFileError(
-                path, "the file is UTF-16 text (it starts with a UTF-16 byte-order mark), not"
-                " UTF-8", line=1, byte_offset=0, kind="encoding", hint=UTF16_HINT,
-            )
         raise InputFileError(
             path,
             f"binary data, not a CSV text file (a NUL byte at byte offset {offset})",

@@ -485,6 +485,26 @@ def test_utf16_file_says_so_with_a_hint(tmp_path: Path,
     assert "line 1: the file is UTF-16 text" in err and "CSV UTF-8" in err
 
 
+@pytest.mark.parametrize(("body", "said"), [
+    ("utf-32", "UTF-32"), ("utf-32-be", "UTF-32"), ("utf-16-be", "UTF-16"),
+    ("bom only", "UTF-16")])
+def test_wide_encodings_are_named_by_their_byte_order_mark(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, said: str) -> None:
+    """UTF-32 was called UTF-16 (its little-endian mark starts as UTF-16's), and a file of a
+    UTF-16 mark alone was "bytes that are not UTF-8 at byte offset 0"."""
+    path = tmp_path / "wide.csv"
+    text = VALID.read_text(encoding="utf-8")
+    if body == "bom only":
+        path.write_bytes(b"\xff\xfe")
+    else:  # the codecs without an endianness write a mark; add one to the -be ones
+        data = text.encode(body)
+        path.write_bytes(("\ufeff" + text).encode(body) if body.endswith("-be") else data)
+    assert main(["validate", str(path)]) == 1
+    assert f"line 1: the file is {said} text" in capsys.readouterr().err
+    assert main(["validate", str(VALID), "--categories-from", str(path)]) == 2
+    assert f"the categories file is {said} text" in capsys.readouterr().err
+
+
 def test_a_full_disk_is_the_machine_refusing_a_write_not_a_bug(tmp_path: Path) -> None:
     assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
     with open("/dev/full", "w") as full:
