@@ -104,11 +104,14 @@ def replace_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) ->
     files: list[tuple[Path, Callable[[Path], object]]] = []
     for p, write in writes:
         (through if _write_through(Path(p)) else files).append((Path(p), write))
+    targets = [_target(p) for p, _ in files]
+    if len(set(targets)) < len(targets):  # a link to another of them: two outputs, one file
+        twice = next(t for t in targets if targets.count(t) > 1)
+        raise OSError(errno.EINVAL, "two of the outputs are this one file", str(twice))
     staged: list[tuple[Path, Path]] = []  # (new version, target)
     kept: dict[Path, Path | None] = {}  # target -> its old version aside (None: none was)
     try:
-        for p, write in files:
-            target = _target(p)
+        for target, (_, write) in zip(targets, files, strict=True):
             staged.append((_temp_beside(target), target))
             _write_synced(staged[-1][0], write)
         for _, target in staged:
@@ -122,7 +125,8 @@ def replace_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) ->
                 except OSError:
                     import shutil
 
-                    shutil.copyfile(target, aside)  # a folder in the file's place fails here
+                    # its mode too, as it goes back; a folder in the file's place fails here
+                    shutil.copy2(target, aside)
         renamed: list[Path] = []
         try:
             for tmp, target in staged:

@@ -65,11 +65,13 @@ def test_old_versions_are_copied_aside_where_links_are_refused(
             raise OSError(errno.EIO, "Input/output error", str(dst))
         real(src, dst)
 
+    (tmp_path / "a").chmod(0o600)  # a private table stays private when it is put back
     monkeypatch.setattr(os, "link", no_links)
     monkeypatch.setattr(os, "replace", second_fails)
     with pytest.raises(OSError):
         atomic.replace_together([(tmp_path / n, _writer(f"new {n}")) for n in "ab"])
     assert _state(tmp_path) == {"a": "old a", "b": "old b"}
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o600
     monkeypatch.setattr(os, "replace", real)
     atomic.replace_together([(tmp_path / n, _writer(f"new {n}")) for n in "ab"])
     assert _state(tmp_path) == {"a": "new a", "b": "new b"}
@@ -110,3 +112,16 @@ def test_process_that_cannot_replace_one_table_changes_none_of_them(
         assert main(["process", "-q", str(FIXTURES / name), "--out", str(clean)]) == 0
     for name in TABLES[2:]:
         assert (out / name).read_bytes() == (clean / name).read_bytes(), name
+
+
+def test_two_paths_to_one_file_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """A link to another of the outputs: its old version was kept aside twice, and a failed
+    rename then deleted the file instead of putting it back."""
+    (tmp_path / "real").write_text("old", encoding="utf-8")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(OSError, match="two of the outputs are this one file"):
+        atomic.replace_together([(tmp_path / "real", _writer("1")),
+                                 (tmp_path / "other", _writer("2")),
+                                 (tmp_path / "link", _writer("3"))])
+    assert (tmp_path / "real").read_text(encoding="utf-8") == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

@@ -37,17 +37,17 @@ logger = logging.getLogger(__name__)
 
 FLOOR = "polars_floor"
 _PEERS = "engine.bench.peers."
-# The console script does ``sys.exit(main())``; this does the same without needing the script
+# The console script calls ``engine.cli.entry``; this does the same without needing the script
 # on PATH, and says "unavailable" instead of crashing while engine.cli is not there yet.
 _CLI = (
     "import sys\n"
     "try:\n"
-    "    from engine.cli import main\n"
+    "    from engine.cli import entry\n"
     "except ImportError as exc:\n"
     "    print(f'unavailable: engine.cli cannot be imported ({exc})', file=sys.stderr)\n"
     f"    sys.exit({UNAVAILABLE})\n"
     "sys.argv[0] = 'order-kpis'\n"
-    "sys.exit(main())\n"
+    "entry()\n"
 )
 
 
