@@ -12,6 +12,7 @@ metrics by itself (the awslogs driver is enough; no agent, no PutMetricData perm
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import signal
@@ -27,7 +28,7 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError
 
-from engine.errors import OrderKpisError
+from engine.errors import ConfigError, OrderKpisError
 from engine.sinks.retry import error_code, is_aws_network_error, is_retryable
 
 log = logging.getLogger("order_kpis.container")
@@ -121,15 +122,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def configure_logging(level: str | None = None, stream: Any = None) -> None:
-    """Send every log record to ``stream`` (stdout) as JSON lines, at ``level`` (INFO)."""
+    """Send every log record to ``stream`` (stdout) as JSON lines, at ``level`` (INFO);
+    a level that is not one of ``LOG_LEVELS`` raises ``ConfigError`` naming ``LOG_LEVEL``,
+    with the logs set up at INFO to say so."""
     handler = logging.StreamHandler(sys.stdout if stream is None else stream)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel((level or "INFO").upper())
+    name = (level or "INFO").strip().upper()
+    root.setLevel(name if name in LOG_LEVELS else "INFO")
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if name not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={level!r} is not a log level: use one of "
+                          + ", ".join(LOG_LEVELS) + " (default INFO)")
 
 
 @contextmanager
@@ -217,6 +227,15 @@ def _stop(signum: int, frame: object) -> None:
     raise TaskStopped
 
 
+def _work_done() -> None:
+    """From here on a SIGTERM changes nothing (the job has finished, or unwound): ignore it,
+    so that it cannot break the last log line, the metrics or the interpreter's exit (a
+    traceback, and exit 1 for a job that had finished)."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _stop):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def run_entrypoint(
     job: str, main: Callable[[], int], *, level: str | None = None, configure: bool = True
 ) -> int:
@@ -225,11 +244,14 @@ def run_entrypoint(
     ``configure=False`` leaves the process set-up alone (logging and the SIGTERM handler;
     tests running a job in-process).
     """
+    start = time.perf_counter()
     if configure:
-        configure_logging(level)
+        try:
+            configure_logging(level)
+        except ConfigError as exc:
+            return _run(job, functools.partial(_raise, exc), start)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _stop)
-    start = time.perf_counter()
     values: dict[str, float] = {}
     token = _metrics.set(values)
     try:
@@ -240,14 +262,21 @@ def run_entrypoint(
         emit_metrics(job, values)
 
 
+def _raise(exc: BaseException) -> int:
+    raise exc
+
+
 def _run(job: str, main: Callable[[], int], start: float) -> int:
     try:
         code = main()
+        _work_done()
     except TaskStopped:
+        _work_done()
         log.warning("%s: stopped (SIGTERM); nothing more is written", job,
                     extra={"job": job, "exit_code": EXIT_STOPPED})
         return EXIT_STOPPED
     except Exception as exc:
+        _work_done()
         code = exit_code_for(exc)
         if code == 1:
             log.exception("%s: unexpected error (a bug)", job, extra={"job": job, "exit_code": 1})

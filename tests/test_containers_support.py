@@ -196,3 +196,48 @@ def test_a_task_stopped_with_sigterm_removes_its_temporary_folder(tmp_path: Any)
     assert proc.returncode == 143, err
     assert not folder.exists()
     assert "stopped (SIGTERM)" in out + err  # the JSON log line
+
+
+def _job(tmp_path: Any, body: str) -> Any:
+    """Run ``body`` (Python) as a job script in a process of its own; return the result."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "job.py"
+    script.write_text(body)
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=60)
+
+
+def test_a_sigterm_once_the_job_has_finished_changes_nothing(tmp_path: Any) -> None:
+    """A stop that came as the job ended (while its metrics were printed, or while the
+    interpreter waited for a thread) gave a traceback, and exit 1 for a finished job."""
+    r = _job(tmp_path,
+             "import os, signal, sys, threading, time\n"
+             "from engine.containers_support import run_entrypoint\n"
+             "def main():\n"
+             "    def stop():\n"
+             "        time.sleep(0.3)\n"
+             "        os.kill(os.getpid(), signal.SIGTERM)\n"
+             "        time.sleep(0.3)\n"
+             "    threading.Thread(target=stop).start()\n"
+             "    return 0\n"
+             "sys.exit(run_entrypoint('validator', main))\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and '"message": "validator finished"' in r.stdout
+
+
+def test_a_log_level_that_is_not_one_exits_2_naming_the_variable(tmp_path: Any) -> None:
+    r = _job(tmp_path,
+             "import sys\n"
+             "from engine.containers_support import run_entrypoint\n"
+             "def main():\n"
+             "    raise AssertionError('the job ran')\n"
+             "sys.exit(run_entrypoint('transformer', main, level='verbose'))\n")
+    assert r.returncode == 2 and r.stderr == ""
+    [line] = [json.loads(x) for x in r.stdout.splitlines() if '"exit_code"' in x]
+    assert line["message"].startswith("LOG_LEVEL='verbose' is not a log level")
+    assert line["error"] == "ConfigError"
