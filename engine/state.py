@@ -229,6 +229,17 @@ def _fence_check(tables: KpiTables, ticket: Ticket) -> dict[str, Any]:
     }
 
 
+def _tables_of(items: list[dict[str, Any]], reasons: list[dict[str, Any]]) -> str:
+    """Name the table(s) a failed transaction is about: those of the items whose
+    cancellation reason is a refusal, or else every table it wrote (a table missing, access
+    denied: DynamoDB does not say which)."""
+    named = [next(iter(item.values()))["TableName"] for item in items]
+    refused = [t for t, r in zip(named, reasons, strict=False)
+               if str(r.get("Code")) not in ("None", "ConditionalCheckFailed")]
+    tables = list(dict.fromkeys(refused or named))
+    return tables[0] if len(tables) == 1 else "one of the tables " + ", ".join(tables)
+
+
 def _reasons(exc: Any) -> list[dict[str, Any]]:
     reasons = exc.response.get("CancellationReasons")
     if reasons:
@@ -325,8 +336,9 @@ def publish_date_snapshot(
             if attempt:
                 backoff.wait(attempt - 1)
             attempts += 1
+            items = [fence, *chunk]
             try:
-                client.transact_write_items(TransactItems=[fence, *chunk])
+                client.transact_write_items(TransactItems=items)
                 break
             except ClientError as exc:
                 code = error_code(exc)
@@ -350,9 +362,9 @@ def publish_date_snapshot(
                         )
                     codes = {str(r.get("Code")) for r in reasons} - {"None"}
                     if not codes or not codes <= _RETRYABLE_REASONS:
-                        raise DynamoWriteError(tables.category, code, str(exc)) from exc
+                        raise DynamoWriteError(_tables_of(items, reasons), code, str(exc)) from exc
                 elif not is_retryable(exc):
-                    raise DynamoWriteError(tables.category, code, str(exc)) from exc
+                    raise DynamoWriteError(_tables_of(items, []), code, str(exc)) from exc
                 log.warning("snapshot %d of %s: %s, retrying", ticket.ticket, ticket.date, code)
         else:
             raise TableWriteThrottledError(

@@ -448,3 +448,36 @@ def test_snapshot_for_another_date_is_refused() -> None:
             Ticket(DATE, 1, frozenset()), items, daily, tables=KpiTables("c", "d", "s"),
             client=RecordingTx(),
         )  # fmt: skip
+
+
+class RefusesTable:
+    """Cancels every transaction with a ValidationError on the first item of ``table`` (an
+    item too large, a key too long), or fails it outright with ``outright``."""
+
+    def __init__(self, table: str | None, outright: str | None = None) -> None:
+        self.table, self.outright = table, outright
+
+    def transact_write_items(self, *, TransactItems: list[dict[str, Any]]) -> Any:
+        if self.outright:
+            raise ClientError({"Error": {"Code": self.outright, "Message": "no"}},
+                              "TransactWriteItems")
+        named = [next(iter(i.values()))["TableName"] for i in TransactItems]
+        codes = ["ValidationError" if n == self.table and named.index(n) == k else "None"
+                 for k, n in enumerate(named)]
+        raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "x"},
+                           "CancellationReasons": [{"Code": c} for c in codes]},
+                          "TransactWriteItems")
+
+
+@pytest.mark.parametrize(("client", "named"), [
+    (RefusesTable("d"), "d"), (RefusesTable("c"), "c"),
+    (RefusesTable(None, outright="ResourceNotFoundException"), "one of the tables s, c, d")])
+def test_a_refused_snapshot_names_the_table_that_refused_it(client: Any, named: str) -> None:
+    """It always named the category table: a missing daily table was reported as the
+    (existing) category table."""
+    from engine.errors import DynamoWriteError
+
+    with pytest.raises(DynamoWriteError) as info:
+        publish_date_snapshot(Ticket(DATE, 4, frozenset()), *snapshot_for(4),
+                              tables=KpiTables("c", "d", "s"), client=client)
+    assert info.value.table == named and str(info.value).startswith(f"{named}: ")
