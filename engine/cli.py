@@ -101,6 +101,9 @@ def _allowed_categories(explicit: str | None) -> tuple[str, ...] | None:
     return load_categories(source, name=named)
 
 
+MAX_CATEGORY_BYTES = 2048  # a DynamoDB partition key (CategoryKPIs: category, order_date)
+
+
 def load_categories(source: str | None, name: str | None = None) -> tuple[str, ...] | None:
     """Return the allowed categories from a products CSV's ``category`` column, if given.
 
@@ -147,6 +150,12 @@ def load_categories(source: str | None, name: str | None = None) -> tuple[str, .
     cats = sorted({c.strip() for c in df[cols["category"]].drop_nulls() if c.strip()})
     if not cats:
         raise UsageError(f"{source}: the 'category' column is empty")
+    if long := next((c for c in cats if len(c.encode()) > MAX_CATEGORY_BYTES), None):
+        # The category is the partition key of the CategoryKPIs table: a longer one was
+        # validated, then every snapshot of its date was refused, for good.
+        raise UsageError(
+            f"{source}: the category {long[:40]!r}... is {len(long.encode()):,} bytes long:"
+            f" at most {MAX_CATEGORY_BYTES:,} (UTF-8), DynamoDB's limit on a partition key")
     return tuple(cats)
 
 

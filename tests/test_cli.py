@@ -883,3 +883,20 @@ def test_ctrl_c_after_the_command_has_finished_keeps_its_exit_code() -> None:
                 "cli.main = late\n"
                 "cli.entry()\n")
     assert (r.returncode, r.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(("category", "code"), [
+    ("L" * 2048, 0), ("L" * 2049, 2), ("é" * 1024, 0), ("é" * 1025, 2)])
+def test_a_category_longer_than_a_dynamodb_key_is_refused_up_front(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], category: str, code: int) -> None:
+    """The category is the CategoryKPIs table's partition key (at most 2,048 bytes): a
+    longer one allowed by a products file was validated, then every snapshot of its date
+    was refused by DynamoDB, for good. Counted in UTF-8 bytes."""
+    products = tmp_path / "products.csv"
+    products.write_text(f"product_id,category\nP1,{category}\nP2,Books\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text(VALID.read_text(encoding="utf-8").splitlines()[0] + "\n"
+                      f"O1,C1,2025-07-06,{category},P1,1,1.00,false\n", encoding="utf-8")
+    assert main(["validate", str(orders), "--categories-from", str(products)]) == code
+    err = capsys.readouterr().err
+    assert ("at most 2,048 (UTF-8), DynamoDB's limit on a partition key" in err) == bool(code)
