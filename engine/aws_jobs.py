@@ -7,7 +7,8 @@ Objects in the cleaned bucket, for an input ``s3://<in>/<key>`` (``key`` decoded
 
     cleaned/<source_id>.parquet     the file's typed rows (metadata: sha256, rows)
     reports/<key>.json              the validation report of a valid file
-    rejected/<key>                  an invalid file's bytes, unchanged
+    rejected/<key>                  an invalid file's bytes, unchanged (rejected/<key>.input
+                                    for a key ending in .errors.json or .input)
     rejected/<key>.errors.json      its validation report
     lake/...                        see engine.s3lake
     kpis/...                        BI export of each touched month, see engine.s3export
@@ -118,6 +119,19 @@ def _get_to_file(
         raise
     size = dest.stat().st_size
     return Fetched(size, str(obj.get("ETag", "")).strip('"'), dict(obj.get("Metadata", {})))
+
+
+def rejected_keys(key: str) -> tuple[str, str]:
+    """Return the keys under which the cleaned bucket keeps a rejected upload's bytes and
+    its report. The bytes of a key ending like a report (``a.csv.errors.json``), or in
+    ``.input``, go to ``<key>.input``: they replaced ``a.csv``'s report, which its status
+    record still named (the local ``rejected/`` folder does the same, ``kept_name``)."""
+    from engine.pipeline import ERRORS_SUFFIX, KEPT_SUFFIX
+
+    copy = f"rejected/{key}"
+    if key.endswith((ERRORS_SUFFIX, KEPT_SUFFIX)):
+        copy += KEPT_SUFFIX
+    return copy, f"rejected/{key}{ERRORS_SUFFIX}"
 
 
 def _load_categories(uri: str | None, s3: Any, tmp: Path) -> tuple[str, ...] | None:
@@ -238,14 +252,15 @@ def validate_object(settings: Settings, clients: Clients | None = None) -> int:
             "updated_at": _now(),
         }
         if not report.ok:
-            report_key = f"rejected/{key}.errors.json"
+            copy_key, report_key = rejected_keys(key)
 
             def reject() -> None:
-                s3.upload_file(str(local), out, f"rejected/{key}")
+                s3.upload_file(str(local), out, copy_key)
                 _put_json(s3, out, report_key, report.to_dict())
 
             run_step("write_rejected", reject, key=report_key)
-            status.update(status="REJECTED", report_uri=f"s3://{out}/{report_key}")
+            status.update(status="REJECTED", report_uri=f"s3://{out}/{report_key}",
+                          rejected_key=copy_key)
             _status(settings, c, "status", status)
             return EXIT_REJECTED
 

@@ -115,7 +115,7 @@ def beside(name: str, suffix: str) -> str:
 # What rejected/ writes beside a file's kept bytes (its quarantined rows, its report), and the
 # suffix its bytes take when its name ends like one of them (or like that suffix).
 ROWS_SUFFIX, ERRORS_SUFFIX = ".rows.csv", ".errors.json"
-_KEPT_SUFFIX = ".input"
+KEPT_SUFFIX = ".input"
 
 
 def kept_name(name: str) -> str:
@@ -126,8 +126,8 @@ def kept_name(name: str) -> str:
     ``orders.csv``, and is what a user fixes and sends again), or in ``.input``: then
     ``.input`` is added. No two inputs, and no input and another one's outputs, share a name.
     """
-    if name.endswith((ROWS_SUFFIX, ERRORS_SUFFIX, _KEPT_SUFFIX)):
-        return beside(name, _KEPT_SUFFIX)  # cut, with a hash tail, when too long
+    if name.endswith((ROWS_SUFFIX, ERRORS_SUFFIX, KEPT_SUFFIX)):
+        return beside(name, KEPT_SUFFIX)  # cut, with a hash tail, when too long
     return name
 
 

@@ -169,6 +169,29 @@ def test_invalid_file_is_rejected_with_exit_3_and_a_summary(stack: Stack) -> Non
     assert stack.items(stack.category_table) == []
 
 
+def test_a_rejected_upload_named_like_a_report_never_replaces_that_report(stack: Stack) -> None:
+    """``a.csv``'s report is rejected/a.csv.errors.json; an upload named a.csv.errors.json,
+    rejected, put its bytes there, and a.csv's status record then named garbage as its
+    report. Its bytes now go to <key>.input, which the status record and notice name."""
+    bad = order_csv([*V1, ("ORD9", "C9", "2025-07-06", "Toys", "P9", 1, "1.00", "false")])
+    first, second = "in/a.csv", "in/a.csv.errors.json"
+    stack.upload(first, bad)
+    assert run(stack, first) == (3, None)
+    report = stack.s3.get_object(Bucket=stack.cleaned_bucket,
+                                 Key=f"rejected/{first}.errors.json")["Body"].read()
+    stack.upload(second, "garbage\x00")
+    assert run(stack, second) == (3, None)
+    assert stack.s3.get_object(Bucket=stack.cleaned_bucket,
+                               Key=f"rejected/{first}.errors.json")["Body"].read() == report
+    assert stack.s3.get_object(Bucket=stack.cleaned_bucket,
+                               Key=f"rejected/{second}.input")["Body"].read() == b"garbage\x00"
+    status = stack.record(file_pk(stack.input_bucket, second), "status")
+    assert status is not None and status["rejected_key"] == f"rejected/{second}.input"
+    assert status["report_uri"].endswith(f"/rejected/{second}.errors.json")
+    assert jobs.rejected_keys(first) == (f"rejected/{first}", f"rejected/{first}.errors.json")
+    assert jobs.rejected_keys("x.input")[0] == "rejected/x.input.input"
+
+
 def test_same_event_three_times_leaves_the_same_objects_and_items(stack: Stack) -> None:
     key = "orders/dup.csv"
     stack.upload(key, order_csv(V1))
