@@ -427,6 +427,7 @@ def test_invalid_file_is_rejected_with_summary_and_no_kpis(stack: Any,
         "'2025/07/06'" in msg["Message"]
     assert "| every finding: s3://" in msg["Message"] and \
         "invalid_order.csv.errors.json" in msg["Message"]
+    assert "| moved to: rejected/input/invalid_order.csv in the cleaned bucket |" in msg["Message"]
     s3 = stack.client("s3")
     cleaned = {o["Key"] for o in s3.list_objects_v2(
         Bucket=stack.outputs["CleanedBucketName"]).get("Contents", [])}
