@@ -31,7 +31,7 @@ import polars as pl
 from botocore.exceptions import ClientError
 
 from engine.background import InOrder, map_in_order
-from engine.config import ArchiveTuning, Settings, split_s3_uri
+from engine.config import ArchiveTuning, Settings, check_bucket_name, split_s3_uri
 from engine.containers_support import EXIT_OK, EXIT_REJECTED, add_metric, run_step
 from engine.errors import ConfigError, TerminalError
 from engine.lake import required, source_id
@@ -116,6 +116,9 @@ def _get_to_file(
     except ClientError as exc:
         if error_code(exc) in ("NoSuchKey", "404"):
             raise MissingObjectError(f"s3://{bucket}/{key}", hint=hint) from None
+        if error_code(exc) == "NoSuchBucket":
+            raise ConfigError(f"s3://{bucket}/{key}: the bucket {bucket!r} does not exist",
+                              hint=hint) from None
         raise
     size = dest.stat().st_size
     return Fetched(size, str(obj.get("ETag", "")).strip('"'), dict(obj.get("Metadata", {})))
@@ -145,6 +148,7 @@ def _load_categories(uri: str | None, s3: Any, tmp: Path) -> tuple[str, ...] | N
     if where is None or not where[1] or where[1].endswith("/"):
         raise ConfigError(f"CATEGORIES_S3_URI={uri!r} names no object",
                           hint="write s3://bucket/key of a products CSV")
+    check_bucket_name("CATEGORIES_S3_URI", where[0])
     local = tmp / "categories.csv"
     _get_to_file(s3, *where, local)
     # Messages name the object, not the task's local copy of it.

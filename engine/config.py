@@ -172,7 +172,23 @@ def _required(env: Mapping[str, str], names: Mapping[str, str]) -> dict[str, str
             "missing environment variable" + ("s" if len(missing) > 1 else "") + ": "
             + ", ".join(missing)
         )
+    for variable in names.values():
+        if variable.endswith("_BUCKET"):
+            check_bucket_name(variable, env[variable])
     return {k: env[v] for k, v in names.items()}
+
+
+# What the AWS SDK itself takes for a bucket name (S3's rules are stricter for new buckets;
+# older us-east-1 buckets may hold capitals and underscores): a name it refuses failed with
+# "Parameter validation failed:" at the first call, naming no variable.
+_BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+
+
+def check_bucket_name(variable: str, bucket: str) -> None:
+    """Raise ``ConfigError`` naming ``variable`` unless ``bucket`` can name a bucket."""
+    if not _BUCKET_NAME.fullmatch(bucket):
+        raise ConfigError(f"{variable}: {bucket!r} is not a bucket name (letters, digits, dots,"
+                          " hyphens and underscores, at most 255)")
 
 
 BACKFILL_ENV = "ORDER_KPIS_BACKFILL_STATE_MACHINE"

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 import engine.aws_jobs as jobs
 from engine.config import Settings
-from engine.containers_support import EXIT_CONFIG, EXIT_TRANSIENT, run_entrypoint
+from engine.containers_support import EXIT_CONFIG, EXIT_TRANSIENT, exit_code_for, run_entrypoint
 from engine.lake import StagedSource, source_id
 from engine.rules import LAKE_SCHEMA
 from engine.s3lake import LAKE_COLUMNS, S3Lake
@@ -984,6 +984,11 @@ def test_categories_from_s3_reject_a_row_outside_them(stack: Stack) -> None:
         ("s3://{bucket}", "CATEGORIES_S3_URI='s3://{bucket}' names no object"),
         ("s3://{bucket}/config/", "names no object"),
         ("s3://{bucket}/config/gone.csv", "s3://{bucket}/config/gone.csv: no such object"),
+        # A bucket that is not there, or cannot be a bucket's name: the error named neither
+        # the bucket nor the variable ("Parameter validation failed:").
+        ("s3://no-such-bucket-x1/x.csv",
+         "s3://no-such-bucket-x1/x.csv: the bucket 'no-such-bucket-x1' does not exist"),
+        ("s3://Bad Bucket/x.csv", "CATEGORIES_S3_URI: 'Bad Bucket' is not a bucket name"),
     ],
 )
 def test_a_bad_categories_object_exits_2_naming_it_not_a_local_copy(
@@ -999,6 +1004,25 @@ def test_a_bad_categories_object_exits_2_naming_it_not_a_local_copy(
     assert "/tmp" not in errors  # the task's local copy is not named
     if uri.endswith("items.csv"):
         assert f"{uri}: has no 'category'" in errors
+
+
+@pytest.mark.parametrize("variable", ["S3_INPUT_BUCKET", "S3_CLEANED_BUCKET"])
+@pytest.mark.parametrize("bucket", ["My Bucket", "bad/bucket", "x" * 256])
+def test_a_bucket_variable_that_cannot_name_a_bucket_exits_2_naming_it(
+        variable: str, bucket: str) -> None:
+    from engine.config import ReprocessSettings
+    from engine.errors import ConfigError
+
+    env = {"S3_INPUT_BUCKET": "in", "S3_INPUT_KEY": "k", "S3_CLEANED_BUCKET": "Old_Bucket.1",
+           "ORDER_KPI_TABLE": "o", "CATEGORY_KPI_TABLE": "c", "STATE_TABLE": "s",
+           "REPROCESS_DATE_FROM": "2025-01-01", "REPROCESS_DATE_TO": "2025-01-02"}
+    assert Settings.from_env(env).cleaned_bucket == "Old_Bucket.1"  # an older bucket's name
+    with pytest.raises(ConfigError, match=f"^{variable}: .* is not a bucket name") as info:
+        Settings.from_env({**env, variable: bucket})
+    assert exit_code_for(info.value) == EXIT_CONFIG
+    if variable == "S3_CLEANED_BUCKET":
+        with pytest.raises(ConfigError, match=f"^{variable}: "):
+            ReprocessSettings.from_env({**env, variable: bucket})
 
 
 def test_archive_parts_cover_a_file_past_one_copy_exactly() -> None:
