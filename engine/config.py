@@ -178,9 +178,10 @@ def _required(env: Mapping[str, str], names: Mapping[str, str]) -> dict[str, str
     return {k: env[v] for k, v in names.items()}
 
 
-# What the AWS SDK itself takes for a bucket name (S3's rules are stricter for new buckets;
-# older us-east-1 buckets may hold capitals and underscores): a name it refuses failed with
-# "Parameter validation failed:" at the first call, naming no variable.
+# The bucket names the AWS SDK takes (S3's rules are stricter for new buckets; older
+# us-east-1 buckets may hold capitals and underscores; access-point aliases pass, ARNs do not:
+# the stack passes names): a name it refuses failed with "Parameter validation failed:" at
+# the first call, naming no variable.
 _BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 
 

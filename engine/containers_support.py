@@ -122,7 +122,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The names Python's logging takes (WARN and FATAL too), in any letter case.
+LOG_LEVELS = tuple(logging.getLevelNamesMapping())
 
 
 def configure_logging(level: str | None = None, stream: Any = None) -> None:
@@ -138,8 +139,8 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if name not in LOG_LEVELS:
-        raise ConfigError(f"LOG_LEVEL={level!r} is not a log level: use one of "
-                          + ", ".join(LOG_LEVELS) + " (default INFO)")
+        raise ConfigError(f"LOG_LEVEL={level!r} is not a log level: use DEBUG, INFO, WARNING,"
+                          " ERROR or CRITICAL (default INFO)")
 
 
 @contextmanager
@@ -248,10 +249,11 @@ def run_entrypoint(
     if configure:
         try:
             configure_logging(level)
-        except ConfigError as exc:
-            return _run(job, functools.partial(_raise, exc), start)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _stop)
+        except ConfigError as exc:  # said as any failure is, with the metrics line
+            main = functools.partial(_raise, exc)
+        else:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _stop)
     values: dict[str, float] = {}
     token = _metrics.set(values)
     try:
@@ -260,6 +262,18 @@ def run_entrypoint(
         _metrics.reset(token)
         values["TaskDurationMs"] = round((time.perf_counter() - start) * 1000, 1)
         emit_metrics(job, values)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's one-line message; S3's NoSuchBucket says which bucket (its message
+    does not)."""
+    line = str(exc).splitlines()[0]
+    exc = _s3_refusal(exc)
+    if isinstance(exc, ClientError) and error_code(exc) == "NoSuchBucket":
+        bucket = exc.response.get("Error", {}).get("BucketName")
+        if bucket:
+            return f"the bucket {bucket!r} does not exist: {line}"
+    return line
 
 
 def _raise(exc: BaseException) -> int:
@@ -283,7 +297,7 @@ def _run(job: str, main: Callable[[], int], start: float) -> int:
             return 1
         log.error(
             "%s",
-            str(exc).splitlines()[0],
+            _first_line(exc),
             extra={
                 "job": job,
                 "exit_code": code,

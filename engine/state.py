@@ -235,7 +235,8 @@ def _tables_of(items: list[dict[str, Any]], reasons: list[dict[str, Any]]) -> st
     denied: DynamoDB does not say which)."""
     named = [next(iter(item.values()))["TableName"] for item in items]
     refused = [t for t, r in zip(named, reasons, strict=False)
-               if str(r.get("Code")) not in ("None", "ConditionalCheckFailed")]
+               if str(r.get("Code")) not in ("None", "ConditionalCheckFailed",
+                                             *_RETRYABLE_REASONS)]
     tables = list(dict.fromkeys(refused or named))
     return tables[0] if len(tables) == 1 else "one of the tables " + ", ".join(tables)
 

@@ -241,3 +241,25 @@ def test_a_log_level_that_is_not_one_exits_2_naming_the_variable(tmp_path: Any) 
     [line] = [json.loads(x) for x in r.stdout.splitlines() if '"exit_code"' in x]
     assert line["message"].startswith("LOG_LEVEL='verbose' is not a log level")
     assert line["error"] == "ConfigError"
+    assert any(x.startswith('{"_aws"') for x in r.stdout.splitlines())  # the metrics, as ever
+
+
+@pytest.mark.parametrize("level", ["warn", "FATAL", "notset", " Debug "])
+def test_every_level_name_python_takes_is_a_log_level(tmp_path: Any, level: str) -> None:
+    r = _job(tmp_path,
+             "import sys\n"
+             "from engine.containers_support import run_entrypoint\n"
+             f"sys.exit(run_entrypoint('validator', lambda: 0, level={level!r}))\n")
+    assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_a_missing_bucket_is_named_in_the_error_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def main() -> int:
+        raise ClientError({"Error": {"Code": "NoSuchBucket", "BucketName": "gone-bucket",
+                                     "Message": "The specified bucket does not exist"}},
+                          "ListObjectsV2")
+
+    assert run_entrypoint("reprocess", main, configure=False) == 2
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert line.startswith("the bucket 'gone-bucket' does not exist: An error occurred")

@@ -481,3 +481,13 @@ def test_a_refused_snapshot_names_the_table_that_refused_it(client: Any, named: 
         publish_date_snapshot(Ticket(DATE, 4, frozenset()), *snapshot_for(4),
                               tables=KpiTables("c", "d", "s"), client=client)
     assert info.value.table == named and str(info.value).startswith(f"{named}: ")
+
+
+def test_a_table_asked_only_to_retry_is_not_named_for_another_s_refusal() -> None:
+    from engine.state import _tables_of
+
+    items = [{"Update": {"TableName": "s"}}, {"Put": {"TableName": "c"}},
+             {"Put": {"TableName": "d"}}]
+    reasons = [{"Code": "None"}, {"Code": "TransactionConflict"}, {"Code": "ValidationError"}]
+    assert _tables_of(items, reasons) == "d"
+    assert _tables_of(items, []) == "one of the tables s, c, d"
