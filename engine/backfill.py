@@ -35,13 +35,43 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+MAX_CONCURRENCY = 10_000  # a Distributed Map's most parallel child executions
+BACKFILL_COMMENT = "order-kpis backfill:"  # how the backfill's definition begins its Comment
+
+
+def check_backfill_machine(sfn: Any, arn: str) -> None:
+    """Raise ``UsageError`` when ``arn`` names a state machine that is not the backfill (the
+    stack's per-file workflow, ``StateMachineArn``, sits beside it in the outputs: started
+    with a backfill's input, it failed at its first step and pointed to a notice it never
+    sent). Where the caller may not describe state machines, nothing is checked."""
+    from botocore.exceptions import ClientError
+
+    try:
+        definition = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("AccessDeniedException",
+                                                         "AccessDenied"):
+            return
+        raise  # a missing machine: StartExecution would say the same
+    try:
+        comment = str(json.loads(definition).get("Comment", ""))
+    except (ValueError, AttributeError):
+        comment = ""
+    if not comment.startswith(BACKFILL_COMMENT):
+        raise UsageError(f"{arn} is not the backfill state machine",
+                         hint="Pass the stack's output BackfillStateMachineArn (StateMachineArn"
+                         " is the per-file workflow).")
+
+
 def files_input(bucket: str, prefix: str, *, max_concurrency: int | None = None,
                 tolerated_failure_percentage: float | None = None) -> dict[str, Any]:
     """Return the backfill execution input for every object under ``bucket``/``prefix``."""
     out: dict[str, Any] = {"mode": "files", "bucket": bucket, "prefix": prefix}
     if max_concurrency is not None:
-        if max_concurrency < 1:
-            raise UsageError("--max-concurrency must be at least 1")
+        if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+            raise UsageError(f"--max-concurrency must be from 1 to {MAX_CONCURRENCY:,}"
+                             " (a Distributed Map runs at most that many child executions at"
+                             " once)")
         out["max_concurrency"] = max_concurrency
     if tolerated_failure_percentage is not None:
         if not 0 <= tolerated_failure_percentage <= 100:

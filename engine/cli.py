@@ -396,11 +396,12 @@ def _sfn_client() -> Any:
 
 def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
                   sfn: Any = None) -> int:
-    from engine.backfill import Progress, execution_name, start
+    from engine.backfill import Progress, check_backfill_machine, execution_name, start
     from engine.backfill import follow as follow_execution
 
     sfn = _sfn_client() if sfn is None else sfn
     name = execution_name(kind)
+    check_backfill_machine(sfn, arn)
     execution = start(sfn, arn, payload, name)
     print(f"{kind} started: {execution}", file=sys.stderr)
     if not follow:
@@ -413,15 +414,29 @@ def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
             print(f"\r\x1b[K[{name}] {p.line(files=files)}", end="", file=sys.stderr,
                   flush=True)
 
+    def still_running(why: str) -> None:
+        print(f"\n{kind} {name}: stopped following ({why}); the execution goes on running on"
+              f" AWS: {execution}\nFollow {'its map run' if files else 'it'} in the console,"
+              f" see it with `aws stepfunctions describe-execution --execution-arn {execution}`,"
+              f" or stop it with `aws stepfunctions stop-execution --execution-arn {execution}`."
+              " Do not run the command again: that starts another execution.", file=sys.stderr)
+
     try:
         final = follow_execution(sfn, execution, on_progress=show)
     except KeyboardInterrupt:
-        print(f"\n{kind} {name}: stopped following; the execution goes on running on AWS:"
-              f" {execution}\nFollow {'its map run' if files else 'it'} in the console, or stop"
-              f" it with"
-              f" `aws stepfunctions stop-execution --execution-arn {execution}`.",
-              file=sys.stderr)
+        still_running("interrupted")
         return 130
+    except Exception as e:
+        from botocore.exceptions import ClientError
+
+        from engine.sinks.retry import is_aws_network_error, is_retryable
+
+        lost = is_aws_network_error(e) or isinstance(e, TransientError) or (
+            isinstance(e, ClientError) and is_retryable(e))
+        if not (lost or isinstance(e, ClientError)):
+            raise
+        still_running(f"AWS could not be reached: {e}" if lost else f"AWS refused: {e}")
+        return EXIT_UNREACHABLE if lost else EXIT_USAGE
     if tty:
         print(file=sys.stderr)
     print(f"{kind} {name}: {final.line(files=files)}", file=sys.stderr)

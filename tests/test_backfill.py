@@ -150,6 +150,85 @@ def test_lake_dates_are_the_order_date_partitions() -> None:
     assert lake_dates(S3(), "c") == [dt.date(2024, 3, 1), dt.date(2024, 3, 2)]
 
 
+BACKFILL_DEFINITION = (Path(__file__).resolve().parent.parent / "orchestration"
+                       / "backfill.asl.json").read_text(encoding="utf-8")
+PER_FILE_DEFINITION = (Path(__file__).resolve().parent.parent / "orchestration"
+                       / "statemachine.asl.json").read_text(encoding="utf-8")
+
+
+class FollowedSfn:
+    """A backfill state machine whose execution starts, then ``describe_execution`` does
+    ``then`` (raises it)."""
+
+    def __init__(self, then: BaseException, definition: str = BACKFILL_DEFINITION,
+                 describe: BaseException | None = None) -> None:
+        self.then, self.definition, self.describe = then, definition, describe
+        self.started: list[dict[str, Any]] = []
+
+    def describe_state_machine(self, stateMachineArn: str) -> dict[str, Any]:
+        if self.describe is not None:
+            raise self.describe
+        return {"definition": self.definition}
+
+    def start_execution(self, **kw: Any) -> dict[str, Any]:
+        self.started.append(kw)
+        return {"executionArn": "arn:aws:states:us-east-1:1:execution:bf:run-1"}
+
+    def describe_execution(self, **_: Any) -> dict[str, Any]:
+        raise self.then
+
+
+def test_losing_aws_while_following_says_the_execution_goes_on_not_to_run_again(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """It said "Nothing was changed by the call that failed; run the command again", which
+    starts a second backfill of the same prefix."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from engine.cli import EXIT_UNREACHABLE, _run_workflow
+
+    sfn = FollowedSfn(EndpointConnectionError(endpoint_url="http://127.0.0.1:4599/"))
+    assert _run_workflow("backfill", "arn:sm", {"mode": "files"}, follow=True,
+                         sfn=sfn) == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "AWS could not be reached" in err and "goes on running on AWS" in err
+    assert "Do not run the command again" in err and "run the command again;" not in err
+    assert "describe-execution --execution-arn arn:aws:states:us-east-1:1:execution" in err
+
+
+def test_the_per_file_state_machine_is_refused_as_the_backfill(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The outputs list StateMachineArn beside BackfillStateMachineArn: given the first, the
+    per-file workflow ran with a backfill's input, failed at its first step, and the message
+    pointed to a failure notice that was never sent."""
+    from botocore.exceptions import ClientError
+
+    from engine.cli import _run_workflow
+
+    sfn = FollowedSfn(AssertionError("started"), definition=PER_FILE_DEFINITION)
+    with pytest.raises(UsageError, match="is not the backfill state machine") as info:
+        _run_workflow("reprocess", "arn:sm", {"mode": "reprocess"}, follow=True, sfn=sfn)
+    assert "BackfillStateMachineArn" in str(info.value.hint) and sfn.started == []
+    # A caller that may not describe state machines is not stopped by the check.
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}},
+                         "DescribeStateMachine")
+    sfn = FollowedSfn(KeyboardInterrupt(), definition=PER_FILE_DEFINITION, describe=denied)
+    assert _run_workflow("reprocess", "arn:sm", {"mode": "reprocess"}, follow=True,
+                         sfn=sfn) == 130
+    assert len(sfn.started) == 1
+
+
+@pytest.mark.parametrize(("n", "ok"), [(1, True), (10_000, True), (0, False), (10_001, False),
+                                       (99_999_999_999, False)])
+def test_max_concurrency_is_within_what_a_distributed_map_runs(n: int, ok: bool) -> None:
+    """An unbounded value started a map run that launched that many workers: the local
+    stack never finished an empty backfill and grew past 2 GB."""
+    if ok:
+        assert backfill.files_input("b", "backfill/", max_concurrency=n)["max_concurrency"] == n
+    else:
+        with pytest.raises(UsageError, match="from 1 to 10,000"):
+            backfill.files_input("b", "backfill/", max_concurrency=n)
+
+
 def test_cli_reprocess_on_aws_starts_reprocess_mode(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     import engine.cli as cli
@@ -157,6 +236,9 @@ def test_cli_reprocess_on_aws_starts_reprocess_mode(monkeypatch: pytest.MonkeyPa
     started: list[dict[str, Any]] = []
 
     class Sfn:
+        def describe_state_machine(self, stateMachineArn: str) -> dict[str, Any]:
+            return {"definition": BACKFILL_DEFINITION}
+
         def start_execution(self, **kw: Any) -> dict[str, Any]:
             started.append(kw)
             return {"executionArn": "arn:aws:states:r:1:execution:b:x"}

@@ -542,6 +542,9 @@ def test_ctrl_c_while_following_says_the_execution_goes_on(
     from engine.cli import _run_workflow
 
     class Sfn:
+        def describe_state_machine(self, **_: object) -> dict[str, str]:
+            return {"definition": '{"Comment": "order-kpis backfill: ..."}'}
+
         def start_execution(self, **_: object) -> dict[str, str]:
             return {"executionArn": "arn:aws:states:us-east-1:1:execution:bf:run-1"}
 
