@@ -173,9 +173,14 @@ def copy_atomic(src: str | Path, dst: str | Path) -> None:
     _replace(Path(dst), copy)
 
 
+def parquet_writer(df: pl.DataFrame) -> Callable[[Path], object]:
+    """Return what writes ``df`` as the project's Parquet (with statistics) to a path."""
+    return lambda p: df.write_parquet(p, statistics=True)
+
+
 def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> None:
     """Replace ``path`` with ``df`` as Parquet atomically."""
-    _replace(Path(path), lambda p: df.write_parquet(p, statistics=True))
+    _replace(Path(path), parquet_writer(df))
 
 
 def write_csv_atomic(df: pl.DataFrame, path: str | Path) -> None:

@@ -8,7 +8,7 @@ Objects in the cleaned bucket, for an input ``s3://<in>/<key>`` (``key`` decoded
     cleaned/<source_id>.parquet     the file's typed rows (metadata: sha256, rows)
     reports/<key>.json              the validation report of a valid file
     rejected/<key>                  an invalid file's bytes, unchanged (rejected/<key>.input
-                                    for a key ending in .errors.json or .input)
+                                    for a key ending in .errors.json, .rows.csv or .input)
     rejected/<key>.errors.json      its validation report
     lake/...                        see engine.s3lake
     kpis/...                        BI export of each touched month, see engine.s3export
@@ -128,12 +128,11 @@ def rejected_keys(key: str) -> tuple[str, str]:
     """Return the keys under which the cleaned bucket keeps a rejected upload's bytes and
     its report. The bytes of a key ending like a report (``a.csv.errors.json``), or in
     ``.input``, go to ``<key>.input``: they replaced ``a.csv``'s report, which its status
-    record still named (the local ``rejected/`` folder does the same, ``kept_name``)."""
-    from engine.pipeline import ERRORS_SUFFIX, KEPT_SUFFIX
+    record still named. The rule is the local ``rejected/`` folder's (``names_an_output``);
+    keys are not cut (S3 takes 1,024 bytes)."""
+    from engine.pipeline import ERRORS_SUFFIX, KEPT_SUFFIX, names_an_output
 
-    copy = f"rejected/{key}"
-    if key.endswith((ERRORS_SUFFIX, KEPT_SUFFIX)):
-        copy += KEPT_SUFFIX
+    copy = f"rejected/{key}" + (KEPT_SUFFIX if names_an_output(key) else "")
     return copy, f"rejected/{key}{ERRORS_SUFFIX}"
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import polars as pl
 
-from engine.atomic import copy_atomic, replace_together, write_csv_atomic
+from engine.atomic import copy_atomic, parquet_writer, replace_together, write_csv_atomic
 from engine.background import InOrder
 from engine.csvsafe import safe_frame
 from engine.errors import UsageError
@@ -118,6 +118,12 @@ ROWS_SUFFIX, ERRORS_SUFFIX = ".rows.csv", ".errors.json"
 KEPT_SUFFIX = ".input"
 
 
+def names_an_output(name: str) -> bool:
+    """Whether ``name`` ends like what rejected/ writes beside a file's bytes (or like the
+    suffix its bytes then take): such an input's bytes are kept as ``<name>.input``."""
+    return name.endswith((ROWS_SUFFIX, ERRORS_SUFFIX, KEPT_SUFFIX))
+
+
 def kept_name(name: str) -> str:
     """Return the name under which rejected/ keeps the bytes of the input ``name``.
 
@@ -126,7 +132,7 @@ def kept_name(name: str) -> str:
     ``orders.csv``, and is what a user fixes and sends again), or in ``.input``: then
     ``.input`` is added. No two inputs, and no input and another one's outputs, share a name.
     """
-    if name.endswith((ROWS_SUFFIX, ERRORS_SUFFIX, KEPT_SUFFIX)):
+    if names_an_output(name):
         return beside(name, KEPT_SUFFIX)  # cut, with a hash tail, when too long
     return name
 
@@ -508,8 +514,8 @@ def write_tables(category: pl.DataFrame, daily: pl.DataFrame, out: Path) -> None
     replaced together, all or none (``atomic.replace_together``)."""
     category_csv = safe_frame(category)
     replace_together([
-        (out / CATEGORY_PARQUET, lambda p: category.write_parquet(p, statistics=True)),
-        (out / DAILY_PARQUET, lambda p: daily.write_parquet(p, statistics=True)),
+        (out / CATEGORY_PARQUET, parquet_writer(category)),
+        (out / DAILY_PARQUET, parquet_writer(daily)),
         (out / CATEGORY_CSV, category_csv.write_csv),
         (out / DAILY_CSV, daily.write_csv),
     ])

@@ -190,6 +190,7 @@ def test_a_rejected_upload_named_like_a_report_never_replaces_that_report(stack:
     assert status["report_uri"].endswith(f"/rejected/{second}.errors.json")
     assert jobs.rejected_keys(first) == (f"rejected/{first}", f"rejected/{first}.errors.json")
     assert jobs.rejected_keys("x.input")[0] == "rejected/x.input.input"
+    assert jobs.rejected_keys("a.csv.rows.csv")[0] == "rejected/a.csv.rows.csv.input"
 
 
 def test_same_event_three_times_leaves_the_same_objects_and_items(stack: Stack) -> None:

@@ -141,7 +141,7 @@ def test_a_failed_local_export_leaves_the_earlier_one_whole(
 ) -> None:
     # A full disk on the third file left the category table new and the daily table old,
     # four whole files that disagreed.
-    import engine.insight.export as export
+    import os
 
     category, daily = two_month_frames()
     export_bi(category, daily, tmp_path)
@@ -153,7 +153,7 @@ def test_a_failed_local_export_leaves_the_earlier_one_whole(
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export.os, "fsync", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     changed = category.with_columns(orders=pl.col("orders") + 1)
     with pytest.raises(OSError, match="No space"):
         export_bi(changed, daily.head(1), tmp_path)

@@ -15,11 +15,10 @@ column is only in the path (a Hive partition), not inside the files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from engine.atomic import replace_together
 from engine.csvsafe import safe_csv
 from engine.errors import UsageError
 from engine.insight.query import CATEGORY_SCHEMA, DAILY_SCHEMA
@@ -137,39 +137,25 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
 
 
 def _write_all(dest: Path, payloads: list[tuple[str, bytes]]) -> list[str]:
-    """Write every file under ``dest`` to a temporary name beside it, then rename them all:
-    a failed write (a full disk) leaves the earlier export whole, never one table new and the
-    other old. Returns the paths."""
-    staged: list[tuple[str, Path]] = []
-    made: list[Path] = []  # folders this export makes, parents first
-    for relative, _ in payloads:
-        if (dest / relative).is_dir():
-            raise UsageError(f"{dest / relative} is a folder: the export cannot replace it",
+    """Write every file under ``dest``, all of them or none (``atomic.replace_together``): a
+    failed write (a full disk) or rename leaves the earlier export whole, never one table new
+    and the other old, and removes the folders it made. Returns the paths."""
+    paths = [dest / relative for relative, _ in payloads]
+    for path in paths:
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder: the export cannot replace it",
                              hint="remove it, then export again")
+    made = list(dict.fromkeys(  # folders this export makes, deepest first
+        p for path in paths for p in (path.parent, *path.parent.parents) if not p.exists()))
     try:
-        for relative, payload in payloads:
-            path = dest / relative
-            made += reversed([p for p in (path.parent, *path.parent.parents) if not p.exists()])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            staged.append((tmp, path))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; exports are read by other tools
-        while staged:
-            tmp, path = staged[0]
-            os.replace(tmp, path)
-            staged.pop(0)
+        replace_together([(path, functools.partial(Path.write_bytes, data=payload))
+                          for path, (_, payload) in zip(paths, payloads, strict=True)])
     except BaseException:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-        for folder in reversed(made):
+        for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
-    return [str(dest / relative) for relative, _ in payloads]
+    return [str(path) for path in paths]
 
 
 def _put_s3(client: Any, dest: str, relative: str, payload: bytes) -> str:
