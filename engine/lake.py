@@ -45,11 +45,36 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+#: A lake object's columns: the typed rows, then the ingestion that wrote them.
+LAKE_COLUMNS: dict[str, pl.DataType] = {**LAKE_SCHEMA, "_seq": pl.Int64(), "_source": pl.String()}
+
 
 def source_id(source: str) -> str:
     """Return a file-name-safe id for a source: a readable slug plus a short hash."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", source.rsplit("/", 1)[-1])[:80].strip("._") or "src"
     return f"{slug}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
+
+
+def manifest_record(
+    source: str, *, seq: int | None, rows: int, sha256: str | None, dates: Iterable[dt.date],
+    ingested: bool,
+) -> dict[str, Any]:
+    """Return the manifest of ``source``: its ``dates``, ingestion ``seq``, ``rows``, digest.
+
+    ``ingested`` stamps ``ingested_at`` now, to the microsecond (a rejection of the same name
+    in the same second is older); without it, the stub a first ingestion writes before its
+    files move in, which no reader takes for an ingestion.
+    """
+    return {
+        "source": source,
+        "source_id": source_id(source),
+        "seq": seq,
+        "rows": rows,
+        "sha256": sha256,
+        "dates": sorted(d.isoformat() for d in set(dates)),
+        "ingested_at": (dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+                        if ingested else None),
+    }
 
 
 @dataclass(frozen=True)
@@ -224,8 +249,8 @@ class LocalLake:
             # without those dates) would not delete.
             path = self._manifest_path(source_id(source))
             old: dict[str, Any] = self._read_json(path, {}, dict)
-            intent = old or {"source": source, "source_id": source_id(source), "seq": None,
-                             "rows": 0, "sha256": None, "ingested_at": None}
+            intent = old or manifest_record(source, seq=None, rows=0, sha256=None, dates=(),
+                                            ingested=False)
             intent["dates"] = sorted(d.isoformat() for d in affected)
             write_text_atomic(path, json.dumps(intent, indent=2) + "\n")
         return affected
@@ -237,16 +262,8 @@ class LocalLake:
         sid = source_id(source)
         for day in affected - new_dates:
             self._object(day, source).unlink(missing_ok=True)
-        manifest = {
-            "source": source,
-            "source_id": sid,
-            "seq": seq,
-            "rows": n_rows,
-            "sha256": sha256,
-            "dates": sorted(d.isoformat() for d in new_dates),
-            # to the microsecond: a rejection of the same name in the same second is older
-            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-        }
+        manifest = manifest_record(source, seq=seq, rows=n_rows, sha256=sha256, dates=new_dates,
+                                   ingested=True)
         write_text_atomic(self._manifest_path(sid), json.dumps(manifest, indent=2) + "\n")
         log.info("lake: %s -> %d rows, %d dates (seq %d)", source, n_rows, len(new_dates), seq)
         return Ingested(source, seq, n_rows, tuple(sorted(new_dates)), tuple(sorted(affected)))
@@ -280,9 +297,7 @@ class LocalLake:
             str(f) for d in sorted(set(dates)) for f in sorted(self._partition(d).glob("*.parquet"))
         ]
         if not files:
-            return pl.DataFrame(
-                schema={**LAKE_SCHEMA, "_seq": pl.Int64(), "_source": pl.String()}
-            ).lazy()
+            return pl.DataFrame(schema=LAKE_COLUMNS).lazy()
         return pl.scan_parquet(files, hive_partitioning=False)
 
 

@@ -40,14 +40,13 @@ from engine import kpis
 from engine.background import RowBudget, map_in_order
 from engine.config import LakeTuning
 from engine.errors import TransientError
-from engine.lake import Ingested, StagedSource, source_id
+from engine.lake import LAKE_COLUMNS, Ingested, StagedSource, manifest_record, source_id
 from engine.rules import LAKE_SCHEMA
 from engine.sinks.retry import Backoff, error_code, is_retryable
 
 log = logging.getLogger(__name__)
 
 SEQ_KEY = {"pk": {"S": "seq"}, "sk": {"S": "lake"}}
-LAKE_COLUMNS: dict[str, pl.DataType] = {**LAKE_SCHEMA, "_seq": pl.Int64(), "_source": pl.String()}
 
 
 class LakeReadError(TransientError):
@@ -241,8 +240,8 @@ class S3Lake:
             # Objects of dates the manifest does not name would outlive a run killed while
             # uploading: no later run of this source would know to delete or recompute them.
             if dates - named:
-                intent = old or {"source": source, "source_id": sid, "seq": seq, "rows": 0,
-                                 "sha256": None, "dates": [], "ingested_at": None}
+                intent = old or manifest_record(source, seq=seq, rows=0, sha256=None, dates=(),
+                                                ingested=False)
                 self._put_manifest(sid, {**intent, "unpublished": sorted(
                     d.isoformat() for d in unpublished | dates)})
 
@@ -253,15 +252,9 @@ class S3Lake:
             self.s3.delete_object(Bucket=self.bucket, Key=self.object_key(day, sid))
         affected = old_dates | unpublished | new_dates
         manifest = {
-            "source": source,
-            "source_id": sid,
-            "seq": seq,
-            "rows": n_rows,
-            "sha256": sha256,
-            "dates": sorted(d.isoformat() for d in new_dates),
+            **manifest_record(source, seq=seq, rows=n_rows, sha256=sha256, dates=new_dates,
+                              ingested=True),
             "unpublished": sorted(d.isoformat() for d in affected),
-            # to the microsecond: a rejection of the same name in the same second is older
-            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         }
         self._put_manifest(sid, manifest)
         log.info("lake: %s -> %d rows, %d dates (seq %d)", source, n_rows, len(new_dates), seq)

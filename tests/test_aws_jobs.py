@@ -24,9 +24,9 @@ from botocore.exceptions import ClientError
 import engine.aws_jobs as jobs
 from engine.config import Settings
 from engine.containers_support import EXIT_CONFIG, EXIT_TRANSIENT, exit_code_for, run_entrypoint
-from engine.lake import StagedSource, source_id
+from engine.lake import LAKE_COLUMNS, StagedSource, source_id
 from engine.rules import LAKE_SCHEMA
-from engine.s3lake import LAKE_COLUMNS, S3Lake
+from engine.s3lake import S3Lake
 from engine.state import file_pk
 from engine.validate import validate_file
 from tests.aws.stack import Stack, oracle, order_csv

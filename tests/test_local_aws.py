@@ -146,6 +146,27 @@ def _most_at_once(monkeypatch: pytest.MonkeyPatch, cls: Any, names: list[str],
     return most[0]
 
 
+def test_every_patch_is_installed_by_the_stack_and_named_in_the_docs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # install_all is the one list of the runtime patches; docs/local-aws.md's table says what
+    # each adapts. A new install_* left out of either fails here.
+    import inspect
+
+    patches = {name for name, fn in inspect.getmembers(adaptations, inspect.isfunction)
+               if name.startswith("install_") and fn.__module__ == adaptations.__name__}
+    patches -= {"install_all", "install_wait_scale"}  # the list itself; a test-only option
+    called: list[str] = []
+    for name in patches:
+        monkeypatch.setattr(adaptations, name, lambda *a, _n=name: called.append(_n))
+    try:
+        adaptations.install_all(runner=None)  # type: ignore[arg-type]
+    finally:
+        adaptations.remove_all()
+    assert sorted(called) == sorted(patches) and len(called) == len(set(called))
+    table = (ROOT / "docs" / "local-aws.md").read_text()
+    assert [name for name in sorted(patches) if f"`{name}`" not in table] == []
+
+
 def test_dynamodb_writes_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # DynamoDB applies each write atomically; moto's UpdateItem is a read-modify-write in
     # Python on the server's request threads, so counters (lake seq, date tickets) could
@@ -214,8 +235,9 @@ def test_ecs_task_calls_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> No
     # adds to ("dictionary changed size during iteration": the .sync poll's States.Runtime).
     from moto.ecs.models import EC2ContainerServiceBackend
 
-    assert _most_at_once(monkeypatch, EC2ContainerServiceBackend,
-                         list(adaptations.ECS_TASK_CALLS),
+    # Named here, not taken from the adaptation: dropping one there must fail.
+    calls = ["run_task", "start_task", "describe_tasks", "list_tasks", "stop_task"]
+    assert _most_at_once(monkeypatch, EC2ContainerServiceBackend, calls,
                          adaptations.install_ecs_one_call_at_a_time) == 1
 
 

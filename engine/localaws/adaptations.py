@@ -1161,30 +1161,3 @@ def install_all(runner: TaskRunner) -> None:
     install_s3_one_event_per_multipart_upload()
     install_aws_sdk_sfn_casing()
     install_string_matches_as_aws()
-
-
-ADAPTATIONS: dict[str, Callable[..., Any]] = {
-    "state machine in the executing store": register_state_machine,
-    "bucket EventBridge notifications": enable_bucket_eventbridge,
-    "S3 event shape (encoded key, etag, time, id)": aws_shaped_s3_event,
-    "state-machine targets of rules": install_rule_state_machine_targets,
-    "ECS integration casing": install_ecs_casing,
-    "ECS .sync fails on non-zero exit": install_ecs_sync_exit_code,
-    "ECS tasks as local processes": install_ecs_local_tasks,
-    "ECS task calls one at a time": install_ecs_one_call_at_a_time,
-    "a retried .sync task waits on a fresh callback": install_sync_retry_with_a_fresh_callback,
-    "aws-sdk:s3 CopySource encoded once": install_aws_sdk_s3_copy_source,
-    "aws-sdk timestamps as text": install_aws_sdk_timestamps,
-    "$$.Execution.StartTime as text": install_context_start_time_text,
-    "states:startExecution(.sync:2) casing": install_sfn_casing,
-    "Distributed Map S3 ItemReader (all pages, AWS item shape)": install_item_reader_s3_listing,
-    "Distributed Map tolerated failures and ResultWriter files":
-        install_distributed_map_results_and_tolerance,
-    "DescribeMapRun/ListMapRuns after other executions ended": install_map_run_api,
-    "DynamoDB transactions roll back by item": install_dynamodb_transaction_rollback_by_item,
-    "DynamoDB item calls one at a time": install_dynamodb_one_call_at_a_time,
-    "S3 CopyObject honours CopySourceIfMatch": install_s3_copy_source_if_match,
-    "one S3 event per multipart upload": install_s3_one_event_per_multipart_upload,
-    "aws-sdk:sfn casing (describeExecution)": install_aws_sdk_sfn_casing,
-    "StringMatches: only * is a wildcard": install_string_matches_as_aws,
-}
