@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import errno
 import functools
+import io
 import json
 import logging
 import os
@@ -603,6 +604,50 @@ def _aws_answer(e: Exception) -> tuple[int, str] | None:
     return EXIT_USAGE, f"AWS refused {call}.\nHint: {hint}"
 
 
+class _WholeWrites(io.RawIOBase):
+    """A file descriptor whose every write is whole, or an ``OSError``.
+
+    CPython's buffered standard output takes a write larger than its buffer that the machine
+    accepts only in part (a full disk, a file-size limit, a pipe whose reader went away) as
+    written, and no later flush says otherwise: ``query`` cut its output short on a full disk
+    with exit 0, and ``| head`` gave 0 instead of 141.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        total = len(view)
+        while view:
+            view = view[os.write(self._fd, view):]
+        return total
+
+
+def _whole_stdout() -> None:
+    """Put standard output, when it is the process's own, behind ``_WholeWrites``."""
+    out = sys.stdout
+    if out is not sys.__stdout__ or not isinstance(out, io.TextIOWrapper):
+        return  # captured (tests) or replaced by the caller: theirs to handle
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    out.flush()
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(fd)), encoding=out.encoding,
+                                  errors=out.errors, line_buffering=out.line_buffering)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     # Where numpy is installed, pyarrow imports it, and its OpenBLAS starts a thread that
@@ -628,6 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("order-kpis: error: standard output is closed\nHint: redirect it to a file or"
               " to /dev/null instead.", file=sys.stderr)
         return EXIT_IO
+    _whole_stdout()
     try:
         run = getattr(args, "func", None) or args.handler
         code: int = run(args)

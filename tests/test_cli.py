@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -166,6 +167,50 @@ def test_a_reader_that_goes_away_stops_the_output_quietly(tmp_path: Path) -> Non
     assert r.stdout.strip() == "141", r.stderr
     assert "error" not in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "o" / "daily_kpis.csv").exists()  # the work itself was done
+
+
+@pytest.fixture(scope="module")
+def many_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An output folder whose daily table prints as ~90-150 KB (3,000 dates)."""
+    out = tmp_path_factory.mktemp("many_days")
+    rows = ["order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned"]
+    rows += [f"O{i},C{i % 7},{dt.date(2000, 1, 1) + dt.timedelta(days=i)},Books,P1,2,9.99,false"
+             for i in range(3000)]
+    (out / "orders.csv").write_text("\n".join(rows) + "\n")
+    assert main(["process", str(out / "orders.csv"), "--out", str(out / "o"), "-q"]) == 0
+    return out / "o"
+
+
+QUERY_ALL = ("query", "daily", "--from", "2000-01-01", "--to", "2010-12-31")
+
+
+def test_a_query_output_the_disk_takes_in_part_exits_74(many_days: Path, tmp_path: Path) -> None:
+    # One write of the whole output, larger than Python's buffer: a full disk (here a file-size
+    # limit) took its first 64 KiB and the run said nothing, exit 0.
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+    with (tmp_path / "q.csv").open("w") as out:
+        r = subprocess.run([sys.executable, "-m", "engine.cli", *QUERY_ALL, "--dir",
+                            str(many_days), "--format", "csv"], stdout=out, stderr=subprocess.PIPE,
+                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           preexec_fn=limit, timeout=120)
+    assert r.returncode == 74, r.stderr
+    assert "the machine refused a write" in r.stderr and "Traceback" not in r.stderr
+    whole = run(*QUERY_ALL, "--dir", str(many_days), "--format", "csv")
+    assert whole.returncode == 0 and len(whole.stdout) > 65536  # it was cut, and said so
+
+
+def test_a_query_reader_that_goes_away_gives_141(many_days: Path) -> None:
+    cmd = (f"{sys.executable} -m engine.cli {' '.join(QUERY_ALL)} --dir {many_days} | head -1;"
+           " echo ${PIPESTATUS[0]}")
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    first, code = r.stdout.splitlines()
+    assert first.startswith("order_date") and code == "141", r.stderr
+    assert "error" not in r.stderr and "Traceback" not in r.stderr
 
 
 def test_aws_out_of_reach_exits_75_saying_so(tmp_path: Path) -> None:
