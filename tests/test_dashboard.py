@@ -334,6 +334,32 @@ def test_browser_period_selection_recomputes_cards_exactly(report: Path, tmp_pat
     assert card(dom, "card-customers-label") == "Unique customers"  # one day: truly distinct
 
 
+def test_cards_of_some_categories_do_not_mix_them_with_every_order(tmp_path: Path) -> None:
+    # --categories reads some categories; the orders card is the day's (every category). The
+    # return rate took the named categories' returned orders over every order: neither rate.
+    category, daily = frames(oracle())
+    names = sorted(set(category["category"]))
+    some = category.filter(pl.col("category") == names[0])
+    partial = period_cards(some, daily)
+    assert (partial.returned, partial.return_rate) == (None, None)
+    assert partial.orders == period_cards(category, daily).orders == 40
+    whole = period_cards(category.filter(pl.col("category").is_in(names)), daily)
+    assert (whole.returned, whole.return_rate) == (4, Decimal("0.1000"))
+    out = write_output_folder(tmp_path / "out", oracle())
+    for chosen, rate in ((names[:1], "n/a"), (names, "0.1000")):
+        page = tmp_path / f"r{len(chosen)}.html"
+        args = parse(["dashboard", "--from-dir", str(out), "--categories", ",".join(chosen),
+                      "--out", str(page)])
+        assert args.handler(args) == 0
+        dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / f"p{len(chosen)}").stdout
+        assert_script_ran_cleanly(dom)
+        assert card(dom, "card-rate-raw") == rate
+        assert ("categories not read" in card(dom, "card-rate-note")) == (rate == "n/a")
+        if rate == "n/a":
+            assert card(dom, "card-returned") == "n/a" and card(dom, "card-orders") == "40"
+            assert re.search(r"<td[^>]*>n/a</td>", dom)  # a day's returned, in the table
+
+
 def test_browser_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "dashboard.png"
     chromium(f"--screenshot={shot}", report.as_uri(), profile=tmp_path / "profile")

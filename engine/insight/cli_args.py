@@ -52,7 +52,8 @@ def add_subparsers(subparsers: Any) -> None:
     board.add_argument("--order-table", default="OrderKPIs")
     board.add_argument(
         "--categories",
-        help="comma-separated category names (with --from-dynamodb; no Scan is made)",
+        help="comma-separated category names: the category charts show these (with"
+        " --from-dynamodb, the ones read: no Scan is made)",
     )
     board.add_argument(
         "--state-table",

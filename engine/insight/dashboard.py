@@ -72,9 +72,10 @@ class PeriodCards:
     """Days of the period that have KPI rows."""
     revenue: Decimal
     orders: int
-    returned: int
+    returned: int | None
+    """None when a day's returned orders are not known (``returned_by_day``)."""
     return_rate: Decimal | None
-    """sum(returned) / sum(orders), 4 places half-even; None without orders."""
+    """sum(returned) / sum(orders), 4 places half-even; None without orders or ``returned``."""
     customers_sum: int
     """Sum of daily unique customers: a customer active on several days counts once per day."""
     customers_max: int
@@ -82,10 +83,18 @@ class PeriodCards:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def returned_by_day(category_df: pl.DataFrame) -> dict[date, int]:
-    """Return the returned orders of each day (sum of the categories' returned_orders)."""
-    grouped = category_df.group_by("order_date").agg(pl.col("returned_orders").sum())
-    return {row[0]: int(row[1]) for row in grouped.iter_rows()}
+def returned_by_day(category_df: pl.DataFrame, daily_df: pl.DataFrame) -> dict[date, int | None]:
+    """Return the returned orders of each day of ``daily_df``: the sum of its categories'
+    ``returned_orders`` (an order is in one category), or None when the category rows hold
+    fewer orders than the day, because only some categories were read (``--categories``)."""
+    grouped = category_df.group_by("order_date").agg(
+        pl.col("orders").sum(), pl.col("returned_orders").sum())
+    sums = {day: (int(orders), int(returned)) for day, orders, returned in grouped.iter_rows()}
+    out: dict[date, int | None] = {}
+    for day, total in daily_df.select("order_date", "total_orders").iter_rows():
+        orders, returned = sums.get(day, (0, 0))
+        out[day] = returned if orders == int(total) else None
+    return out
 
 
 def period_cards(
@@ -100,14 +109,14 @@ def period_cards(
         daily = daily.filter(pl.col("order_date") >= date_from)
     if date_to is not None:
         daily = daily.filter(pl.col("order_date") <= date_to)
-    returned_map = returned_by_day(category_df)
+    per_day = list(returned_by_day(category_df, daily).values())
     revenue = sum((Decimal(v) for v in daily.get_column("total_revenue").to_list()), Decimal(0))
     orders = sum(int(v) for v in daily.get_column("total_orders").to_list())
-    returned = sum(returned_map.get(d, 0) for d in daily.get_column("order_date").to_list())
+    returned = None if None in per_day else sum(n for n in per_day if n is not None)
     customers = [int(v) for v in daily.get_column("unique_customers").to_list()]
     rate = (
         (Decimal(returned) / Decimal(orders)).quantize(_RATE, rounding=ROUND_HALF_EVEN)
-        if orders
+        if orders and returned is not None
         else None
     )
     return PeriodCards(
@@ -283,6 +292,10 @@ def _cents(value: Decimal) -> str:
     return str(int(value.quantize(_CENT) * 100))
 
 
+_PARTIAL = (". Not known: some days have orders in categories not read (name every category"
+            " in --categories, or use --state-table)")
+
+
 def dashboard_data(category_df: pl.DataFrame, daily_df: pl.DataFrame) -> dict[str, Any]:
     """Return the data the page embeds: exact decimal strings and integer cents as strings."""
     category_df = category_df.select(pl.col(n).cast(t) for n, t in CATEGORY_SCHEMA.items()).sort(
@@ -291,7 +304,7 @@ def dashboard_data(category_df: pl.DataFrame, daily_df: pl.DataFrame) -> dict[st
     daily_df = daily_df.select(pl.col(n).cast(t) for n, t in DAILY_SCHEMA.items()).sort(
         "order_date"
     )
-    returned_map = returned_by_day(category_df)
+    returned_map = returned_by_day(category_df, daily_df)
     categories = sorted(set(category_df.get_column("category").to_list()))
     index = {name: i for i, name in enumerate(categories)}
     days = [
@@ -303,7 +316,7 @@ def dashboard_data(category_df: pl.DataFrame, daily_df: pl.DataFrame) -> dict[st
             "items": row["total_items_sold"],
             "cust": row["unique_customers"],
             "rate": str(row["return_rate"]),
-            "ret": returned_map.get(row["order_date"], 0),
+            "ret": returned_map[row["order_date"]],
         }
         for row in daily_df.iter_rows(named=True)
     ]
@@ -319,7 +332,8 @@ def dashboard_data(category_df: pl.DataFrame, daily_df: pl.DataFrame) -> dict[st
         }
         for row in category_df.iter_rows(named=True)
     ]
-    return {"categories": categories, "palette": list(PALETTE), "days": days, "cats": cats}
+    return {"categories": categories, "palette": list(PALETTE), "days": days, "cats": cats,
+            "partialNote": _PARTIAL}
 
 
 def _embed_json(data: Any) -> str:
@@ -353,7 +367,8 @@ def build_html(
         "__LAST__": esc(last_day),
         "__REVENUE__": esc(format_money(cards.revenue)),
         "__ORDERS__": f"{cards.orders:,}",
-        "__RETURNED__": f"{cards.returned:,}",
+        "__RETURNED__": "n/a" if cards.returned is None else f"{cards.returned:,}",
+        "__RATE_NOTE__": _PARTIAL if cards.returned is None else "",
         "__RATE_PCT__": esc(format_percent(cards.return_rate)),
         "__RATE_RAW__": esc(str(cards.return_rate) if cards.return_rate is not None else "n/a"),
         "__CUST_SUM__": f"{cards.customers_sum:,}",
@@ -643,16 +658,18 @@ _JS: Final = r"""
   function render(from, to) {
     var days = DATA.days.filter(function (d) { return d.d >= from && d.d <= to; });
     var cats = DATA.cats.filter(function (r) { return r.d >= from && r.d <= to; });
-    var revenue = 0n, orders = 0n, returned = 0n, custSum = 0n, custMax = 0n;
+    var revenue = 0n, orders = 0n, returned = 0n, custSum = 0n, custMax = 0n, partial = false;
     days.forEach(function (d) {
-      revenue += BigInt(d.rev); orders += BigInt(d.orders); returned += BigInt(d.ret);
+      revenue += BigInt(d.rev); orders += BigInt(d.orders);
+      if (d.ret === null) { partial = true; } else { returned += BigInt(d.ret); }
       custSum += BigInt(d.cust); if (BigInt(d.cust) > custMax) { custMax = BigInt(d.cust); }
     });
     setText("card-revenue", fmtCents(revenue));
     setText("card-orders", groupThousands(orders.toString()));
-    setText("card-returned", groupThousands(returned.toString()));
+    setText("card-returned", partial ? "n/a" : groupThousands(returned.toString()));
     setText("card-rate-orders", groupThousands(orders.toString()));
-    if (orders > 0n) {
+    setText("card-rate-note", partial ? DATA.partialNote : "");
+    if (orders > 0n && !partial) {
       var scaled = divHalfEven(returned * 10000n, orders);
       setText("card-rate", fmtPercent(scaled)); setText("card-rate-raw", fmtRate(scaled));
     } else { setText("card-rate", "n/a"); setText("card-rate-raw", "n/a"); }
@@ -705,7 +722,8 @@ _JS: Final = r"""
     body.textContent = "";
     days.forEach(function (d) {
       var tr = document.createElement("tr");
-      [d.d, d.revText, String(d.orders), String(d.ret), d.rate, String(d.items), String(d.cust)]
+      [d.d, d.revText, String(d.orders), d.ret === null ? "n/a" : String(d.ret), d.rate,
+       String(d.items), String(d.cust)]
         .forEach(function (v, i) {
           var td = document.createElement("td"); td.textContent = v;
           if (i > 0) { td.className = "num"; } tr.appendChild(td);
@@ -782,7 +800,8 @@ day, so this is not the period's distinct count. Busiest day:
 <span id="card-customers-max">__CUST_MAX__</span> (a lower bound).</p></div>
 <div class="card"><h2>Return rate</h2><div class="value" id="card-rate">__RATE_PCT__</div>
 <p><span id="card-rate-raw">__RATE_RAW__</span> = <span id="card-returned">__RETURNED__</span>
-returned / <span id="card-rate-orders">__ORDERS__</span> orders of the period</p></div>
+returned / <span id="card-rate-orders">__ORDERS__</span> orders of the period<span
+id="card-rate-note">__RATE_NOTE__</span></p></div>
 </section>
 <section class="grid">
 <div class="panel"><h2>Daily revenue</h2><div class="chart" id="chart-revenue"></div></div>
