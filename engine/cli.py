@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -476,7 +476,12 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         print(table_text(result.category, title="Category KPIs (category_kpis)"))
         print()
         print(table_text(result.daily, title="Daily KPIs (daily_kpis)"))
-    print(f"{len(dates)} lake dates in {args.date_from}..{args.date_to} recomputed "
+    # A missing KPI table makes the whole lake recomputed; an interrupted run leaves dates
+    # pending, recomputed by any run: they are said apart from the range's.
+    more = len(set(result.recomputed) - set(dates))
+    also = (f", and {more:,} more outside it (a KPI table was missing, or an earlier run had"
+            " left them pending)") if more else ""
+    print(f"{len(dates)} lake dates in {args.date_from}..{args.date_to} recomputed{also} "
           f"({time.perf_counter() - started:.2f} s)", file=sys.stderr)
     return EXIT_OK
 
@@ -506,7 +511,7 @@ def _damaged_parquet(args: argparse.Namespace, e: Exception) -> str | None:
     if "parquet" not in str(e).lower() and not type(e).__module__.startswith("polars"):
         return None
     # dashboard has both: --from-dir is the folder it reads, --out the HTML file it writes
-    folder = next((v for v in (getattr(args, k, None) for k in ("out", "dir", "from_dir"))
+    folder = next((v for v in (getattr(args, k, None) for k in ("from_dir", "dir", "out"))
                    if isinstance(v, str) and v and Path(v).is_dir()), None)
     if folder is None:
         return None
@@ -526,24 +531,21 @@ def _parquet_problem(path: Path) -> str | None:
     import polars as pl
 
     from engine.columns import ORDER_COLUMNS
-    from engine.insight.query import CATEGORY_SCHEMA, DAILY_SCHEMA
+    from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA, table_problem
     from engine.pipeline import CATEGORY_PARQUET, DAILY_PARQUET
 
     try:
         have = pl.read_parquet_schema(path)
     except Exception as bad:  # any reason this footer cannot be read names the file
         return str(bad)
-    want: Mapping[str, pl.DataType | None]
-    if path.parent.name.startswith("order_date="):  # a lake object: its types vary (scales)
-        want = dict.fromkeys((*ORDER_COLUMNS, "_seq", "_source"))
-    else:
-        want = {CATEGORY_PARQUET: CATEGORY_SCHEMA, DAILY_PARQUET: DAILY_SCHEMA}.get(
-            path.name, {})
+    table = {CATEGORY_PARQUET: CATEGORY_SCHEMA, DAILY_PARQUET: DAILY_SCHEMA}.get(path.name)
+    if table is not None and not path.parent.name.startswith("order_date="):
+        return table_problem(have, table)
+    want = (*ORDER_COLUMNS, "_seq", "_source") if path.parent.name.startswith(
+        "order_date=") else ()  # a lake object: its types vary (scales)
     if missing := [c for c in want if c not in have]:
         return f"no column {', '.join(missing)}"
-    wrong = [f"{name} is {have[name]}, not {dtype}" for name, dtype in want.items()
-             if dtype is not None and have[name] != dtype]
-    return "; ".join(wrong) or None
+    return None
 
 
 def _aws_setup_problem(e: Exception) -> str | None:
@@ -616,6 +618,7 @@ class _WholeWrites(io.RawIOBase):
     def __init__(self, fd: int) -> None:
         super().__init__()
         self._fd = fd
+        self._failed = False
 
     def writable(self) -> bool:
         return True
@@ -629,8 +632,14 @@ class _WholeWrites(io.RawIOBase):
     def write(self, b: Any) -> int:
         view = memoryview(b).cast("B")
         total = len(view)
-        while view:
-            view = view[os.write(self._fd, view):]
+        if self._failed:  # raised once, and the command said so: the rest goes nowhere, so
+            return total  # the interpreter's last flush does not fail again (exit 120)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            self._failed = True
+            raise
         return total
 
 

@@ -52,6 +52,20 @@ class LakeDamagedError(TerminalError):
         )
 
 
+class KpiTableDamagedError(LakeDamagedError):
+    """A KPI table of a local output folder is not as this version writes it (cut off, other
+    columns or types): read on, its values would be rounded, merged wrongly or refused later."""
+
+    def __init__(self, path: object, problem: object) -> None:
+        TerminalError.__init__(
+            self,
+            f"{path}: not a KPI table as this version writes it ({problem})",
+            hint="the KPI tables are computed from the lake: move this file aside, then run"
+            " `order-kpis reprocess` on the folder (any range), which recomputes a missing"
+            " table from the whole lake",
+        )
+
+
 class InputFileError(TerminalError):
     """A file that cannot be read as the input contract says (structure, encoding, header)."""
 

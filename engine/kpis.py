@@ -7,12 +7,37 @@ integer arithmetic before it becomes a Decimal. No binary float is on the way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import polars as pl
 
 from engine.columns import CATEGORY_COLUMNS, DAILY_COLUMNS
+from engine.errors import KpiTableDamagedError
 
 MONEY = pl.Decimal(38, 2)
 RATE = pl.Decimal(38, 4)
+
+CATEGORY_SCHEMA: dict[str, pl.DataType] = {
+    "category": pl.String(),
+    "order_date": pl.Date(),
+    "daily_revenue": MONEY,
+    "avg_order_value": MONEY,
+    "avg_return_rate": RATE,
+    "orders": pl.Int64(),
+    "returned_orders": pl.Int64(),
+}
+"""Columns and types of ``category_kpis`` (docs/CONTRACT.md)."""
+
+DAILY_SCHEMA: dict[str, pl.DataType] = {
+    "order_date": pl.Date(),
+    "total_orders": pl.Int64(),
+    "total_revenue": MONEY,
+    "total_items_sold": pl.Int64(),
+    "return_rate": RATE,
+    "unique_customers": pl.Int64(),
+}
+"""Columns and types of ``daily_kpis`` (docs/CONTRACT.md)."""
 _E4 = 10_000  # prices and revenues are held in ten-thousandths
 _PRICE_E4 = pl.Decimal(38, 4)  # a price as a count of ten-thousandths (scale 4: 10^4 = _E4)
 # Rows per slice of ``latest_orders_in_slices``: its window holds about this many orders.
@@ -180,20 +205,39 @@ def tables_from(
 
 def empty_category_table() -> pl.DataFrame:
     """Return an empty category table with the contract's types."""
-    return pl.DataFrame(
-        schema={
-            "category": pl.String, "order_date": pl.Date, "daily_revenue": MONEY,
-            "avg_order_value": MONEY, "avg_return_rate": RATE, "orders": pl.Int64,
-            "returned_orders": pl.Int64,
-        }
-    )
+    return pl.DataFrame(schema=CATEGORY_SCHEMA)
 
 
 def empty_daily_table() -> pl.DataFrame:
     """Return an empty daily table with the contract's types."""
-    return pl.DataFrame(
-        schema={
-            "order_date": pl.Date, "total_orders": pl.Int64, "total_revenue": MONEY,
-            "total_items_sold": pl.Int64, "return_rate": RATE, "unique_customers": pl.Int64,
-        }
-    )
+    return pl.DataFrame(schema=DAILY_SCHEMA)
+
+
+def table_problem(have: Mapping[str, pl.DataType], want: Mapping[str, pl.DataType]) -> str | None:
+    """Return what keeps a stored table with columns ``have`` from being the contract's
+    ``want`` (a column missing, of another type, or unknown), or None."""
+    if missing := [c for c in want if c not in have]:
+        return f"no column {', '.join(missing)}"
+    wrong = [f"{name} is {have[name]}, not {dtype}" for name, dtype in want.items()
+             if have[name] != dtype]
+    if extra := [c for c in have if c not in want]:
+        wrong.append(f"columns this version does not write: {', '.join(extra)}")
+    return "; ".join(wrong) or None
+
+
+def scan_table(path: Path, want: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """Return a lazy scan of the stored KPI table at ``path``, its footer checked first.
+
+    A table with other columns or types is refused (``KpiTableDamagedError``) rather than
+    read on: money of 3 places was rounded by a query and kept by a recomputation, and an
+    unknown column failed the merge of new rows.
+    """
+    try:
+        have = pl.read_parquet_schema(path)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # any reason this footer cannot be read names the file
+        raise KpiTableDamagedError(path, e) from None
+    if (problem := table_problem(have, want)) is not None:
+        raise KpiTableDamagedError(path, problem)
+    return pl.scan_parquet(path)

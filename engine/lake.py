@@ -107,6 +107,7 @@ class LocalLake:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._strays: set[Path] = set()  # folders named like partitions, warned about once
 
     # -- locking and small JSON state -------------------------------------------------
     @contextlib.contextmanager
@@ -273,8 +274,20 @@ class LocalLake:
         """Return every date that has at least one object in the lake."""
         out = []
         for p in self.root.glob("order_date=*"):
-            if any(p.glob("*.parquet")):
-                out.append(dt.date.fromisoformat(p.name.split("=", 1)[1]))
+            if not any(p.glob("*.parquet")):
+                continue
+            text = p.name.split("=", 1)[1]
+            try:
+                day = dt.date.fromisoformat(text)
+            except ValueError:
+                day = None
+            if day is None or day.isoformat() != text:  # a copy (".bak"), not a date's folder
+                if p not in self._strays:
+                    self._strays.add(p)
+                    log.warning("%s is not a date's folder of the lake (YYYY-MM-DD): its files"
+                                " are not read", p)
+                continue
+            out.append(day)
         return sorted(out)
 
     def objects(self, day: dt.date) -> list[Path]:

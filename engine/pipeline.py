@@ -23,10 +23,13 @@ from engine.background import InOrder
 from engine.csvsafe import safe_frame
 from engine.errors import UsageError
 from engine.kpis import (
+    CATEGORY_SCHEMA,
+    DAILY_SCHEMA,
     empty_category_table,
     empty_daily_table,
     kpi_tables,
     latest_orders_in_slices,
+    scan_table,
 )
 from engine.lake import Ingested, LocalLake, StagedSource, date_groups
 from engine.read import file_digest
@@ -196,6 +199,7 @@ def process_paths(
             told += 1
 
     with lake.locked():
+        check_tables(out)  # before any file enters the lake: a refused table changes nothing
         commits = _Commits(lake)
         try:
             entered: dict[str, Path] = {}  # file name -> the run's file of it in the lake
@@ -430,9 +434,10 @@ def reprocess_dates(
         raise UsageError(f"{out}: no lake here (run `order-kpis process ... --out {out}` first)")
     result = ProcessResult()
     with lake.locked():
+        check_tables(out)
         in_lake = [d for d in lake.dates() if date_from <= d <= date_to]
-        old = pl.read_parquet(out / DAILY_PARQUET)["order_date"].to_list() if (
-            out / DAILY_PARQUET).exists() else []
+        old = scan_table(out / DAILY_PARQUET, DAILY_SCHEMA).select("order_date").collect()[
+            "order_date"].to_list() if (out / DAILY_PARQUET).exists() else []
         stale = [d for d in old if date_from <= d <= date_to]
         lake.mark_pending(set(in_lake) | set(stale))
         result.category, result.daily, result.recomputed = refresh_tables(lake, out)
@@ -443,6 +448,14 @@ CATEGORY_PARQUET, DAILY_PARQUET = "category_kpis.parquet", "daily_kpis.parquet"
 CATEGORY_CSV, DAILY_CSV = "category_kpis.csv", "daily_kpis.csv"
 TABLE_FILES = (CATEGORY_PARQUET, DAILY_PARQUET, CATEGORY_CSV, DAILY_CSV)
 """The KPI tables in a ``process`` output folder."""
+
+
+def check_tables(out: Path) -> None:
+    """Refuse (``KpiTableDamagedError``) a stored KPI table of ``out`` that this version did
+    not write as it is: the merge of new rows would fail on it, or keep its other types."""
+    for name, schema in ((CATEGORY_PARQUET, CATEGORY_SCHEMA), (DAILY_PARQUET, DAILY_SCHEMA)):
+        if (out / name).exists():
+            scan_table(out / name, schema)  # reads the footer only
 
 
 def refresh_tables(
@@ -463,8 +476,10 @@ def refresh_tables(
         log.warning("%s is missing: the KPI tables are recomputed from the whole lake "
                     "(%d more dates)", missing, len(others))
         pending |= others
-    old_cat = pl.read_parquet(cat_path) if cat_path.exists() else empty_category_table()
-    old_day = pl.read_parquet(day_path) if day_path.exists() else empty_daily_table()
+    old_cat = (scan_table(cat_path, CATEGORY_SCHEMA).collect() if cat_path.exists()
+               else empty_category_table())
+    old_day = (scan_table(day_path, DAILY_SCHEMA).collect() if day_path.exists()
+               else empty_daily_table())
     if pending or not all((out / n).exists() for n in TABLE_FILES):
         keep = ~pl.col("order_date").is_in(sorted(pending))
         cats, days = [old_cat.filter(keep)], [old_day.filter(keep)]

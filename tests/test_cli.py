@@ -657,6 +657,9 @@ def test_an_unreadable_categories_file_says_why_without_polars_api_advice(
     assert "infer_schema_length" not in err and "ignore_errors" not in err
 
 
+NOT_A_TABLE = ": not a KPI table as this version writes it ("
+
+
 def test_a_damaged_parquet_output_is_named(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     # Polars' "File out of specification" names no file: it was exit 70, "a bug".
@@ -670,11 +673,11 @@ def test_a_damaged_parquet_output_is_named(tmp_path: Path,
     (tmp_path / "daily_kpis.parquet").write_bytes(b"not parquet")
     assert main(["query", "daily", "--from", "2025-07-01", "--to", "2025-07-31",
                  "--dir", str(tmp_path)]) == 74
-    assert f"{tmp_path / 'daily_kpis.parquet'} (" in capsys.readouterr().err
+    assert f"{tmp_path / 'daily_kpis.parquet'}{NOT_A_TABLE}" in capsys.readouterr().err
     # dashboard reads --from-dir and writes --out, a file: the folder is the one it reads
     html = tmp_path.parent / f"{tmp_path.name}.html"
     assert main(["dashboard", "--from-dir", str(tmp_path), "--out", str(html)]) == 74
-    assert f"{tmp_path / 'daily_kpis.parquet'} (" in capsys.readouterr().err
+    assert f"{tmp_path / 'daily_kpis.parquet'}{NOT_A_TABLE}" in capsys.readouterr().err
     assert not html.exists()
 
 
@@ -687,8 +690,9 @@ def test_a_parquet_output_with_other_columns_is_named(tmp_path: Path,
     assert main(["query", "category", "--category", "Books", "--from", "2025-07-01", "--to",
                  "2025-07-31", "--dir", str(tmp_path)]) == 74
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'category_kpis.parquet'} (no column category, order_date," in err
+    assert f"{tmp_path / 'category_kpis.parquet'}{NOT_A_TABLE}no column category," in err
     assert "daily_kpis" not in err  # only the damaged one is named
+    (tmp_path / "category_kpis.parquet").unlink()  # as the hint says; reprocess rebuilds it
     [part] = (tmp_path / "lake").glob("order_date=*/*.parquet")
     pl.DataFrame({"x": [1]}).write_parquet(part)
     assert main(["reprocess", "--out", str(tmp_path), "--date-from", "2025-07-01",
@@ -706,7 +710,79 @@ def test_a_kpi_table_with_a_column_of_another_type_is_named(
     assert main(["query", "category", "--category", "Books", "--from", "2025-07-01", "--to",
                  "2025-07-31", "--dir", str(tmp_path)]) == 74
     err = capsys.readouterr().err
-    assert f"{table} (order_date is String, not Date)" in err and "plan" not in err
+    assert f"{table}{NOT_A_TABLE}order_date is String, not Date)" in err
+    assert "plan" not in err
+
+
+@pytest.mark.parametrize("change", ["extra column", "money of 3 places", "money as float",
+                                    "dates as datetimes"])
+def test_a_kpi_table_this_version_did_not_write_is_refused_before_any_change(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str) -> None:
+    # An extra column failed process and reprocess with exit 70 (the merge's ShapeError);
+    # money of 3 places was rounded by query and kept by reprocess (3-place CSVs); floats
+    # were rounded by query. Each command now refuses the table, naming it, and changes nothing.
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    table = tmp_path / "daily_kpis.parquet"
+    frame = pl.read_parquet(table)
+    frame = {
+        "extra column": frame.with_columns(pl.lit(0).alias("net_revenue")),
+        "money of 3 places": frame.with_columns(
+            pl.col("total_revenue").cast(pl.Decimal(38, 3)) + pl.lit("0.005").cast(
+                pl.Decimal(38, 3))),
+        "money as float": frame.with_columns(pl.col("total_revenue").cast(pl.Float64) + 0.005),
+        "dates as datetimes": frame.with_columns(pl.col("order_date").cast(pl.Datetime)),
+    }[change]
+    frame.write_parquet(table)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for argv in (["process", str(DAY2), "--out", str(tmp_path), "-q"],
+                 ["reprocess", "--out", str(tmp_path), "--date-from", "2025-07-01",
+                  "--date-to", "2025-07-31", "-q"],
+                 ["query", "daily", "--from", "2025-07-01", "--to", "2025-07-31", "--dir",
+                  str(tmp_path)],
+                 ["dashboard", "--from-dir", str(tmp_path), "--out",
+                  str(tmp_path.parent / f"{tmp_path.name}.html")]):
+        assert main(argv) == 74, argv
+        out, err = capsys.readouterr()
+        assert f"{table}{NOT_A_TABLE}" in err and out == "", (argv, err)
+        assert "reprocess" in err  # the hint: the table is computed from the lake
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    # As the hint says: moved aside, reprocess writes it again from the lake.
+    table.rename(tmp_path.parent / "aside.parquet")
+    assert main(["reprocess", "--out", str(tmp_path), "--date-from", "2030-01-01",
+                 "--date-to", "2030-01-01", "-q"]) == 0
+    assert "0 lake dates in 2030-01-01..2030-01-01 recomputed, and 1 more outside it" in (
+        capsys.readouterr().err)
+    assert oracle.read_csv_table(tmp_path / "daily_kpis.csv") == oracle.kpis_from_paths(
+        [VALID])[1]
+    assert main(["query", "daily", "--from", "2025-07-01", "--to", "2025-07-31", "--dir",
+                 str(tmp_path), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == (
+        tmp_path / "daily_kpis.csv").read_text().splitlines()[1:]
+
+
+def test_a_folder_named_like_a_partition_but_not_a_date_is_left_out_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A backup copy (order_date=2025-07-06.bak) or order_date=garbage: reprocess, and process
+    # with a KPI table missing, ended in exit 70 ("Invalid isoformat string").
+    import shutil
+
+    assert main(["process", str(VALID), "--out", str(tmp_path), "-q"]) == 0
+    [day] = (tmp_path / "lake").glob("order_date=*")
+    strays = [day.with_name(day.name + ".bak"), day.with_name("order_date=garbage"),
+              day.with_name("order_date=2025-02-30"), day.with_name("order_date=20250706")]
+    for stray in strays:
+        shutil.copytree(day, stray)
+    caplog.clear()
+    assert main(["reprocess", "--out", str(tmp_path), "--date-from", "2025-07-01",
+                 "--date-to", "2025-07-31", "-q"]) == 0
+    err = caplog.text
+    assert all(f"{s} is not a date's folder of the lake" in err for s in strays), err
+    assert err.count("is not a date's folder") == len(strays)  # once each
+    (tmp_path / "daily_kpis.parquet").unlink()
+    assert main(["process", str(DAY2), "--out", str(tmp_path), "-q"]) == 0
+    want_cat, want_day = oracle.kpis_from_paths([VALID, DAY2])  # the copies count nowhere
+    assert oracle.read_csv_table(tmp_path / "daily_kpis.csv") == want_day
+    assert oracle.read_csv_table(tmp_path / "category_kpis.csv") == want_cat
 
 
 def test_a_report_through_a_link_to_standard_output_lands_in_the_redirected_file(

@@ -183,17 +183,18 @@ def _read_all(
     # The dashboard's default is "everything in the folder", which may exceed the range cap
     # meant for typed ranges, so the local files are filtered here without check_range.
     from engine.insight import query as q
+    from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA, scan_table
 
     if kind == "daily":
         path = q._local_file(folder, q.DAILY_FILE)
-        frame = pl.scan_parquet(path)
-        schema, order = q.DAILY_SCHEMA, ["order_date"]
+        frame = scan_table(path, DAILY_SCHEMA)
+        schema, order = DAILY_SCHEMA, ["order_date"]
     else:
         path = q._local_file(folder, q.CATEGORY_FILE)
-        frame = pl.scan_parquet(path)
+        frame = scan_table(path, CATEGORY_SCHEMA)
         if categories is not None:
             frame = frame.filter(pl.col("category").is_in(categories))
-        schema, order = q.CATEGORY_SCHEMA, ["category", "order_date"]
+        schema, order = CATEGORY_SCHEMA, ["category", "order_date"]
     return (
         frame.filter(pl.col("order_date").is_between(date_from, date_to, closed="both"))
         .select(pl.col(n).cast(t) for n, t in schema.items())

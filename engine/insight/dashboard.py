@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from engine.insight.query import CATEGORY_SCHEMA, DAILY_SCHEMA
+from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA
 
 logger = logging.getLogger(__name__)
 

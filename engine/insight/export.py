@@ -29,7 +29,7 @@ import polars as pl
 from engine.atomic import replace_together
 from engine.csvsafe import safe_csv
 from engine.errors import UsageError
-from engine.insight.query import CATEGORY_SCHEMA, DAILY_SCHEMA
+from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA
 
 logger = logging.getLogger(__name__)
 

@@ -28,32 +28,9 @@ import polars as pl
 
 from engine.config import parse_ymd
 from engine.errors import TerminalError, TransientError, UsageError
+from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA, scan_table
 
 logger = logging.getLogger(__name__)
-
-MONEY: Final = pl.Decimal(38, 2)
-RATE: Final = pl.Decimal(38, 4)
-
-CATEGORY_SCHEMA: Final[dict[str, pl.DataType]] = {
-    "category": pl.String(),
-    "order_date": pl.Date(),
-    "daily_revenue": MONEY,
-    "avg_order_value": MONEY,
-    "avg_return_rate": RATE,
-    "orders": pl.Int64(),
-    "returned_orders": pl.Int64(),
-}
-"""Columns and types of ``category_kpis`` (docs/CONTRACT.md)."""
-
-DAILY_SCHEMA: Final[dict[str, pl.DataType]] = {
-    "order_date": pl.Date(),
-    "total_orders": pl.Int64(),
-    "total_revenue": MONEY,
-    "total_items_sold": pl.Int64(),
-    "return_rate": RATE,
-    "unique_customers": pl.Int64(),
-}
-"""Columns and types of ``daily_kpis`` (docs/CONTRACT.md)."""
 
 CATEGORY_FILE: Final = "category_kpis.parquet"
 DAILY_FILE: Final = "daily_kpis.parquet"
@@ -137,7 +114,7 @@ def query_category(
         return _frame_from_items(rows, CATEGORY_SCHEMA, ["category", "order_date"])
     path = _local_file(source, CATEGORY_FILE)
     return (
-        pl.scan_parquet(path)
+        scan_table(path, CATEGORY_SCHEMA)
         .filter(
             (pl.col("category") == category)
             & pl.col("order_date").is_between(date_from, date_to, closed="both")
@@ -163,7 +140,7 @@ def query_daily(
         return _frame_from_items(rows, DAILY_SCHEMA, ["order_date"])
     path = _local_file(source, DAILY_FILE)
     return (
-        pl.scan_parquet(path)
+        scan_table(path, DAILY_SCHEMA)
         .filter(pl.col("order_date").is_between(date_from, date_to, closed="both"))
         .select(pl.col(name).cast(dtype) for name, dtype in DAILY_SCHEMA.items())
         .sort("order_date")
@@ -187,7 +164,7 @@ def query_all_categories(
     check_range(date_from, date_to, bounded=isinstance(source, DynamoTables))
     if not isinstance(source, DynamoTables):
         path = _local_file(source, CATEGORY_FILE)
-        frame = pl.scan_parquet(path).filter(
+        frame = scan_table(path, CATEGORY_SCHEMA).filter(
             pl.col("order_date").is_between(date_from, date_to, closed="both")
         )
         if categories is not None:
@@ -214,7 +191,7 @@ def query_all_categories(
 def local_categories(folder: str | Path) -> list[str]:
     """Return the categories a ``process`` output folder's category table holds."""
     path = _local_file(folder, CATEGORY_FILE)
-    return pl.scan_parquet(path).select(pl.col("category").unique()).collect()[
+    return scan_table(path, CATEGORY_SCHEMA).select(pl.col("category").unique()).collect()[
         "category"].to_list()
 
 
