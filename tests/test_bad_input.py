@@ -205,3 +205,35 @@ def test_bad_file_gets_its_own_message_and_changes_no_kpi(
         assert errors["sha256"] == hashlib.sha256(original).hexdigest()
         assert errors["size_bytes"] == len(original)
         _has_finding(errors, case)
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 40])  # one piece, and a piece per record
+def test_a_short_row_is_a_field_count_only_when_it_lacks_one_of_the_eight(
+        tmp_path: Path, batch_bytes: int | None) -> None:
+    # The README: extra columns are ignored, so a row lacking only extra columns at the end of
+    # the header is read as it is; one that lacks a field of the eight is a field_count row,
+    # also when an extra column sits before the missing one.
+    from engine.validate import validate_file
+
+    path = tmp_path / "extra.csv"
+    path.write_bytes(
+        b"order_id,customer_id,order_date,category,product_id,quantity,unit_price,returned,"
+        b"note,channel\n"
+        b"O1,C1,2025-07-01,Books,P1,1,10.00,false,x,web\n"
+        b"O2,C2,2025-07-01,Books,P2,2,5.00,true,y\n"  # lacks channel: read as it is
+        b"O3,C3,2025-07-01,Books,P3,1,1.00,false\n"  # lacks note and channel: read as it is
+        b"O4,C4,2025-07-01,Books,P4,1,1.00\n")  # lacks returned: 7 of 10 fields
+    kwargs = {} if batch_bytes is None else {"batch_bytes": batch_bytes}
+    result = validate_file(path, keep_rows=True, **kwargs)
+    report = result.report
+    assert [(f.line, f.rule, f.value) for f in report.findings] == [(5, "field_count", "7")]
+    assert report.invalid_rows == 1
+    assert result.cleaned is not None and result.cleaned["order_id"].to_list() == [
+        "O1", "O2", "O3"]
+    moved = tmp_path / "moved.csv"
+    moved.write_bytes(
+        b"order_id,note,customer_id,order_date,category,product_id,quantity,unit_price,returned\n"
+        b"O1,x,C1,2025-07-01,Books,P1,1,10.00,false\n"
+        b"O2,C2,2025-07-01,Books,P2,2,5.00,true\n")  # 8 of 9: lacks a field of the eight
+    report = validate_file(moved, **kwargs).report
+    assert [(f.line, f.rule, f.value) for f in report.findings] == [(3, "field_count", "8")]
