@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import __version__
 from engine.errors import LakeDamagedError, OrderKpisError, TransientError, UsageError
+from engine.insight.cli_args import named
 
 if TYPE_CHECKING:
     from engine.pipeline import FileOutcome
@@ -313,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                         " DIR/rejected with a report. Exit 1 if any file was rejected or had"
                         " rows quarantined.")
     pr.add_argument("paths", nargs="+", metavar="PATH", help="CSV files or folders of *.csv")
-    pr.add_argument("--out", required=True, type=_out_dir, metavar="DIR", help="output folder")
+    pr.add_argument("--out", required=True, type=named("the output folder"), metavar="DIR",
+                    help="output folder")
     pr.add_argument("--categories-from", metavar="FILE",
                     help="products CSV whose 'category' column is the allowed set")
     pr.add_argument("--on-invalid", choices=("reject", "quarantine-rows"), default="reject",
@@ -333,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                         " cleaned rows in DIR/lake, without re-reading any input file (for a"
                         " changed KPI definition).")
     where = rp.add_mutually_exclusive_group()
-    where.add_argument("--out", type=_out_dir, metavar="DIR",
+    where.add_argument("--out", type=named("the output folder"), metavar="DIR",
                        help="a `process` output folder (local)")
     where.add_argument("--state-machine-arn", metavar="ARN",
                        help="on AWS: the stack's BackfillStateMachineArn (env "
@@ -372,12 +374,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_local_aws(sub)
     return p
-
-
-def _out_dir(text: str) -> str:
-    if not text.strip():  # an unset shell variable: the outputs would land in the current folder
-        raise argparse.ArgumentTypeError("the output folder is empty")
-    return text
 
 
 def _date(text: str) -> dt.date:

@@ -1024,3 +1024,20 @@ def test_a_category_longer_than_a_dynamodb_key_is_refused_up_front(
     assert main(["validate", str(orders), "--categories-from", str(products)]) == code
     err = capsys.readouterr().err
     assert ("at most 2,048 (UTF-8), DynamoDB's limit on a partition key" in err) == bool(code)
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["query", "daily", "--from", "2025-07-06", "--to", "2025-07-06", "--dir", ""],
+     "argument --dir: the output folder is empty"),
+    (["dashboard", "--from-dir", " ", "--out", "r.html"],
+     "argument --from-dir: the output folder is empty"),
+    (["dashboard", "--from-dir", "out", "--out", ""], "argument --out: the page's path is empty"),
+    (["process", str(VALID), "--out", ""], "argument --out: the output folder is empty"),
+])
+def test_an_empty_folder_or_page_path_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str], argv: list[str], said: str) -> None:
+    # An unset shell variable: query read the current folder ("'daily_kpis.parquet' is
+    # missing") and dashboard --out '' was exit 74 ("Device or resource busy").
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and said in capsys.readouterr().err

@@ -334,6 +334,16 @@ def test_browser_period_selection_recomputes_cards_exactly(report: Path, tmp_pat
     assert card(dom, "card-customers-label") == "Unique customers"  # one day: truly distinct
 
 
+def test_browser_names_a_link_date_that_is_no_date(report: Path, tmp_path: Path) -> None:
+    # A link with 2025-02-30 said "Choose a start date on or before the end date".
+    for dates, said in ((("2025-02-30", "2025-07-02"), "real calendar dates"),
+                        (("2025-07-02", "2025-07-01"), "on or before the end date")):
+        url = f"{report.as_uri()}#from={dates[0]}&to={dates[1]}"
+        dom = chromium("--dump-dom", url, profile=tmp_path / dates[0]).stdout
+        assert_script_ran_cleanly(dom)
+        assert said in card(dom, "period-error")
+
+
 def test_cards_of_some_categories_do_not_mix_them_with_every_order(tmp_path: Path) -> None:
     # --categories reads some categories; the orders card is the day's (every category). The
     # return rate took the named categories' returned orders over every order: neither rate.

@@ -13,6 +13,18 @@ from typing import Any
 FORMATS = ("table", "csv", "json")
 
 
+def named(what: str) -> Callable[[str], str]:
+    """Return an argparse type that refuses an empty value (an unset shell variable), which
+    would name the current folder: ``what`` says what was empty."""
+
+    def check(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{what} is empty")
+        return text
+
+    return check
+
+
 def _lazy(name: str) -> Callable[..., int]:
     def run(args: argparse.Namespace, **kwargs: Any) -> int:
         from engine.insight import commands
@@ -46,7 +58,8 @@ def add_subparsers(subparsers: Any) -> None:
 
     board = subparsers.add_parser("dashboard", help="write a self-contained offline HTML report")
     where = board.add_mutually_exclusive_group(required=True)
-    where.add_argument("--from-dir", metavar="DIR", help="output folder of `process --out DIR`")
+    where.add_argument("--from-dir", metavar="DIR", type=named("the output folder"),
+                       help="output folder of `process --out DIR`")
     where.add_argument("--from-dynamodb", action="store_true", help="read the DynamoDB tables")
     board.add_argument("--category-table", default="CategoryKPIs")
     board.add_argument("--order-table", default="OrderKPIs")
@@ -67,7 +80,8 @@ def add_subparsers(subparsers: Any) -> None:
     )
     board.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
     board.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
-    board.add_argument("--out", required=True, metavar="report.html")
+    board.add_argument("--out", required=True, metavar="report.html",
+                       type=named("the page's path"))
     board.add_argument("--title", default="Order KPIs")
     board.set_defaults(handler=_lazy("run_dashboard"))
 
@@ -79,7 +93,8 @@ def _range_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _source_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--dir", metavar="DIR", help="output folder of `process --out DIR`")
+    where.add_argument("--dir", metavar="DIR", type=named("the output folder"),
+                       help="output folder of `process --out DIR`")
     where.add_argument("--dynamodb", action="store_true", help="read the DynamoDB KPI tables")
     parser.add_argument("--category-table", default="CategoryKPIs")
     parser.add_argument("--order-table", default="OrderKPIs")

@@ -736,7 +736,10 @@ _JS: Final = r"""
   function apply() {
     var from = document.getElementById("from").value, to = document.getElementById("to").value;
     var msg = document.getElementById("period-error");
-    if (!from || !to || from > to) {
+    if (!from || !to) {  // an empty input, or a date that is none (2025-02-30 in a link)
+      msg.textContent = "Choose a start and an end date: real calendar dates."; return;
+    }
+    if (from > to) {
       msg.textContent = "Choose a start date on or before the end date."; return;
     }
     msg.textContent = "";
