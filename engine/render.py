@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import polars as pl
+
+
+def _cell(value: str) -> str:
+    """Return ``value`` with control characters escaped (a category may hold a newline, which
+    broke its row in two): one row stays one line."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in value)
+
+
+def _width(text: str) -> int:
+    """Return how many terminal columns ``text`` takes: wide (CJK, emoji) characters two,
+    combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF"
+               else 1 for c in text)
 
 
 def table_text(df: pl.DataFrame, *, title: str | None = None) -> str:
     """Return ``df`` as a plain aligned table (numbers right-aligned), every row shown."""
     cols = df.columns
     text = df.select(pl.col(c).cast(pl.String).fill_null("") for c in cols)
-    rows = text.rows()
+    rows = [tuple(_cell(v) for v in r) for r in text.rows()]
     numeric = [df.schema[c].is_numeric() for c in cols]
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    widths = [max([_width(c)] + [_width(r[i]) for r in rows]) for i, c in enumerate(cols)]
 
     def fmt(values: tuple[str, ...] | list[str]) -> str:
         return "  ".join(
-            v.rjust(w) if num else v.ljust(w)
+            " " * (w - _width(v)) + v if num else v + " " * (w - _width(v))
             for v, w, num in zip(values, widths, numeric, strict=True)
         ).rstrip()
 

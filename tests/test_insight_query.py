@@ -267,3 +267,21 @@ def test_a_long_range_is_refused_for_dynamodb_only_and_a_case_slip_is_named(
     assert main(["query", "category", "--category", "books", "--from", "2025-07-01",
                  "--to", "2025-07-31", "--dir", str(out)]) == 0
     assert "no category 'books': names match exactly; did you mean 'Books'?" in caplog.text
+
+
+def test_table_format_keeps_one_line_per_row_and_its_columns_aligned() -> None:
+    # A category holding a newline (the validator takes a quoted one) split its row in two, and
+    # wide characters (CJK, emoji) pushed the next columns out of line.
+    import unicodedata
+
+    frame = pl.DataFrame({"category": ["Books\nNew", "本と雑誌", "Cafe\u0301", "📚", "Toys"],
+                          "orders": [1, 22, 333, 4, 5]})
+    lines = render_table(frame).splitlines()
+    assert len(lines) == 2 + frame.height
+    assert lines[2].startswith("Books\\nNew")
+
+    def columns(text: str) -> int:  # terminal columns, counted independently of the code
+        return sum(0 if unicodedata.category(c) == "Mn" else
+                   2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+    assert len({columns(line) for line in lines}) == 1  # every number ends in one column

@@ -10,38 +10,16 @@ from typing import Any, Final
 import polars as pl
 
 from engine.csvsafe import safe_csv
+from engine.render import table_text
 
 FORMATS: Final = ("table", "csv", "json")
-
-
-def cell_text(value: Any) -> str:
-    """Return a cell as exact text: Decimals keep their scale, dates are YYYY-MM-DD."""
-    if value is None:
-        return ""
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
 
 
 def render_table(frame: pl.DataFrame) -> str:
     """Return an aligned plain-text table: text left, numbers right, nothing truncated."""
     if frame.height == 0:
         return "(no rows)\n"
-    names = frame.columns
-    numeric = [frame.schema[name].is_numeric() for name in names]
-    rows = [[cell_text(v) for v in row] for row in frame.iter_rows()]
-    widths = [max(len(name), *(len(r[i]) for r in rows)) for i, name in enumerate(names)]
-
-    def line(cells: list[str]) -> str:
-        parts = [
-            c.rjust(w) if is_num else c.ljust(w)
-            for c, w, is_num in zip(cells, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(names), "  ".join("-" * w for w in widths)]
-    out.extend(line(r) for r in rows)
-    return "\n".join(out) + "\n"
+    return table_text(frame) + "\n"
 
 
 def render_csv(frame: pl.DataFrame) -> str:
