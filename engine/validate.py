@@ -839,19 +839,30 @@ def _sorted_findings(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (f.line or 0, order.get(f.column or "", 99), f.rule))
 
 
+DUPLICATE_LINES_SHOWN = 10
+"""Lines a duplicate's message names; past them it gives the count. Every line's message
+naming every other line made a file of 40,000 empty order_ids take 24 GB (quadratic)."""
+
+
 def _explain_duplicates(findings: list[Finding]) -> None:
-    """Name, on each duplicate order_id, every line that carries the same id."""
+    """Name, on each duplicate order_id, the lines that carry the same id (the first
+    ``DUPLICATE_LINES_SHOWN``, then how many more)."""
     lines_by_id: dict[str | None, list[int]] = {}
     for f in findings:
         if f.rule == "unique" and f.line is not None:
             lines_by_id.setdefault(f.value, []).append(f.line)
+    said: dict[str | None, str] = {}  # one message per id, shared by its findings
+    for value, lines in lines_by_id.items():
+        lines.sort()
+        shown = ", ".join(str(n) for n in lines[:DUPLICATE_LINES_SHOWN])
+        if len(lines) > DUPLICATE_LINES_SHOWN:
+            shown += f" and {len(lines) - DUPLICATE_LINES_SHOWN:,} more ({len(lines):,} in all)"
+        said[value] = f"must be unique within the file; this order_id is on lines {shown}"
     for i, f in enumerate(findings):
         if f.rule == "unique":
-            lines = sorted(lines_by_id.get(f.value, []))
             findings[i] = Finding(
                 line=f.line, column=f.column, rule=f.rule, value=f.value,
-                message="must be unique within the file; this order_id is on lines "
-                + ", ".join(str(n) for n in lines),
+                message=said.get(f.value, "must be unique within the file"),
             )
 
 

@@ -237,3 +237,22 @@ def test_a_short_row_is_a_field_count_only_when_it_lacks_one_of_the_eight(
         b"O2,C2,2025-07-01,Books,P2,2,5.00,true\n")  # 8 of 9: lacks a field of the eight
     report = validate_file(moved, **kwargs).report
     assert [(f.line, f.rule, f.value) for f in report.findings] == [(3, "field_count", "8")]
+
+
+def test_an_id_on_many_lines_is_named_by_its_first_ten_and_a_count(tmp_path: Path) -> None:
+    # Every line's message named every other line: 40,000 empty order_ids (each a duplicate
+    # of the others) made 40,000 messages of 40,000 numbers, and validate took 24 GB.
+    from engine.validate import validate_file
+
+    path = tmp_path / "same.csv"
+    path.write_bytes(HEADER + b"".join(
+        b"%s,C%d,2025-07-06,Books,P1,1,1.00,false\n" % (b"ORD1" if i % 2 else b"", i)
+        for i in range(3000)))
+    report = validate_file(path).report
+    unique = [f for f in report.findings if f.rule == "unique"]
+    assert len(unique) == 3000
+    by_id = {f.value: f.message for f in unique}
+    assert by_id["ORD1"] == ("must be unique within the file; this order_id is on lines 3, 5, 7,"
+                             " 9, 11, 13, 15, 17, 19, 21 and 1,490 more (1,500 in all)")
+    assert by_id[""].endswith("on lines 2, 4, 6, 8, 10, 12, 14, 16, 18, 20 and 1,490 more"
+                              " (1,500 in all)")
