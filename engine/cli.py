@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import select
 import sys
 import time
 from collections.abc import Sequence
@@ -632,8 +633,13 @@ class _WholeWrites(io.RawIOBase):
             return total  # the interpreter's last flush does not fail again (exit 120)
         try:
             while view:
-                view = view[os.write(self._fd, view):]
-        except OSError:
+                try:
+                    view = view[os.write(self._fd, view):]
+                except BlockingIOError:  # a non-blocking descriptor: wait until it takes more
+                    select.select([], [self._fd], [])
+        except BaseException:
+            # Also a Ctrl-C in the middle: the buffer above would write it all again, from
+            # its start, at the interpreter's last flush (bytes written twice).
             self._failed = True
             raise
         return total
@@ -649,8 +655,12 @@ def _whole_stdout() -> None:
     except (OSError, ValueError):
         return
     out.flush()
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(fd)), encoding=out.encoding,
-                                  errors=out.errors, line_buffering=out.line_buffering)
+    # Unbuffered as it was (python -u, PYTHONUNBUFFERED): each write goes out as it comes.
+    raw = _WholeWrites(fd)
+    unbuffered = not isinstance(out.buffer, io.BufferedWriter)
+    sys.stdout = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw),
+                                  encoding=out.encoding, errors=out.errors,
+                                  line_buffering=out.line_buffering, write_through=unbuffered)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -1041,3 +1042,61 @@ def test_an_empty_folder_or_page_path_is_a_usage_error(
     with pytest.raises(SystemExit) as stop:
         main(argv)
     assert stop.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_standard_output_waits_on_a_non_blocking_descriptor() -> None:
+    # A non-blocking stdout gave BlockingIOError, "internal error" (70). (And a Ctrl-C in the
+    # middle of a write left the whole buffer to the interpreter's last flush, which wrote the
+    # part already out a second time: the next test.)
+    import io
+    import threading
+
+    from engine import cli
+
+    data = b"".join(b"%07d\n" % i for i in range(40_000))  # 320 KB, past any pipe's buffer
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    got = bytearray()
+
+    def slow_reader() -> None:
+        time.sleep(0.3)
+        while chunk := os.read(r, 65536):
+            got.extend(chunk)
+
+    reader = threading.Thread(target=slow_reader, daemon=True)
+    reader.start()
+    try:
+        out = io.TextIOWrapper(io.BufferedWriter(cli._WholeWrites(w)), encoding="ascii")
+        out.write(data.decode())
+        out.flush()
+    finally:
+        os.close(w)
+        reader.join(10)
+        os.close(r)
+    assert bytes(got) == data
+
+
+def test_a_write_interrupted_midway_is_never_written_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from engine import cli
+
+    r, w = os.pipe()
+    real_write, calls = os.write, []
+
+    def interrupted(fd: int, view: Any) -> int:
+        calls.append(len(view))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(fd, bytes(view[:1000]))
+
+    stream = io.TextIOWrapper(io.BufferedWriter(cli._WholeWrites(w)), encoding="ascii")
+    monkeypatch.setattr(cli.os, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stream.write("y" * 5_000)  # within the buffer: the flush writes it
+        stream.flush()
+    stream.flush()  # the interpreter's last flush: nothing more goes out
+    monkeypatch.undo()
+    os.close(w)
+    assert os.read(r, 100_000) == b"y" * 1000
+    os.close(r)
