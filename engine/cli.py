@@ -475,7 +475,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         print(table_text(result.daily, title="Daily KPIs (daily_kpis)"))
     # A missing KPI table makes the whole lake recomputed; an interrupted run leaves dates
     # pending, recomputed by any run: they are said apart from the range's.
-    more = len(set(result.recomputed) - set(dates))
+    more = sum(not args.date_from <= d <= args.date_to for d in result.recomputed)
     also = (f", and {more:,} more outside it (a KPI table was missing, or an earlier run had"
             " left them pending)") if more else ""
     print(f"{len(dates)} lake dates in {args.date_from}..{args.date_to} recomputed{also} "

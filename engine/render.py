@@ -8,21 +8,19 @@ import polars as pl
 
 
 def _cell(value: str) -> str:
-    """Return ``value`` with control characters escaped (a category may hold a newline, which
-    broke its row in two): one row stays one line."""
-    if value.isprintable():
-        return value
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in value)
+    """Return ``value`` as one line: a value holding a control character (a category may hold
+    a newline, which broke its row in two) is shown quoted, escaped as Python writes it, so
+    that it is never taken for another value written with a backslash."""
+    return value if value.isprintable() else repr(value)
 
 
 def _width(text: str) -> int:
     """Return how many terminal columns ``text`` takes: wide (CJK, emoji) characters two,
-    combining marks none."""
+    non-spacing and enclosing marks none."""
     if text.isascii():
         return len(text)
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF"
-               else 1 for c in text)
+    return sum(0 if unicodedata.category(c) in ("Mn", "Me")
+               else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
 def table_text(df: pl.DataFrame, *, title: str | None = None) -> str:

@@ -1100,3 +1100,20 @@ def test_a_write_interrupted_midway_is_never_written_again(monkeypatch: pytest.M
     os.close(w)
     assert os.read(r, 100_000) == b"y" * 1000
     os.close(r)
+
+
+def test_reprocess_counts_only_dates_past_its_range_as_outside(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A date of the range that left the lake (its rows gone by hand) is recomputed out of
+    # the tables; it was called "1 more outside it (a KPI table was missing, or ...)".
+    import shutil
+
+    assert main(["process", str(VALID), str(DAY2), "--out", str(tmp_path), "-q"]) == 0
+    shutil.rmtree(tmp_path / "lake" / "order_date=2025-07-06")
+    capsys.readouterr()
+    assert main(["reprocess", "--out", str(tmp_path), "--date-from", "2025-07-06",
+                 "--date-to", "2025-07-06", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "0 lake dates in 2025-07-06..2025-07-06 recomputed (" in err and "outside" not in err
+    assert [r["order_date"] for r in oracle.read_csv_table(tmp_path / "daily_kpis.csv")] == [
+        "2025-07-07"]

@@ -115,6 +115,16 @@ def test_dashboard_usage_errors(tmp_path: Path) -> None:
     args = parse(["dashboard", "--from-dir", str(tmp_path / "nope"), "--out", "r.html"])
     with pytest.raises(UsageError, match="does not exist"):
         args.handler(args)
+    # --state-table was silently ignored with --from-dir, and beside --categories.
+    args = parse(["dashboard", "--from-dir", str(tmp_path), "--state-table", "T", "--out",
+                  str(tmp_path / "r.html")])
+    with pytest.raises(UsageError, match="goes with --from-dynamodb"):
+        args.handler(args)
+    args = parse(["dashboard", "--from-dynamodb", "--from", "2025-07-01", "--to", "2025-07-02",
+                  "--categories", "Books", "--state-table", "T", "--out",
+                  str(tmp_path / "r.html")])
+    with pytest.raises(UsageError, match="both say which categories"):
+        args.handler(args)
     assert not (tmp_path / "r.html").exists()
 
 
@@ -364,7 +374,8 @@ def test_cards_of_some_categories_do_not_mix_them_with_every_order(tmp_path: Pat
         dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / f"p{len(chosen)}").stdout
         assert_script_ran_cleanly(dom)
         assert card(dom, "card-rate-raw") == rate
-        assert ("categories not read" in card(dom, "card-rate-note")) == (rate == "n/a")
+        note = card(dom, "card-rate-note")
+        assert ("categories not read (leave out --categories" in note) == (rate == "n/a")
         if rate == "n/a":
             assert card(dom, "card-returned") == "n/a" and card(dom, "card-orders") == "40"
             assert re.search(r"<td[^>]*>n/a</td>", dom)  # a day's returned, in the table

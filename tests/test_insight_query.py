@@ -274,14 +274,16 @@ def test_table_format_keeps_one_line_per_row_and_its_columns_aligned() -> None:
     # wide characters (CJK, emoji) pushed the next columns out of line.
     import unicodedata
 
-    frame = pl.DataFrame({"category": ["Books\nNew", "本と雑誌", "Cafe\u0301", "📚", "Toys"],
-                          "orders": [1, 22, 333, 4, 5]})
+    frame = pl.DataFrame({"category": ["Books\nNew", "本と雑誌", "Cafe\u0301", "📚", "Toys",
+                                       "กัน", "A\\tB", "A\tB"],
+                          "orders": [1, 22, 333, 4, 5, 6, 7, 8]})
     lines = render_table(frame).splitlines()
     assert len(lines) == 2 + frame.height
-    assert lines[2].startswith("Books\\nNew")
+    assert lines[2].startswith("'Books\\nNew'")
+    assert lines[8].startswith("A\\tB ") and lines[9].startswith("'A\\tB'")  # told apart
 
     def columns(text: str) -> int:  # terminal columns, counted independently of the code
-        return sum(0 if unicodedata.category(c) == "Mn" else
+        return sum(0 if unicodedata.category(c) in ("Mn", "Me") else
                    2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
     assert len({columns(line) for line in lines}) == 1  # every number ends in one column

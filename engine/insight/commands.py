@@ -118,6 +118,13 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
     categories = (
         [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
     )
+    if args.state_table and not args.from_dynamodb:
+        raise UsageError("--state-table reads the per-date fences in DynamoDB: it goes with"
+                         " --from-dynamodb", hint="a folder's category table holds every"
+                         " category: leave --state-table out")
+    if args.state_table and categories:
+        raise UsageError("--categories and --state-table both say which categories to read",
+                         hint="give one of them")
     rejections: list[dash.Rejection] | None = []
     if args.from_dynamodb:
         if not (args.date_from and args.date_to):
@@ -160,7 +167,9 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
             )
         bucket, prefix = split[0], split[1] or "rejected/"
         rejections = dash.load_rejections_s3(bucket, prefix)
-    page = dash.build_html(cats, daily, rejections=rejections, title=args.title)
+    page = dash.build_html(cats, daily, rejections=rejections, title=args.title,
+                           read_all=dash.READ_ALL_DYNAMODB if args.from_dynamodb
+                           else dash.READ_ALL_LOCAL)
     out = dash.write_dashboard(args.out, page)
     logger.info("dashboard: %d days, %d category rows -> %s", daily.height, cats.height, out)
     # stdout stays free for data; where the file went is for the person at the terminal.

@@ -292,8 +292,8 @@ def _cents(value: Decimal) -> str:
     return str(int(value.quantize(_CENT) * 100))
 
 
-_PARTIAL = (". Not known: some days have orders in categories not read (name every category"
-            " in --categories, or use --state-table)")
+READ_ALL_LOCAL = "leave out --categories, or name every category in it"
+READ_ALL_DYNAMODB = "name every category in --categories, or give --state-table in its place"
 
 
 def dashboard_data(category_df: pl.DataFrame, daily_df: pl.DataFrame) -> dict[str, Any]:
@@ -332,8 +332,7 @@ def dashboard_data(category_df: pl.DataFrame, daily_df: pl.DataFrame) -> dict[st
         }
         for row in category_df.iter_rows(named=True)
     ]
-    return {"categories": categories, "palette": list(PALETTE), "days": days, "cats": cats,
-            "partialNote": _PARTIAL}
+    return {"categories": categories, "palette": list(PALETTE), "days": days, "cats": cats}
 
 
 def _embed_json(data: Any) -> str:
@@ -349,11 +348,15 @@ def build_html(
     rejections: Sequence[Rejection] | None = (),
     title: str = "Order KPIs",
     generated_at: datetime | None = None,
+    read_all: str = READ_ALL_LOCAL,
 ) -> str:
     """Return the dashboard as one HTML document with inline CSS, script and SVG.
 
     ``rejections`` None: none were read (the panel says where they would come from).
+    ``read_all``: how to read every category, said where a day's returned orders are not
+    known because only some were read.
     """
+    partial = f". Not known: some days have orders in categories not read ({read_all})"
     data = dashboard_data(category_df, daily_df)
     cards = period_cards(category_df, daily_df)
     generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -368,7 +371,8 @@ def build_html(
         "__REVENUE__": esc(format_money(cards.revenue)),
         "__ORDERS__": f"{cards.orders:,}",
         "__RETURNED__": "n/a" if cards.returned is None else f"{cards.returned:,}",
-        "__RATE_NOTE__": _PARTIAL if cards.returned is None else "",
+        "__RATE_NOTE__": esc(partial) if cards.returned is None else "",
+        "__RATE_NOTE_TEXT__": esc(partial),
         "__RATE_PCT__": esc(format_percent(cards.return_rate)),
         "__RATE_RAW__": esc(str(cards.return_rate) if cards.return_rate is not None else "n/a"),
         "__CUST_SUM__": f"{cards.customers_sum:,}",
@@ -668,7 +672,8 @@ _JS: Final = r"""
     setText("card-orders", groupThousands(orders.toString()));
     setText("card-returned", partial ? "n/a" : groupThousands(returned.toString()));
     setText("card-rate-orders", groupThousands(orders.toString()));
-    setText("card-rate-note", partial ? DATA.partialNote : "");
+    var note = document.getElementById("card-rate-note");
+    note.textContent = partial ? note.getAttribute("data-note") : "";
     if (orders > 0n && !partial) {
       var scaled = divHalfEven(returned * 10000n, orders);
       setText("card-rate", fmtPercent(scaled)); setText("card-rate-raw", fmtRate(scaled));
@@ -804,7 +809,7 @@ day, so this is not the period's distinct count. Busiest day:
 <div class="card"><h2>Return rate</h2><div class="value" id="card-rate">__RATE_PCT__</div>
 <p><span id="card-rate-raw">__RATE_RAW__</span> = <span id="card-returned">__RETURNED__</span>
 returned / <span id="card-rate-orders">__ORDERS__</span> orders of the period<span
-id="card-rate-note">__RATE_NOTE__</span></p></div>
+id="card-rate-note" data-note="__RATE_NOTE_TEXT__">__RATE_NOTE__</span></p></div>
 </section>
 <section class="grid">
 <div class="panel"><h2>Daily revenue</h2><div class="chart" id="chart-revenue"></div></div>
