@@ -16,6 +16,7 @@ from typing import Any
 from engine.aws_jobs import Clients, export_months, publish_dates
 from engine.config import ReprocessSettings
 from engine.containers_support import EXIT_OK, run_step
+from engine.lake import partition_date
 from engine.s3lake import S3Lake
 from engine.state import KpiTables, PublishResult
 
@@ -29,11 +30,10 @@ def lake_dates(s3: Any, bucket: str, prefix: str = "lake") -> list[dt.date]:
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/", Delimiter="/"):
         for p in page.get("CommonPrefixes", []):
             name = str(p["Prefix"]).removeprefix(f"{prefix}/").rstrip("/")
-            if name.startswith("order_date="):
-                try:
-                    out.add(dt.date.fromisoformat(name.removeprefix("order_date=")))
-                except ValueError:
-                    log.warning("s3://%s/%s: not a date partition; skipped", bucket, p["Prefix"])
+            if (day := partition_date(name)) is not None:
+                out.add(day)
+            elif name.startswith("order_date="):
+                log.warning("s3://%s/%s: not a date partition; skipped", bucket, p["Prefix"])
     return sorted(out)
 
 

@@ -528,14 +528,13 @@ def _parquet_problem(path: Path) -> str | None:
     import polars as pl
 
     from engine.columns import ORDER_COLUMNS
-    from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA, table_problem
-    from engine.pipeline import CATEGORY_PARQUET, DAILY_PARQUET
+    from engine.kpis import TABLE_SCHEMAS, table_problem
 
     try:
         have = pl.read_parquet_schema(path)
     except Exception as bad:  # any reason this footer cannot be read names the file
         return str(bad)
-    table = {CATEGORY_PARQUET: CATEGORY_SCHEMA, DAILY_PARQUET: DAILY_SCHEMA}.get(path.name)
+    table = TABLE_SCHEMAS.get(path.name)
     if table is not None and not path.parent.name.startswith("order_date="):
         return table_problem(have, table)
     want = (*ORDER_COLUMNS, "_seq", "_source") if path.parent.name.startswith(

@@ -37,3 +37,8 @@ DAILY_COLUMNS: tuple[str, ...] = (
     "unique_customers",
 )
 """Columns of the daily KPI table, in output order."""
+
+CATEGORY_PARQUET, DAILY_PARQUET = "category_kpis.parquet", "daily_kpis.parquet"
+CATEGORY_CSV, DAILY_CSV = "category_kpis.csv", "daily_kpis.csv"
+TABLE_FILES: tuple[str, ...] = (CATEGORY_PARQUET, DAILY_PARQUET, CATEGORY_CSV, DAILY_CSV)
+"""The KPI tables in a ``process`` output folder."""

@@ -12,32 +12,25 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.columns import CATEGORY_COLUMNS, DAILY_COLUMNS
+from engine.columns import CATEGORY_COLUMNS, CATEGORY_PARQUET, DAILY_COLUMNS, DAILY_PARQUET
 from engine.errors import KpiTableDamagedError
 
 MONEY = pl.Decimal(38, 2)
 RATE = pl.Decimal(38, 4)
 
-CATEGORY_SCHEMA: dict[str, pl.DataType] = {
-    "category": pl.String(),
-    "order_date": pl.Date(),
-    "daily_revenue": MONEY,
-    "avg_order_value": MONEY,
-    "avg_return_rate": RATE,
-    "orders": pl.Int64(),
-    "returned_orders": pl.Int64(),
-}
-"""Columns and types of ``category_kpis`` (docs/CONTRACT.md)."""
+CATEGORY_SCHEMA: dict[str, pl.DataType] = dict(zip(CATEGORY_COLUMNS, (
+    pl.String(), pl.Date(), MONEY, MONEY, RATE, pl.Int64(), pl.Int64()), strict=True))
+"""Columns and types of ``category_kpis`` (docs/CONTRACT.md): category, order_date,
+daily_revenue, avg_order_value (money), avg_return_rate (rate), orders, returned_orders."""
 
-DAILY_SCHEMA: dict[str, pl.DataType] = {
-    "order_date": pl.Date(),
-    "total_orders": pl.Int64(),
-    "total_revenue": MONEY,
-    "total_items_sold": pl.Int64(),
-    "return_rate": RATE,
-    "unique_customers": pl.Int64(),
-}
-"""Columns and types of ``daily_kpis`` (docs/CONTRACT.md)."""
+DAILY_SCHEMA: dict[str, pl.DataType] = dict(zip(DAILY_COLUMNS, (
+    pl.Date(), pl.Int64(), MONEY, pl.Int64(), RATE, pl.Int64()), strict=True))
+"""Columns and types of ``daily_kpis`` (docs/CONTRACT.md): order_date, total_orders,
+total_revenue (money), total_items_sold, return_rate (rate), unique_customers."""
+
+TABLE_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    CATEGORY_PARQUET: CATEGORY_SCHEMA, DAILY_PARQUET: DAILY_SCHEMA}
+"""The Parquet KPI tables of a ``process`` output folder, by file name."""
 _E4 = 10_000  # prices and revenues are held in ten-thousandths
 _PRICE_E4 = pl.Decimal(38, 4)  # a price as a count of ten-thousandths (scale 4: 10^4 = _E4)
 # Rows per slice of ``latest_orders_in_slices``: its window holds about this many orders.

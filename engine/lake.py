@@ -77,6 +77,20 @@ def manifest_record(
     }
 
 
+def partition_date(name: str) -> dt.date | None:
+    """Return the date of a lake folder named ``order_date=YYYY-MM-DD``, or None for any other
+    name (a copy such as ``order_date=2025-07-06.bak``, or ``order_date=20250706``, which
+    Python's ``fromisoformat`` would take)."""
+    text = name.removeprefix("order_date=")
+    if text == name:
+        return None
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if day.isoformat() == text else None
+
+
 @dataclass(frozen=True)
 class Ingested:
     """What one ``add_source`` changed: the dates whose KPIs must now be recomputed."""
@@ -276,12 +290,7 @@ class LocalLake:
         for p in self.root.glob("order_date=*"):
             if not any(p.glob("*.parquet")):
                 continue
-            text = p.name.split("=", 1)[1]
-            try:
-                day = dt.date.fromisoformat(text)
-            except ValueError:
-                day = None
-            if day is None or day.isoformat() != text:  # a copy (".bak"), not a date's folder
+            if (day := partition_date(p.name)) is None:  # a copy (".bak"), not a date's folder
                 if p not in self._strays:
                     self._strays.add(p)
                     log.warning("%s is not a date's folder of the lake (YYYY-MM-DD): its files"

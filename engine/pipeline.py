@@ -20,11 +20,19 @@ import polars as pl
 
 from engine.atomic import copy_atomic, parquet_writer, replace_together, write_csv_atomic
 from engine.background import InOrder
+from engine.columns import (
+    CATEGORY_CSV,
+    CATEGORY_PARQUET,
+    DAILY_CSV,
+    DAILY_PARQUET,
+    TABLE_FILES,
+)
 from engine.csvsafe import safe_frame
 from engine.errors import UsageError
 from engine.kpis import (
     CATEGORY_SCHEMA,
     DAILY_SCHEMA,
+    TABLE_SCHEMAS,
     empty_category_table,
     empty_daily_table,
     kpi_tables,
@@ -444,16 +452,12 @@ def reprocess_dates(
     return in_lake, result
 
 
-CATEGORY_PARQUET, DAILY_PARQUET = "category_kpis.parquet", "daily_kpis.parquet"
-CATEGORY_CSV, DAILY_CSV = "category_kpis.csv", "daily_kpis.csv"
-TABLE_FILES = (CATEGORY_PARQUET, DAILY_PARQUET, CATEGORY_CSV, DAILY_CSV)
-"""The KPI tables in a ``process`` output folder."""
 
 
 def check_tables(out: Path) -> None:
     """Refuse (``KpiTableDamagedError``) a stored KPI table of ``out`` that this version did
     not write as it is: the merge of new rows would fail on it, or keep its other types."""
-    for name, schema in ((CATEGORY_PARQUET, CATEGORY_SCHEMA), (DAILY_PARQUET, DAILY_SCHEMA)):
+    for name, schema in TABLE_SCHEMAS.items():
         if (out / name).exists():
             scan_table(out / name, schema)  # reads the footer only
 

@@ -141,7 +141,9 @@ def test_lake_dates_are_the_order_date_partitions() -> None:
             yield {"CommonPrefixes": [{"Prefix": "lake/order_date=2024-03-02/"},
                                       {"Prefix": "lake/_sources/"}]}
             yield {"CommonPrefixes": [{"Prefix": "lake/order_date=2024-03-01/"},
-                                      {"Prefix": "lake/order_date=junk/"}]}
+                                      {"Prefix": "lake/order_date=junk/"},
+                                      {"Prefix": "lake/order_date=20240303/"},  # not the lake's
+                                      {"Prefix": "lake/order_date=2024-03-04.bak/"}]}
 
     class S3:
         def get_paginator(self, name: str) -> Paginator:

@@ -154,8 +154,9 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
         date_to = parse_date(args.date_to, name="--to") if args.date_to else date.max
         if date_from > date_to:
             check_range(date_from, date_to)
-        daily = _read_all(folder, date_from, date_to, kind="daily")
-        cats = _read_all(folder, date_from, date_to, kind="category", categories=categories)
+        # A local range is not capped (the default is everything in the folder).
+        daily = query_daily(folder, date_from, date_to)
+        cats = query_all_categories(folder, date_from, date_to, categories=categories)
         rejections = dash.load_rejections(folder)
     if args.rejections_from:
         from engine.config import split_s3_uri
@@ -179,34 +180,3 @@ def run_dashboard(args: argparse.Namespace, *, client: Any = None) -> int:
              + (f", {quarantined} with rows quarantined" if quarantined else ""))
     print(f"dashboard written to {out} ({daily.height} days, {shown})", file=sys.stderr)
     return 0
-
-
-def _read_all(
-    folder: Path,
-    date_from: date,
-    date_to: date,
-    *,
-    kind: str,
-    categories: list[str] | None = None,
-) -> pl.DataFrame:
-    # The dashboard's default is "everything in the folder", which may exceed the range cap
-    # meant for typed ranges, so the local files are filtered here without check_range.
-    from engine.insight import query as q
-    from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA, scan_table
-
-    if kind == "daily":
-        path = q._local_file(folder, q.DAILY_FILE)
-        frame = scan_table(path, DAILY_SCHEMA)
-        schema, order = DAILY_SCHEMA, ["order_date"]
-    else:
-        path = q._local_file(folder, q.CATEGORY_FILE)
-        frame = scan_table(path, CATEGORY_SCHEMA)
-        if categories is not None:
-            frame = frame.filter(pl.col("category").is_in(categories))
-        schema, order = CATEGORY_SCHEMA, ["category", "order_date"]
-    return (
-        frame.filter(pl.col("order_date").is_between(date_from, date_to, closed="both"))
-        .select(pl.col(n).cast(t) for n, t in schema.items())
-        .sort(order)
-        .collect()
-    )

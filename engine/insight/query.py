@@ -26,14 +26,13 @@ from typing import Any, Final
 
 import polars as pl
 
+from engine.columns import CATEGORY_PARQUET, DAILY_PARQUET
 from engine.config import parse_ymd
 from engine.errors import TerminalError, TransientError, UsageError
-from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA, scan_table
+from engine.kpis import CATEGORY_SCHEMA, DAILY_SCHEMA, empty_category_table, scan_table
 
 logger = logging.getLogger(__name__)
 
-CATEGORY_FILE: Final = "category_kpis.parquet"
-DAILY_FILE: Final = "daily_kpis.parquet"
 
 # BatchGetItem accepts at most 100 keys per request.
 _BATCH_GET_LIMIT: Final = 100
@@ -88,11 +87,6 @@ def dates_between(date_from: date, date_to: date) -> list[date]:
     return [date_from + timedelta(days=i) for i in range((date_to - date_from).days + 1)]
 
 
-def empty_frame(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """Return a frame with no rows and the given schema."""
-    return pl.DataFrame(schema=dict(schema))
-
-
 def query_category(
     source: Source,
     category: str,
@@ -112,7 +106,7 @@ def query_category(
     if isinstance(source, DynamoTables):
         rows = list(_dynamo_category_rows(source, category, date_from, date_to, client, page_size))
         return _frame_from_items(rows, CATEGORY_SCHEMA, ["category", "order_date"])
-    path = _local_file(source, CATEGORY_FILE)
+    path = _local_file(source, CATEGORY_PARQUET)
     return (
         scan_table(path, CATEGORY_SCHEMA)
         .filter(
@@ -138,7 +132,7 @@ def query_daily(
     if isinstance(source, DynamoTables):
         rows = _dynamo_daily_rows(source, date_from, date_to, client)
         return _frame_from_items(rows, DAILY_SCHEMA, ["order_date"])
-    path = _local_file(source, DAILY_FILE)
+    path = _local_file(source, DAILY_PARQUET)
     return (
         scan_table(path, DAILY_SCHEMA)
         .filter(pl.col("order_date").is_between(date_from, date_to, closed="both"))
@@ -163,7 +157,7 @@ def query_all_categories(
     """
     check_range(date_from, date_to, bounded=isinstance(source, DynamoTables))
     if not isinstance(source, DynamoTables):
-        path = _local_file(source, CATEGORY_FILE)
+        path = _local_file(source, CATEGORY_PARQUET)
         frame = scan_table(path, CATEGORY_SCHEMA).filter(
             pl.col("order_date").is_between(date_from, date_to, closed="both")
         )
@@ -184,13 +178,13 @@ def query_all_categories(
         query_category(source, name, date_from, date_to, client=client) for name in categories
     ]
     return (
-        pl.concat(frames).sort("category", "order_date") if frames else empty_frame(CATEGORY_SCHEMA)
+        pl.concat(frames).sort("category", "order_date") if frames else empty_category_table()
     )
 
 
 def local_categories(folder: str | Path) -> list[str]:
     """Return the categories a ``process`` output folder's category table holds."""
-    path = _local_file(folder, CATEGORY_FILE)
+    path = _local_file(folder, CATEGORY_PARQUET)
     return scan_table(path, CATEGORY_SCHEMA).select(pl.col("category").unique()).collect()[
         "category"].to_list()
 

@@ -26,6 +26,7 @@ import polars as pl
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from engine import kpis
 from engine.errors import DynamoWriteError, KpiItemError, TableWriteThrottledError
 from engine.sinks.retry import Backoff, error_code, is_retryable
 
@@ -45,20 +46,18 @@ _PLACES = {MONEY: 2, RATE: 4}
 # DynamoDB numbers hold up to 38 significant digits; so does Decimal(38, s).
 _CTX = decimal.Context(prec=38, traps=[decimal.InvalidOperation, decimal.Overflow])
 
-CATEGORY_COLUMNS: dict[str, decimal.Decimal | None] = {
-    "daily_revenue": MONEY,
-    "avg_order_value": MONEY,
-    "avg_return_rate": RATE,
-    "orders": None,
-    "returned_orders": None,
-}
-DAILY_COLUMNS: dict[str, decimal.Decimal | None] = {
-    "total_orders": None,
-    "total_revenue": MONEY,
-    "total_items_sold": None,
-    "return_rate": RATE,
-    "unique_customers": None,
-}
+
+
+def _quanta(
+    schema: Mapping[str, pl.DataType], key: Sequence[str]
+) -> dict[str, decimal.Decimal | None]:
+    """Return each non-key column of a KPI table with its decimal step (None: an integer)."""
+    steps: dict[pl.DataType, decimal.Decimal] = {kpis.MONEY: MONEY, kpis.RATE: RATE}
+    return {name: steps.get(dtype) for name, dtype in schema.items() if name not in key}
+
+
+CATEGORY_COLUMNS = _quanta(kpis.CATEGORY_SCHEMA, CATEGORY_KEY)
+DAILY_COLUMNS = _quanta(kpis.DAILY_SCHEMA, DAILY_KEY)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()

@@ -13,12 +13,12 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from pathlib import Path
 
 from engine.bench.peers import UNAVAILABLE
-from engine.columns import CATEGORY_COLUMNS, DAILY_COLUMNS
+from engine.columns import CATEGORY_COLUMNS, CATEGORY_CSV, DAILY_COLUMNS, DAILY_CSV
 
 CATEGORY_HEADER = CATEGORY_COLUMNS
 DAILY_HEADER = DAILY_COLUMNS
-CATEGORY_FILE = "category_kpis.csv"
-DAILY_FILE = "daily_kpis.csv"
+CATEGORY_FILE = CATEGORY_CSV  # the tables every contender writes, named as process names them
+DAILY_FILE = DAILY_CSV
 
 # Enough digits that a quotient is never rounded before the final half-even step.
 _CTX = Context(prec=80, rounding=ROUND_HALF_EVEN)
