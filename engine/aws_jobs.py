@@ -387,6 +387,7 @@ def validate_to_parquet(
                 display_name=display_name,
                 on_rows=streamed.write,
                 spill_dir=dest.parent,
+                keep_bad_rows=False,  # a bad file is rejected whole
             )
         if result.streamed:
             return result, streamed.rows

@@ -177,6 +177,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         rep = validate_file(
             path, categories=cats, display_name=str(path), keep_rows=False,
+            keep_bad_rows=False,
             on_progress=None if ticker is None else functools.partial(ticker, path),
         ).report
         if ticker is not None:

@@ -354,7 +354,9 @@ def _one_file(
         res = validate_file(path, categories=categories, display_name=str(path),
                             on_rows=staged.write, on_end=staged.finish,
                             batch_bytes=batch_bytes,
-                            spill_dir=staged.folder, on_progress=on_progress)
+                            spill_dir=staged.folder, on_progress=on_progress,
+                            # only a quarantine uses a bad file's rows
+                            keep_bad_rows=on_invalid == "quarantine-rows")
     except BaseException:
         staged.discard()
         raise

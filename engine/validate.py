@@ -109,6 +109,10 @@ class ValidationReport:
     findings: list[Finding] = field(default_factory=list)
     structural: Finding | None = None
     warnings: list[str] = field(default_factory=list)
+    omitted_findings: int = 0
+    """Findings counted but not listed (a rejected file's past ``MAX_LISTED_FINDINGS``)."""
+    omitted_counts: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    """The omitted findings per (column, rule), for ``counts`` (not in the JSON as such)."""
 
     @property
     def ok(self) -> bool:
@@ -117,6 +121,7 @@ class ValidationReport:
     def counts(self) -> list[dict[str, Any]]:
         """Return failures counted per (column, rule), most frequent first."""
         c = Counter((f.column or ROW_WIDE, f.rule) for f in self.findings)
+        c.update(self.omitted_counts)
         if self.structural is not None:
             c[(self.structural.column or ROW_WIDE, self.structural.rule)] += 1
         return [
@@ -142,7 +147,7 @@ class ValidationReport:
 
     def notice(self, *, rejected: bool = False, first: int = 3) -> str:
         """Return ``summary`` with the ``first`` findings at their lines, columns and values:
-        the paragraph a notification carries (the report holds them all)."""
+        the paragraph a notification carries (the report lists them)."""
         text = self.summary(rejected=rejected)
         if self.structural is not None or not self.findings:
             return text
@@ -150,7 +155,7 @@ class ValidationReport:
         for f in self.findings[:first]:
             where = f"line {f.line}" if f.line is not None else "a row"
             shown.append(f"{where}: {f.text()}")
-        more = len(self.findings) - first
+        more = len(self.findings) + self.omitted_findings - first
         return f"{text} First: {'; '.join(shown)}" + (
             f"; and {more} more findings." if more > 0 else ".")
 
@@ -164,8 +169,11 @@ class ValidationReport:
         for f in self.findings[:limit]:
             where = f"{self.file}:{f.line}" if f.line is not None else self.file
             lines.append(f"  {where}: {f.text()}")
-        if len(self.findings) > limit:
-            lines.append(f"  ... and {len(self.findings) - limit} more findings")
+        if len(self.findings) + self.omitted_findings > limit:
+            lines.append(f"  ... and {len(self.findings) + self.omitted_findings - limit:,} more"
+                         " findings" + (f" ({self.omitted_findings:,} of them counted, not"
+                                        " listed in the report)" if self.omitted_findings
+                                        else ""))
         if self.findings:
             lines.append("  counts: " + "; ".join(
                 f"{d['column']} {d['rule']}: {d['count']}" for d in self.counts()
@@ -174,6 +182,7 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["omitted_counts"]  # in "counts"
         d["counts"] = self.counts()
         d["summary"] = self.summary()
         return d
@@ -242,6 +251,7 @@ def validate_file(
     spill_dir: Path | None = None,
     bucket_bytes: int = HASH_BUCKET_BYTES,
     on_progress: Callable[[int, int], None] | None = None,
+    keep_bad_rows: bool = True,
 ) -> ValidationResult:
     """Validate one order CSV; never raises for bad data (the report says what is wrong).
 
@@ -262,6 +272,10 @@ def validate_file(
     ``spill_dir`` (the system's temporary folder when None), deleted before this returns.
     ``on_progress(bytes_read, rows)`` is called after each piece is judged (for a progress
     line: the bytes of the file read so far and the orders counted in them).
+    ``keep_bad_rows`` False: a bad file is rejected whole, so its report lists its first
+    ``MAX_LISTED_FINDINGS`` findings and counts the others, and neither its bad rows
+    (``rejected_rows``) nor its valid ones (``replay``) are kept: memory stays bounded
+    whatever the number of bad rows.
     """
     name = display_name or str(path)
     try:
@@ -269,7 +283,7 @@ def validate_file(
             streamed = _validate_batches(
                 str(path), name, categories, on_rows, on_end, keep_rows=keep_rows,
                 batch_bytes=batch_bytes, spill=Path(spill), bucket_bytes=bucket_bytes,
-                on_progress=on_progress,
+                on_progress=on_progress, keep_bad_rows=keep_bad_rows,
             )
         if streamed is not None:
             return streamed
@@ -376,20 +390,59 @@ class _Lines:
                       first_line=self._lfs + 1)
 
 
+MAX_LISTED_FINDINGS = 10_000
+"""Findings a rejected file's report lists; the others are counted (``omitted_findings``).
+A file whose every row was bad kept ~1.4 KB per row (its findings, text and lines): 1M rows
+took 1.65 GB, 3M rows 4.4 GB. A quarantined file's report lists them all."""
+
+
 @dataclass
 class _Invalid:
-    """What is wrong with a file so far: findings, and each bad row (``__row``) and line."""
+    """What is wrong with a file so far: findings, and each bad row (``__row``) and line.
 
+    ``keep_all`` (a file whose valid rows may be kept: ``--on-invalid quarantine-rows``, the
+    exact path) keeps every finding, each bad row's line and its text for the rows file.
+    Otherwise the file is rejected whole: the first ``MAX_LISTED_FINDINGS`` findings are
+    kept, the others counted, and the bad rows are kept as integer ids alone.
+    """
+
+    keep_all: bool = True
     findings: list[Finding] = field(default_factory=list)
     rows: dict[int, int | None] = field(default_factory=dict)
     text: list[pl.DataFrame] = field(default_factory=list)  # the bad rows, stripped text
+    ids: list[pl.Series] = field(default_factory=list)  # without ``keep_all``: the bad rows
+    omitted: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.ids)
 
     def add(self, frame: pl.DataFrame, findings: list[Finding],
             rows: dict[int, int | None]) -> None:
-        self.findings.extend(findings)
-        self.rows.update(rows)
-        keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
-        self.text.append(frame.filter(pl.col(ROW).is_in(keys)))
+        if self.keep_all:
+            self.findings.extend(findings)
+            self.rows.update(rows)
+            keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
+            self.text.append(frame.filter(pl.col(ROW).is_in(keys)))
+            return
+        room = max(0, MAX_LISTED_FINDINGS - len(self.findings))
+        self.findings.extend(findings[:room])
+        self.omitted.update((f.column or ROW_WIDE, f.rule) for f in findings[room:])
+        self.ids.append(pl.Series(ROW, list(rows), dtype=pl.Int64))
+
+    def count(self) -> int:
+        """Return how many rows are bad."""
+        if self.keep_all:
+            return len(self.rows)
+        return pl.concat(self.ids).n_unique() if self.ids else 0
+
+    def known(self, rows: Iterable[int]) -> set[int]:
+        """Return which of ``rows`` are bad already."""
+        if self.keep_all:
+            return {r for r in rows if r in self.rows}
+        if not self.ids:
+            return set()
+        wanted = pl.Series(ROW, list(rows), dtype=pl.Int64)
+        return set(wanted.filter(wanted.is_in(pl.concat(self.ids).implode())).to_list())
 
 
 @lru_cache(maxsize=16)
@@ -417,6 +470,7 @@ def _validate_batches(
     spill: Path,
     bucket_bytes: int,
     on_progress: Callable[[int, int], None] | None = None,
+    keep_bad_rows: bool = True,
 ) -> ValidationResult | None:
     """Validate piece by piece; return None when only the whole-file path can say what is wrong.
 
@@ -438,7 +492,7 @@ def _validate_batches(
     )
     hashes = {c: _HashBuckets(spill / c, size, bucket_bytes) for c in UNIQUE_COLUMNS}
     lines = _Lines(path, name, header)
-    bad = _Invalid()
+    bad = _Invalid(keep_all=keep_bad_rows)
     kept: list[pl.DataFrame] = []
     dates: Counter[dt.date] = Counter()
     offset = n_blank = n_rows = 0
@@ -467,7 +521,7 @@ def _validate_batches(
             for c in UNIQUE_COLUMNS:
                 hashes[c].add(ids[c].hash())
             dates.update(dict(good["order_date"].value_counts().iter_rows()))
-            if bad.rows:
+            if bad:
                 kept.clear()  # the file is invalid: valid rows come from ``replay`` now
             elif on_rows is not None:
                 on_rows(good)
@@ -488,7 +542,7 @@ def _validate_batches(
         return _exact_path(name, e.message)
     finally:
         pieces.close()
-    if on_end is not None and on_rows is not None and not bad.rows:
+    if on_end is not None and on_rows is not None and not bad:
         on_end()
     dups = pl.concat([hashes[c].duplicates() for c in UNIQUE_COLUMNS])
     if dups.len():
@@ -497,7 +551,7 @@ def _validate_batches(
         report.warnings.append(f"{n_blank} blank line(s) skipped")
     report.rows = n_rows
     report.dates = sorted(d.isoformat() for d, n in dates.items() if n > 0)
-    if not bad.rows:
+    if not bad:
         report.valid_rows = n_rows
         report.status = "valid" if n_rows else "empty"
         result = ValidationResult(report=report, streamed=on_rows is not None)
@@ -505,10 +559,14 @@ def _validate_batches(
             result.cleaned = pl.concat(kept) if kept else pl.DataFrame(schema=LAKE_SCHEMA)
         return result
     report.findings = _sorted_findings(bad.findings)
-    report.invalid_rows = len(bad.rows)
+    report.omitted_findings = sum(bad.omitted.values())
+    report.omitted_counts = dict(bad.omitted)
+    report.invalid_rows = bad.count()
     report.valid_rows = n_rows - report.invalid_rows
     report.status = "invalid"
     report.sha256 = file_digest(path)[1]
+    if not bad.keep_all:  # rejected whole: no rows file, no valid rows to hand out
+        return ValidationResult(report=report)
     text_rows = pl.concat(bad.text).unique(ROW, keep="first", maintain_order=True)
     result = ValidationResult(
         report=report, rejected_rows=_rejected_rows(text_rows, report.findings, bad.rows)
@@ -606,10 +664,11 @@ def _find_duplicates(
     rows = rows.filter(pl.col("order_id").count().over("order_id") > 1)
     findings: list[Finding] = []
     new_rows: dict[int, int | None] = {}
+    already = bad.known(rows[ROW].to_list())
     # A row with too few or too many fields is named too: its first field is its order_id
     # all the same, and the other copy's message names its line.
     for row, value, line, day in rows.select(ROW, "order_id", "__line", "order_date").iter_rows():
-        if row not in bad.rows:
+        if row not in already:
             dates[dt.date.fromisoformat(day)] -= 1
         new_rows[row] = line
         findings.append(Finding(

@@ -525,3 +525,16 @@ def test_browser_charts_keep_every_day_of_a_span_over_4000_days(tmp_path: Path) 
     assert points == ["10.00", "20.00", "30000.00", "0.0000", "0.0000", "1.0000"]
     bars = re.findall(r'<rect[^>]*data-value="([^"]+)"', dom)
     assert "30000.00" in bars
+
+
+def test_a_rejection_counts_the_findings_its_report_does_not_list(tmp_path: Path) -> None:
+    # A file rejected whole lists its first 10,000 findings; the panel said "and 9,997 more"
+    # for a file of 3,000,000.
+    rejected = tmp_path / "rejected"
+    rejected.mkdir()
+    listed = [{"line": i + 2, "column": "order_date", "rule": "calendar_date", "value": "x",
+               "message": "m"} for i in range(4)]
+    (rejected / "big.csv.errors.json").write_text(json.dumps(
+        {"file": "big.csv", "summary": "s", "findings": listed, "omitted_findings": 2_999_996}))
+    [rej] = load_rejections(tmp_path)
+    assert rej.findings == 3_000_000 and len(rej.first) <= 4

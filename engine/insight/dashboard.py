@@ -49,7 +49,7 @@ class Rejection:
     name: str
     """The rejected file's name."""
     findings: int
-    """How many findings the report lists."""
+    """How many findings the report has (those it lists, and those it only counts)."""
     first: tuple[dict[str, str], ...]
     """The first few findings, each as text fields line, column, rule, value, message."""
     summary: str
@@ -265,9 +265,11 @@ def _rejection(fallback: str, text: str | Exception, first: int) -> Rejection:
     if not isinstance(findings, list):
         summary = (summary + " " if summary else "") + "(the report has no findings list)"
         findings = []
+    omitted = report.get("omitted_findings")  # a file rejected whole lists its first ones
+    counted = len(findings) + (omitted if isinstance(omitted, int) and omitted > 0 else 0)
     return Rejection(
         name=str(report.get("file") or fallback),
-        findings=len(findings),
+        findings=counted,
         first=tuple(_finding(f) for f in findings[:first]),
         summary=summary,
         quarantined=report.get("outcome") == "quarantined",
