@@ -304,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Check order CSVs against the input contract. Exit 0 when"
                        " every file is valid, 1 when any is invalid (reasons on stderr).")
     v.add_argument("files", nargs="+", metavar="FILE", help="CSV files or folders of *.csv")
-    v.add_argument("--report-json", metavar="PATH", help="write every finding as JSON")
+    v.add_argument("--report-json", metavar="PATH",
+                   help="write the findings as JSON (a bad file's first 10,000 by line, and"
+                   " the counts of all)")
     v.add_argument("--categories-from", metavar="FILE",
                    help="products CSV whose 'category' column is the allowed set "
                    "(env ORDER_KPIS_CATEGORIES_FROM)")

@@ -1,4 +1,4 @@
-"""Run the order rules over a file and report every finding by its line in the original file.
+"""Run the order rules over a file and report its findings by their lines in the original file.
 
 ``rules.py`` says what valid is (and ``schema.py`` wraps it as a pandera model); this module
 decides how to run them and how to tell people. A piece that plainly passes is judged by
@@ -414,7 +414,7 @@ class _Invalid:
     omitted: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.ids)
+        return bool(self.rows or self.ids)  # ``ids`` holds no empty Series
 
     def add(self, frame: pl.DataFrame, findings: list[Finding],
             rows: dict[int, int | None]) -> None:
@@ -424,10 +424,21 @@ class _Invalid:
             keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
             self.text.append(frame.filter(pl.col(ROW).is_in(keys)))
             return
-        room = max(0, MAX_LISTED_FINDINGS - len(self.findings))
-        self.findings.extend(findings[:room])
-        self.omitted.update((f.column or ROW_WIDE, f.rule) for f in findings[room:])
-        self.ids.append(pl.Series(ROW, list(rows), dtype=pl.Int64))
+        self.findings.extend(findings)
+        if len(self.findings) > 2 * MAX_LISTED_FINDINGS:
+            self.trim()
+        if rows:  # a piece sent here by a blank line of commas alone has none
+            self.ids.append(pl.Series(ROW, list(rows), dtype=pl.Int64))
+
+    def trim(self) -> None:
+        """Keep the ``MAX_LISTED_FINDINGS`` first findings by line (a piece's come by column,
+        duplicates at the end); count the others."""
+        if self.keep_all or len(self.findings) <= MAX_LISTED_FINDINGS:
+            return
+        self.findings.sort(key=_finding_order)
+        self.omitted.update((f.column or ROW_WIDE, f.rule)
+                            for f in self.findings[MAX_LISTED_FINDINGS:])
+        del self.findings[MAX_LISTED_FINDINGS:]
 
     def count(self) -> int:
         """Return how many rows are bad."""
@@ -558,7 +569,8 @@ def _validate_batches(
         if on_rows is None and keep_rows:
             result.cleaned = pl.concat(kept) if kept else pl.DataFrame(schema=LAKE_SCHEMA)
         return result
-    report.findings = _sorted_findings(bad.findings)
+    bad.trim()
+    report.findings = _sorted_findings(bad.findings, explain=False)
     report.omitted_findings = sum(bad.omitted.values())
     report.omitted_counts = dict(bad.omitted)
     report.invalid_rows = bad.count()
@@ -676,6 +688,7 @@ def _find_duplicates(
             value=_clip(value), message=RULE_MESSAGES["field_uniqueness"],
         ))
     if new_rows:
+        _explain_duplicates(findings)  # from all of them: a report may list only some
         bad.add(rows.drop("__line"), findings, new_rows)
 
 
@@ -890,12 +903,21 @@ def _findings(
     return findings, bad
 
 
-def _sorted_findings(findings: list[Finding]) -> list[Finding]:
-    """Return the findings by line, then column order, then rule; duplicates name each line."""
+_COLUMN_ORDER = {c: i for i, c in enumerate(ORDER_COLUMNS)}
+
+
+def _finding_order(f: Finding) -> tuple[int, int, str]:
+    """The order findings are reported in: by line, then column order, then rule."""
+    return (f.line or 0, _COLUMN_ORDER.get(f.column or "", 99), f.rule)
+
+
+def _sorted_findings(findings: list[Finding], *, explain: bool = True) -> list[Finding]:
+    """Return the findings in report order; ``explain``: duplicates name their lines (the
+    streaming path names them in ``_find_duplicates``, from all of them)."""
     findings = list(findings)
-    _explain_duplicates(findings)
-    order = {c: i for i, c in enumerate(ORDER_COLUMNS)}
-    return sorted(findings, key=lambda f: (f.line or 0, order.get(f.column or "", 99), f.rule))
+    if explain:
+        _explain_duplicates(findings)
+    return sorted(findings, key=_finding_order)
 
 
 DUPLICATE_LINES_SHOWN = 10

@@ -290,3 +290,48 @@ def test_a_file_rejected_whole_lists_its_first_findings_and_counts_them_all(
     assert data["omitted_findings"] == b.omitted_findings and "omitted_counts" not in data
     assert f"{b.omitted_findings:,} of them counted, not listed in the report" in b.render()
     assert main(["validate", str(path)]) == 1  # the command line rejects the same way
+
+
+def test_a_file_rejected_whole_lists_its_first_findings_by_line_and_whole_duplicates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A review found the capped list kept findings in the order they came (a piece's by
+    # column, duplicates last), so line 2's duplicate was left out, and the duplicates' lines
+    # were counted from the listed findings only ("on lines 2" for an id on lines 2 and 25).
+    import engine.validate as v
+
+    monkeypatch.setattr(v, "MAX_LISTED_FINDINGS", 5)
+    row = b"%s,C1,%s,Books,P1,1,1.00,%s\n"
+    body = [HEADER, row % (b"A", b"2025-07-06", b"false"), row % (b"B", b"2025-07-06", b"false"),
+            row % (b"B", b"2025-07-06", b"false")]
+    body += [row % (b"X%d" % i, b"06/07/2025", b"maybe" if i == 0 else b"true")
+             for i in range(20)]
+    body.append(row % (b"A", b"2025-07-07", b"false"))
+    path = tmp_path / "late.csv"
+    path.write_bytes(b"".join(body))
+    for batch_bytes in (None, 60):
+        kwargs = {} if batch_bytes is None else {"batch_bytes": batch_bytes}
+        report = v.validate_file(path, keep_bad_rows=False, **kwargs).report
+        listed = [(f.line, f.column, f.rule) for f in report.findings]
+        assert listed == [(2, "order_id", "unique"), (3, "order_id", "unique"),
+                          (4, "order_id", "unique"), (5, "order_date", "calendar_date"),
+                          (5, "returned", "true_or_false")], batch_bytes
+        assert report.findings[0].message.endswith("this order_id is on lines 2, 25")
+        assert report.findings[1].message.endswith("this order_id is on lines 3, 4")
+        assert report.omitted_findings == 4 + 1 + 20 - 5  # A twice, B twice, 20 dates, 1 bool
+        whole = v.validate_file(path, **kwargs).report
+        assert report.counts() == whole.counts() and whole.findings[:5] == report.findings
+
+
+def test_a_blank_line_of_extra_commas_leaves_a_valid_file_valid(tmp_path: Path) -> None:
+    # A line of more commas than fields sent its piece to the exact judge with no finding;
+    # a file rejected whole then counted that as a bad piece: "0 of 2 rows are invalid ()".
+    path = tmp_path / "commas.csv"
+    path.write_bytes(HEADER + b"O1,C1,2025-07-06,Books,P1,2,1.00,false\n,,,,,,,,,,\n"
+                     b"O2,C1,2025-07-07,Books,P1,2,1.00,false\n")
+    assert main(["validate", str(path)]) == 0
+    from engine.validate import validate_file
+
+    for keep in (True, False):
+        report = validate_file(path, keep_bad_rows=keep).report
+        assert (report.status, report.rows, report.warnings) == (
+            "valid", 2, ["1 blank line(s) skipped"])
