@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -92,6 +92,14 @@ class Finding:
         if self.column is None:
             return self.message
         return f"{self.column}: {self.message}: {_show(self.value)}"
+
+
+_FINDINGS_HERE = "\x00findings\x00"  # where ``to_json`` puts the findings' lines
+
+
+def _finding_dict(f: Finding) -> dict[str, Any]:
+    return {"line": f.line, "column": f.column, "rule": f.rule, "value": f.value,
+            "message": f.message, "hint": f.hint}
 
 
 @dataclass
@@ -181,19 +189,43 @@ class ValidationReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        del d["omitted_counts"]  # in "counts"
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "omitted_counts":
+                continue  # in "counts"
+            if f.name == "findings":
+                value = [_finding_dict(x) for x in value]
+            elif f.name == "structural":
+                value = None if value is None else _finding_dict(value)
+            elif isinstance(value, list):
+                value = list(value)
+            d[f.name] = value
         d["counts"] = self.counts()
         d["summary"] = self.summary()
         return d
+
+    def to_json(self, **extra: Any) -> str:
+        """Return the report as JSON text, ``extra`` keys added: indented, one finding a line.
+
+        ``json``'s indenting encoder is pure Python: a quarantine of 200,000 rows with 1.4M
+        findings spent 24 s and 2.3 GB writing its report. The findings go through the
+        C encoder, one line each."""
+        data = {**self.to_dict(), **extra}
+        findings = data["findings"]
+        data["findings"] = _FINDINGS_HERE
+        head = json.dumps(data, indent=2, ensure_ascii=False)
+        body = ("[\n" + ",\n".join("    " + json.dumps(f, ensure_ascii=False) for f in findings)
+                + "\n  ]") if findings else "[]"
+        return head.replace(json.dumps(_FINDINGS_HERE), body, 1) + "\n"
 
     def write_json(self, path: str | Path, *, outcome: str | None = None) -> None:
         """Write the report; ``outcome`` (``process``: "rejected" or "quarantined") is added
         as a key of its own, so that readers tell a file set aside from one partly accepted."""
         from engine.atomic import write_text_atomic
 
-        data = self.to_dict() if outcome is None else {**self.to_dict(), "outcome": outcome}
-        write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(path, self.to_json() if outcome is None
+                          else self.to_json(outcome=outcome))
 
 
 @dataclass

@@ -335,3 +335,21 @@ def test_a_blank_line_of_extra_commas_leaves_a_valid_file_valid(tmp_path: Path) 
         report = validate_file(path, keep_bad_rows=keep).report
         assert (report.status, report.rows, report.warnings) == (
             "valid", 2, ["1 blank line(s) skipped"])
+
+
+@pytest.mark.parametrize("path", [*sorted(BAD.glob("*.csv")), GOOD], ids=lambda p: p.name)
+def test_the_json_report_is_the_report_s_fields_in_order(path: Path) -> None:
+    # The report is written with the findings one a line through the C encoder (the
+    # indenting encoder spent 24 s and 2.3 GB on 1.4M findings); it says the same.
+    import dataclasses
+
+    from engine.validate import validate_file
+
+    report = validate_file(path).report
+    want = dataclasses.asdict(report)
+    del want["omitted_counts"]
+    want.update(counts=report.counts(), summary=report.summary(), outcome="rejected")
+    text = report.to_json(outcome="rejected")
+    assert json.loads(text) == want
+    assert list(json.loads(text)) == list(want)  # the keys in the same order
+    assert text.endswith("\n") and "\\u0000" not in text
