@@ -530,21 +530,18 @@ def _parquet_problem(path: Path) -> str | None:
     queries compare and sum) with a column of another type than the contract's; else None."""
     import polars as pl
 
-    from engine.columns import ORDER_COLUMNS
     from engine.kpis import TABLE_SCHEMAS, table_problem
+    from engine.lake import LAKE_COLUMNS
 
     try:
         have = pl.read_parquet_schema(path)
     except Exception as bad:  # any reason this footer cannot be read names the file
         return str(bad)
+    if path.parent.name.startswith("order_date="):  # a lake object: its types vary (scales)
+        missing = [c for c in LAKE_COLUMNS if c not in have]
+        return f"no column {', '.join(missing)}" if missing else None
     table = TABLE_SCHEMAS.get(path.name)
-    if table is not None and not path.parent.name.startswith("order_date="):
-        return table_problem(have, table)
-    want = (*ORDER_COLUMNS, "_seq", "_source") if path.parent.name.startswith(
-        "order_date=") else ()  # a lake object: its types vary (scales)
-    if missing := [c for c in want if c not in have]:
-        return f"no column {', '.join(missing)}"
-    return None
+    return None if table is None else table_problem(have, table)
 
 
 def _aws_setup_problem(e: Exception) -> str | None:

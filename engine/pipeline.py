@@ -446,14 +446,12 @@ def reprocess_dates(
     with lake.locked():
         check_tables(out)
         in_lake = [d for d in lake.dates() if date_from <= d <= date_to]
-        old = scan_table(out / DAILY_PARQUET, DAILY_SCHEMA).select("order_date").collect()[
-            "order_date"].to_list() if (out / DAILY_PARQUET).exists() else []
+        old = pl.read_parquet(out / DAILY_PARQUET, columns=["order_date"])["order_date"].to_list(
+        ) if (out / DAILY_PARQUET).exists() else []
         stale = [d for d in old if date_from <= d <= date_to]
         lake.mark_pending(set(in_lake) | set(stale))
         result.category, result.daily, result.recomputed = refresh_tables(lake, out)
     return in_lake, result
-
-
 
 
 def check_tables(out: Path) -> None:

@@ -117,10 +117,13 @@ class ValidationReport:
     findings: list[Finding] = field(default_factory=list)
     structural: Finding | None = None
     warnings: list[str] = field(default_factory=list)
-    omitted_findings: int = 0
-    """Findings counted but not listed (a rejected file's past ``MAX_LISTED_FINDINGS``)."""
     omitted_counts: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
-    """The omitted findings per (column, rule), for ``counts`` (not in the JSON as such)."""
+    """Findings counted but not listed (a rejected file's past ``MAX_LISTED_FINDINGS``), per
+    (column, rule); the JSON gives their number (``omitted_findings``) and ``counts``."""
+
+    @property
+    def omitted_findings(self) -> int:
+        return sum(self.omitted_counts.values())
 
     @property
     def ok(self) -> bool:
@@ -193,7 +196,8 @@ class ValidationReport:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "omitted_counts":
-                continue  # in "counts"
+                d["omitted_findings"] = self.omitted_findings  # each is also in "counts"
+                continue
             if f.name == "findings":
                 value = [_finding_dict(x) for x in value]
             elif f.name == "structural":
@@ -450,13 +454,12 @@ class _Invalid:
 
     def add(self, frame: pl.DataFrame, findings: list[Finding],
             rows: dict[int, int | None]) -> None:
+        self.findings.extend(findings)
         if self.keep_all:
-            self.findings.extend(findings)
             self.rows.update(rows)
             keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
             self.text.append(frame.filter(pl.col(ROW).is_in(keys)))
             return
-        self.findings.extend(findings)
         if len(self.findings) > 2 * MAX_LISTED_FINDINGS:
             self.trim()
         if rows:  # a piece sent here by a blank line of commas alone has none
@@ -603,7 +606,6 @@ def _validate_batches(
         return result
     bad.trim()
     report.findings = _sorted_findings(bad.findings, explain=False)
-    report.omitted_findings = sum(bad.omitted.values())
     report.omitted_counts = dict(bad.omitted)
     report.invalid_rows = bad.count()
     report.valid_rows = n_rows - report.invalid_rows

@@ -346,8 +346,8 @@ def test_the_json_report_is_the_report_s_fields_in_order(path: Path) -> None:
     from engine.validate import validate_file
 
     report = validate_file(path).report
-    want = dataclasses.asdict(report)
-    del want["omitted_counts"]
+    want = {("omitted_findings" if k == "omitted_counts" else k): (sum(v.values()) if
+            k == "omitted_counts" else v) for k, v in dataclasses.asdict(report).items()}
     want.update(counts=report.counts(), summary=report.summary(), outcome="rejected")
     text = report.to_json(outcome="rejected")
     assert json.loads(text) == want

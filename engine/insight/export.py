@@ -145,8 +145,8 @@ def _write_all(dest: Path, payloads: list[tuple[str, bytes]]) -> list[str]:
         if path.is_dir():
             raise UsageError(f"{path} is a folder: the export cannot replace it",
                              hint="remove it, then export again")
-    made = list(dict.fromkeys(  # folders this export makes, deepest first
-        p for path in paths for p in (path.parent, *path.parent.parents) if not p.exists()))
+    made = {p for path in paths for p in (path.parent, *path.parent.parents)
+            if not p.exists()}  # folders this export makes
     try:
         replace_together([(path, functools.partial(Path.write_bytes, data=payload))
                           for path, (_, payload) in zip(paths, payloads, strict=True)])

@@ -47,7 +47,6 @@ _PLACES = {MONEY: 2, RATE: 4}
 _CTX = decimal.Context(prec=38, traps=[decimal.InvalidOperation, decimal.Overflow])
 
 
-
 def _quanta(
     schema: Mapping[str, pl.DataType], key: Sequence[str]
 ) -> dict[str, decimal.Decimal | None]:
