@@ -6,7 +6,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -153,7 +153,16 @@ def replace_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) ->
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically."""
-    _replace(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
+    write_text_chunks_atomic(path, (text,))
+
+
+def write_text_chunks_atomic(path: str | Path, chunks: Iterable[str]) -> None:
+    """Replace ``path`` atomically with the UTF-8 text of ``chunks``, written as they come."""
+    def write(p: Path) -> None:
+        with open(p, "w", encoding="utf-8", newline="") as f:
+            f.writelines(chunks)
+
+    _replace(Path(path), write)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -185,4 +194,17 @@ def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> None:
 
 def write_csv_atomic(df: pl.DataFrame, path: str | Path) -> None:
     """Replace ``path`` with ``df`` as CSV atomically."""
-    _replace(Path(path), lambda p: df.write_csv(p))
+    write_csv_batches_atomic((df,), path)
+
+
+def write_csv_batches_atomic(frames: Iterable[pl.DataFrame], path: str | Path) -> None:
+    """Replace ``path`` atomically with the CSV of ``frames`` (one header; none when there
+    is no frame), each written as it comes."""
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            header = True
+            for frame in frames:
+                frame.write_csv(f, include_header=header)
+                header = False
+
+    _replace(Path(path), write)

@@ -18,7 +18,12 @@ from typing import Literal
 
 import polars as pl
 
-from engine.atomic import copy_atomic, parquet_writer, replace_together, write_csv_atomic
+from engine.atomic import (
+    copy_atomic,
+    parquet_writer,
+    replace_together,
+    write_csv_batches_atomic,
+)
 from engine.background import InOrder
 from engine.columns import (
     CATEGORY_CSV,
@@ -42,7 +47,7 @@ from engine.kpis import (
 from engine.lake import Ingested, LocalLake, StagedSource, date_groups
 from engine.read import file_digest
 from engine.rules import LAKE_SCHEMA
-from engine.validate import BATCH_BYTES, ValidationReport, validate_file
+from engine.validate import BATCH_BYTES, ValidationReport, ValidationResult, validate_file
 
 log = logging.getLogger(__name__)
 
@@ -360,9 +365,44 @@ def _one_file(
     except BaseException:
         staged.discard()
         raise
+    if res.streamed and res.report.status == "valid":
+        outcome = FileOutcome(str(path), "accepted", res.report)
+        commits.submit(staged, outcome)
+        return outcome
+    try:
+        return _settle(path, res, lake, commits, rejected_dir, on_invalid, max_ratio,
+                       staged)
+    finally:
+        if res.rejects is not None:
+            res.rejects.close()
+        staged.discard()
+
+
+def _settle(
+    path: Path,
+    res: ValidationResult,
+    lake: LocalLake,
+    commits: _Commits,
+    rejected_dir: Path,
+    on_invalid: Policy,
+    max_ratio: float,
+    staged: StagedSource,
+) -> FileOutcome:
+    """Return the outcome of a file not streamed into the lake whole: empty, valid on the
+    whole-file path, rejected or quarantined. ``staged`` (the rows streamed before the
+    file's first bad piece, and a bad file's spooled rejects) is discarded before the lake
+    changes."""
     report = res.report
     name = str(path)
-    if not res.streamed or report.status != "valid":
+    ratio = report.invalid_rows / report.rows if report.rows else 1.0
+    quarantine = (
+        report.status == "invalid"
+        and on_invalid == "quarantine-rows"
+        and report.structural is None
+        and ratio <= max_ratio
+        and (res.cleaned is not None or res.replay is not None)
+    )
+    if not quarantine:  # its rejects are not read: a rejected file's report is capped
         staged.discard()
     if report.status == "empty":
         # A file is known by its name: one that held orders before and now holds none is a
@@ -379,52 +419,44 @@ def _one_file(
         log.info("%s: header only, no orders; no KPI changes", path)
         return FileOutcome(name, "empty", report)
     if report.status == "valid":
-        if res.streamed:
-            outcome = FileOutcome(name, "accepted", report)
-            commits.submit(staged, outcome)
-            return outcome
-        # found valid on the exact path after all (a 64-bit hash collision)
+        # found valid on the whole-file path (a piece Polars refused, a 64-bit hash collision)
         assert res.cleaned is not None
         with commits.exclusive():
             ing = lake.add_source(path.name, res.cleaned)
         return FileOutcome(name, "accepted", report, ing)
-    ratio = report.invalid_rows / report.rows if report.rows else 1.0
-    has_rows = res.cleaned is not None or res.replay is not None
-    quarantine = (
-        on_invalid == "quarantine-rows"
-        and report.structural is None
-        and ratio <= max_ratio
-        and has_rows
-    )
     if not quarantine:
         if on_invalid == "quarantine-rows" and report.structural is None:
             # The counts, not rounded percentages ("1.00% ... above 1.00%" for 101 of 10,000).
             report.warnings.append(
-                f"{report.invalid_rows:,} of {report.rows:,} rows are invalid ({ratio:.4g} of"
-                f" them), above --max-invalid-ratio {max_ratio + 0.0:g}: the whole file is"
-                " rejected" if ratio > max_ratio else
+                f"{report.invalid_rows:,} of {report.rows:,} rows are invalid (a share of"
+                f" {ratio:.4g}), above --max-invalid-ratio {max_ratio + 0.0:g}: the whole file"
+                " is rejected" if ratio > max_ratio else
                 "no valid row is left to process: the whole file is rejected"
             )
         _reject(path, report, rejected_dir)
         return FileOutcome(name, "rejected", report)
-    assert res.rejected_rows is not None
+    assert res.rejects is not None
     # An earlier rejection of this name left the file's bytes: they would sit beside a report
     # of another file (the reports of one name replace each other, as the copies do).
     (rejected_dir / kept_name(path.name)).unlink(missing_ok=True)
-    write_csv_atomic(safe_frame(res.rejected_rows), rejected_dir / beside(path.name, ROWS_SUFFIX))
-    report.write_json(rejected_dir / beside(path.name, ERRORS_SUFFIX), outcome="quarantined")
+    write_csv_batches_atomic(map(safe_frame, res.rejects.rows()),
+                             rejected_dir / beside(path.name, ROWS_SUFFIX))
+    report.write_json(rejected_dir / beside(path.name, ERRORS_SUFFIX), outcome="quarantined",
+                      every=res.rejects)
+    res.rejects.close()
+    staged.discard()  # before the valid rows are staged again under the same name
     with commits.exclusive():  # the lake changes here, on this thread
         if res.cleaned is not None:  # the whole-file path kept them
             ing = lake.add_source(path.name, res.cleaned)
         else:  # a second streamed pass over the file stages the valid rows
             assert res.replay is not None
-            staged = lake.stage(path.name)
+            again = lake.stage(path.name)
             try:
-                res.replay(staged.write)
+                res.replay(again.write)
             except BaseException:
-                staged.discard()
+                again.discard()
                 raise
-            ing = lake.add_staged(staged)
+            ing = lake.add_staged(again)
     return FileOutcome(name, "quarantined", report, ing)
 
 

@@ -13,8 +13,10 @@ import datetime as dt
 import json
 import logging
 import queue
+import shutil
 import tempfile
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -215,21 +217,34 @@ class ValidationReport:
         ``json``'s indenting encoder is pure Python: a quarantine of 200,000 rows with 1.4M
         findings spent 24 s and 2.3 GB writing its report. The findings go through the
         C encoder, one line each."""
+        return "".join(self._json_chunks(extra))
+
+    def _json_chunks(self, extra: dict[str, Any], every: Rejects | None = None) -> Iterator[str]:
         data = {**self.to_dict(), **extra}
-        findings = data["findings"]
+        findings: Iterable[Finding] = self.findings
+        if every is not None:  # all of them are listed: none is omitted
+            findings, data["omitted_findings"] = every.findings(), 0
         data["findings"] = _FINDINGS_HERE
-        head = json.dumps(data, indent=2, ensure_ascii=False)
-        body = ("[\n" + ",\n".join("    " + json.dumps(f, ensure_ascii=False) for f in findings)
-                + "\n  ]") if findings else "[]"
-        return head.replace(json.dumps(_FINDINGS_HERE), body, 1) + "\n"
+        head, tail = json.dumps(data, indent=2, ensure_ascii=False).split(
+            json.dumps(_FINDINGS_HERE), 1)
+        yield head
+        sep = "[\n    "
+        for f in findings:
+            yield sep + json.dumps(_finding_dict(f), ensure_ascii=False)
+            sep = ",\n    "
+        yield "[]" if sep.startswith("[") else "\n  ]"
+        yield tail + "\n"
 
-    def write_json(self, path: str | Path, *, outcome: str | None = None) -> None:
+    def write_json(self, path: str | Path, *, outcome: str | None = None,
+                   every: Rejects | None = None) -> None:
         """Write the report; ``outcome`` (``process``: "rejected" or "quarantined") is added
-        as a key of its own, so that readers tell a file set aside from one partly accepted."""
-        from engine.atomic import write_text_atomic
+        as a key of its own, so that readers tell a file set aside from one partly accepted.
+        ``every``: list every finding, read batch by batch from the file's ``Rejects`` (a
+        quarantine's report, written in the memory of a batch), not only those held here."""
+        from engine.atomic import write_text_chunks_atomic
 
-        write_text_atomic(path, self.to_json() if outcome is None
-                          else self.to_json(outcome=outcome))
+        extra = {} if outcome is None else {"outcome": outcome}
+        write_text_chunks_atomic(path, self._json_chunks(extra, every))
 
 
 @dataclass
@@ -244,9 +259,17 @@ class ValidationResult:
 
     report: ValidationReport
     cleaned: pl.DataFrame | None = None
-    rejected_rows: pl.DataFrame | None = None
+    rejects: Rejects | None = None
     streamed: bool = False
     replay: Callable[[Callable[[pl.DataFrame], None]], None] | None = None
+
+    @property
+    def rejected_rows(self) -> pl.DataFrame | None:
+        """Every failing row at once (line, the order columns as text, reason); for a file
+        of many bad rows, ``rejects.rows()`` hands them out batch by batch."""
+        if self.rejects is None:
+            return None
+        return pl.concat(self.rejects.rows(), how="vertical")
 
 
 def _show(value: str | None) -> str:
@@ -308,25 +331,34 @@ def validate_file(
     ``spill_dir`` (the system's temporary folder when None), deleted before this returns.
     ``on_progress(bytes_read, rows)`` is called after each piece is judged (for a progress
     line: the bytes of the file read so far and the orders counted in them).
-    ``keep_bad_rows`` False: a bad file is rejected whole, so its report lists its first
-    ``MAX_LISTED_FINDINGS`` findings and counts the others, and neither its bad rows
-    (``rejected_rows``) nor its valid ones (``replay``) are kept: memory stays bounded
-    whatever the number of bad rows.
+    A bad file's report lists its first ``MAX_LISTED_FINDINGS`` findings and counts the
+    others. With ``keep_bad_rows``, every finding and bad row waits in another temporary
+    folder under ``spill_dir``, for ``rejects`` to hand out batch by batch (the caller
+    ``close``s it, or it goes with the result), and the valid rows are handed out by
+    ``replay``. Without, the file is rejected whole: neither is kept. Either way memory stays
+    bounded whatever the number of bad rows.
     """
     name = display_name or str(path)
+    spool = Rejects(spill_dir) if keep_bad_rows else None
     try:
         with tempfile.TemporaryDirectory(prefix="ids-", dir=spill_dir) as spill:
             streamed = _validate_batches(
                 str(path), name, categories, on_rows, on_end, keep_rows=keep_rows,
                 batch_bytes=batch_bytes, spill=Path(spill), bucket_bytes=bucket_bytes,
-                on_progress=on_progress, keep_bad_rows=keep_bad_rows,
+                on_progress=on_progress, spool=spool,
             )
         if streamed is not None:
             return streamed
+        if spool is not None:  # the whole-file path holds its rejects in memory
+            spool.close()
         raw = read_orders(path, display_name=name)
         # The failure path re-reads the bytes and may find a structural problem Polars let by.
         return validate_raw(raw, Path(path), categories=categories)
-    except InputFileError as e:
+    except BaseException as e:
+        if spool is not None:
+            spool.close()
+        if not isinstance(e, InputFileError):
+            raise
         try:
             size, sha = file_digest(path)
         except OSError:
@@ -427,68 +459,174 @@ class _Lines:
 
 
 MAX_LISTED_FINDINGS = 10_000
-"""Findings a rejected file's report lists; the others are counted (``omitted_findings``).
+"""Findings a bad file's report holds; the others are counted (``omitted_findings``).
 A file whose every row was bad kept ~1.4 KB per row (its findings, text and lines): 1M rows
-took 1.65 GB, 3M rows 4.4 GB. A quarantined file's report lists them all."""
+took 1.65 GB, 3M rows 4.4 GB. A quarantined file's written report lists them all, read
+back from its ``Rejects``."""
+
+
+_FINDING_SCHEMA = {"line": pl.Int64, "column": pl.String, "rule": pl.String,
+                   "value": pl.String, "message": pl.String, "hint": pl.String}
+
+
+def _as_findings(listed: pl.DataFrame) -> list[Finding]:
+    """Return the findings of a frame of ``_FINDING_SCHEMA``."""
+    return [Finding(*r) for r in listed.select(*_FINDING_SCHEMA).iter_rows()]
+
+
+class Rejects:
+    """A bad file's findings and failing rows, handed out batch by batch in line order.
+
+    A batch is (its findings in report order, its rows: ``line``, the order columns as
+    text, ``reason``). The whole-file path holds them in memory, as one batch. The streaming
+    path spools each piece's to files in a folder of its own (``spool``), and the duplicates
+    found at the end are merged in by line: a quarantine's report and rows file are written
+    in the memory of a piece, whatever the number of bad rows (1M bad rows held ~1.9 GB).
+    The folder goes with ``close`` (or with this object).
+    """
+
+    def __init__(self, spool: Path | None = None) -> None:
+        self._parent = spool
+        self._folder: Path | None = None
+        self._pieces: list[tuple[int, Path]] = []  # (a piece's first bad line, its files' stem)
+        self._late = pl.DataFrame(schema=_FINDING_SCHEMA)  # the duplicates, found last
+        self._late_rows: pl.DataFrame | None = None
+        self._held: tuple[list[Finding], pl.DataFrame] | None = None
+        self._cleanup: Callable[[], object] | None = None
+
+    @classmethod
+    def held(cls, findings: list[Finding], rows: pl.DataFrame) -> Rejects:
+        """Return the rejects of the whole-file path: ``findings`` sorted, ``rows`` as
+        ``_rejected_rows`` gives them."""
+        rejects = cls()
+        rejects._held = (findings, rows)
+        return rejects
+
+    def add(self, frame: pl.DataFrame, findings: list[Finding],
+            rows: dict[int, int | None]) -> None:
+        """Keep a piece's ``findings`` and failing ``rows`` (``__row`` -> line), with their
+        text (``frame``)."""
+        keys = pl.DataFrame({ROW: list(rows), "line": list(rows.values())},
+                            schema={ROW: pl.Int64, "line": pl.Int64})
+        text = keys.join(frame.select(ROW, *ORDER_COLUMNS), on=ROW, how="inner")
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="rejects-", dir=self._parent))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._folder, True)
+        stem = self._folder / str(len(self._pieces))
+        text.write_ipc(stem.with_suffix(".rows"))
+        listed = pl.DataFrame([_finding_dict(f) for f in findings], schema=_FINDING_SCHEMA)
+        listed.write_ipc(stem.with_suffix(".findings"))
+        self._pieces.append((min(f.line or 0 for f in findings), stem))
+
+    def add_late(self, rows: pl.DataFrame, listed: pl.DataFrame) -> None:
+        """Keep the duplicates (found after every piece, of rows of any piece): their
+        ``rows`` (``__row``, ``line``, the order columns) and findings, in line order."""
+        self._late = listed.with_columns(pl.col("line").fill_null(0))
+        self._late_rows = rows.with_columns(pl.col("line").fill_null(0))
+
+    def batches(self) -> Iterator[tuple[list[Finding], pl.DataFrame]]:
+        """Yield (findings, rows) batch by batch, in line order."""
+        if self._held is not None:
+            yield self._held
+            return
+        # A piece's batch takes the late ones before the next piece's first bad line.
+        stems: list[Path | None] = [stem for _, stem in self._pieces] or [None]
+        bounds = [first for first, _ in self._pieces[1:]] + [None]
+        starts = self._late["line"]
+        cut = 0
+        for stem, upto in zip(stems, bounds, strict=True):
+            end = starts.len() if upto is None else int(starts.search_sorted(upto, "left"))
+            findings = _as_findings(self._late.slice(cut, end - cut))
+            parts = [] if self._late_rows is None else [self._late_rows.slice(cut, end - cut)]
+            cut = end
+            if stem is not None:
+                spooled = pl.read_ipc(stem.with_suffix(".findings"))
+                findings = _as_findings(spooled) + findings
+                parts.insert(0, pl.read_ipc(stem.with_suffix(".rows")))
+            if not findings:
+                continue
+            findings.sort(key=_finding_order)
+            rows = pl.concat(parts).unique(ROW, keep="first", maintain_order=True)
+            yield findings, _rejected_rows(
+                rows.drop("line"), findings, dict(zip(rows[ROW], rows["line"], strict=True)))
+
+    def findings(self) -> Iterator[Finding]:
+        """Yield every finding, in report order."""
+        for findings, _ in self.batches():
+            yield from findings
+
+    def rows(self) -> Iterator[pl.DataFrame]:
+        """Yield the failing rows batch by batch, in line order."""
+        for _, rows in self.batches():
+            yield rows
+
+    def close(self) -> None:
+        """Delete the spooled files (a second call does nothing)."""
+        if self._cleanup is not None:
+            self._cleanup()
 
 
 @dataclass
 class _Invalid:
-    """What is wrong with a file so far: findings, and each bad row (``__row``) and line.
+    """What is wrong with a file so far: findings, and which rows are bad (``__row``).
 
-    ``keep_all`` (a file whose valid rows may be kept: ``--on-invalid quarantine-rows``, the
-    exact path) keeps every finding, each bad row's line and its text for the rows file.
-    Otherwise the file is rejected whole: the first ``MAX_LISTED_FINDINGS`` findings are
-    kept, the others counted, and the bad rows are kept as integer ids alone.
+    The first ``MAX_LISTED_FINDINGS`` findings are kept, the others counted, and the bad
+    rows are kept as integer ids. With a ``spool`` (a file whose valid rows may be kept:
+    ``--on-invalid quarantine-rows``), every finding and bad row also goes there, for the
+    report and the rows file; without, the file is rejected whole.
     """
 
-    keep_all: bool = True
+    spool: Rejects | None = None
     findings: list[Finding] = field(default_factory=list)
-    rows: dict[int, int | None] = field(default_factory=dict)
-    text: list[pl.DataFrame] = field(default_factory=list)  # the bad rows, stripped text
-    ids: list[pl.Series] = field(default_factory=list)  # without ``keep_all``: the bad rows
+    ids: list[pl.Series] = field(default_factory=list)  # the bad rows, never an empty Series
     omitted: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.ids)  # ``ids`` holds no empty Series
+        return bool(self.ids)
 
     def add(self, frame: pl.DataFrame, findings: list[Finding],
             rows: dict[int, int | None]) -> None:
-        self.findings.extend(findings)
-        if self.keep_all:
-            self.rows.update(rows)
-            keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
-            self.text.append(frame.filter(pl.col(ROW).is_in(keys)))
+        """Record a piece's findings and bad rows."""
+        if not rows:  # a piece sent here by a blank line of commas alone has none
             return
+        if self.spool is not None:
+            self.spool.add(frame, findings, rows)
+        self.findings.extend(findings)
         if len(self.findings) > 2 * MAX_LISTED_FINDINGS:
             self.trim()
-        if rows:  # a piece sent here by a blank line of commas alone has none
-            self.ids.append(pl.Series(ROW, list(rows), dtype=pl.Int64))
+        self.ids.append(pl.Series(ROW, list(rows), dtype=pl.Int64))
 
     def trim(self) -> None:
         """Keep the ``MAX_LISTED_FINDINGS`` first findings by line (a piece's come by column,
         duplicates at the end); count the others."""
-        if self.keep_all or len(self.findings) <= MAX_LISTED_FINDINGS:
+        if len(self.findings) <= MAX_LISTED_FINDINGS:
             return
         self.findings.sort(key=_finding_order)
         self.omitted.update((f.column or ROW_WIDE, f.rule)
                             for f in self.findings[MAX_LISTED_FINDINGS:])
         del self.findings[MAX_LISTED_FINDINGS:]
 
-    def count(self) -> int:
-        """Return how many rows are bad."""
-        if self.keep_all:
-            return len(self.rows)
-        return pl.concat(self.ids).n_unique() if self.ids else 0
+    def bad_rows(self) -> pl.Series:
+        """Return the bad rows' ids, each once."""
+        return pl.concat(self.ids).unique() if self.ids else pl.Series(ROW, [], dtype=pl.Int64)
 
-    def known(self, rows: Iterable[int]) -> set[int]:
-        """Return which of ``rows`` are bad already."""
-        if self.keep_all:
-            return {r for r in rows if r in self.rows}
+    def add_late(self, rows: pl.DataFrame, listed: pl.DataFrame) -> None:
+        """Record the duplicates, found after every piece: their ``rows`` (``__row``,
+        ``line``, the order columns) and findings (``listed``, in columns), by line."""
+        if self.spool is not None:
+            self.spool.add_late(rows, listed)
+        first = listed.head(MAX_LISTED_FINDINGS)  # no later one can be listed
+        self.findings.extend(_as_findings(first))
+        if listed.height > first.height:
+            self.omitted[("order_id", "unique")] += listed.height - first.height
+        self.trim()
+        self.ids.append(rows[ROW])
+
+    def knows(self, rows: pl.Series) -> pl.Series:
+        """Return, for each of ``rows``, whether it is bad already."""
         if not self.ids:
-            return set()
-        wanted = pl.Series(ROW, list(rows), dtype=pl.Int64)
-        return set(wanted.filter(wanted.is_in(pl.concat(self.ids).implode())).to_list())
+            return pl.repeat(False, rows.len(), eager=True)
+        return rows.is_in(pl.concat(self.ids).implode())
 
 
 @lru_cache(maxsize=16)
@@ -516,7 +654,7 @@ def _validate_batches(
     spill: Path,
     bucket_bytes: int,
     on_progress: Callable[[int, int], None] | None = None,
-    keep_bad_rows: bool = True,
+    spool: Rejects | None = None,
 ) -> ValidationResult | None:
     """Validate piece by piece; return None when only the whole-file path can say what is wrong.
 
@@ -538,7 +676,7 @@ def _validate_batches(
     )
     hashes = {c: _HashBuckets(spill / c, size, bucket_bytes) for c in UNIQUE_COLUMNS}
     lines = _Lines(path, name, header)
-    bad = _Invalid(keep_all=keep_bad_rows)
+    bad = _Invalid(spool=spool)
     kept: list[pl.DataFrame] = []
     dates: Counter[dt.date] = Counter()
     offset = n_blank = n_rows = 0
@@ -607,18 +745,15 @@ def _validate_batches(
     bad.trim()
     report.findings = _sorted_findings(bad.findings, explain=False)
     report.omitted_counts = dict(bad.omitted)
-    report.invalid_rows = bad.count()
+    bad_rows = bad.bad_rows().sort()
+    report.invalid_rows = bad_rows.len()
     report.valid_rows = n_rows - report.invalid_rows
     report.status = "invalid"
     report.sha256 = file_digest(path)[1]
-    if not bad.keep_all:  # rejected whole: no rows file, no valid rows to hand out
+    if spool is None:  # rejected whole: no rows file, no valid rows to hand out
         return ValidationResult(report=report)
-    text_rows = pl.concat(bad.text).unique(ROW, keep="first", maintain_order=True)
-    result = ValidationResult(
-        report=report, rejected_rows=_rejected_rows(text_rows, report.findings, bad.rows)
-    )
+    result = ValidationResult(report=report, rejects=spool)
     if report.valid_rows:
-        bad_rows = pl.Series(ROW, sorted(bad.rows), dtype=pl.Int64)
         result.replay = lambda sink: _replay(path, names, batch_bytes, bad_rows, sink)
         if on_rows is None and keep_rows:
             parts: list[pl.DataFrame] = []
@@ -688,7 +823,7 @@ def _find_duplicates(
     Equal hashes of different ids (a collision) are not findings. A duplicate that passed
     every other rule leaves the valid rows: its date is counted out of ``dates``.
     """
-    from engine.schema import RULE_IDS, RULE_MESSAGES
+    from engine.schema import RULE_IDS
 
     lines = _Lines(path, lines.name, lines.header)  # counts from the start again
     wanted = dups.implode()
@@ -706,24 +841,43 @@ def _find_duplicates(
             found.append(hit.with_columns(pl.Series("__line", line, dtype=pl.Int64)))
     if not found:
         return
-    rows = pl.concat(found)
-    rows = rows.filter(pl.col("order_id").count().over("order_id") > 1)
-    findings: list[Finding] = []
-    new_rows: dict[int, int | None] = {}
-    already = bad.known(rows[ROW].to_list())
+    rows = pl.concat(found).filter(pl.col("order_id").count().over("order_id") > 1)
+    if rows.is_empty():
+        return
+    # A duplicate that passed every other rule leaves the valid rows (and its date's count).
+    new = rows.filter(~bad.knows(rows[ROW]))["order_date"].value_counts()
+    for day, n in new.iter_rows():
+        dates[dt.date.fromisoformat(day)] -= n
     # A row with too few or too many fields is named too: its first field is its order_id
-    # all the same, and the other copy's message names its line.
-    for row, value, line, day in rows.select(ROW, "order_id", "__line", "order_date").iter_rows():
-        if row not in already:
-            dates[dt.date.fromisoformat(day)] -= 1
-        new_rows[row] = line
-        findings.append(Finding(
-            line=line, column="order_id", rule=RULE_IDS["field_uniqueness"],
-            value=_clip(value), message=RULE_MESSAGES["field_uniqueness"],
-        ))
-    if new_rows:
-        _explain_duplicates(findings)  # from all of them: a report may list only some
-        bad.add(rows.drop("__line"), findings, new_rows)
+    # all the same, and the other copy's message names its line. In columns: an export
+    # whose order_id column is blank has as many duplicates as rows (Finding objects took
+    # ~1 KB each).
+    lines_of = pl.col("__line").drop_nulls()
+    per_id = rows.group_by("order_id").agg(
+        lines_of.sort().head(DUPLICATE_LINES_SHOWN).alias("shown"), lines_of.len().alias("n"))
+    more = {value: f" and {n - DUPLICATE_LINES_SHOWN:,} more ({n:,} in all)"
+            for value, n in per_id.filter(pl.col("n") > DUPLICATE_LINES_SHOWN)
+            .select("order_id", "n").iter_rows()}
+    said = per_id.select(
+        "order_id",
+        pl.when(pl.col("n") > 0).then(pl.concat_str(
+            pl.lit(f"{_UNIQUE}; this order_id is on lines "),
+            pl.col("shown").list.eval(pl.element().cast(pl.String)).list.join(", "),
+            pl.col("order_id").replace_strict(more, default="", return_dtype=pl.String),
+        )).otherwise(pl.lit(_UNIQUE)).alias("message"),
+    )
+    value = pl.col("order_id")
+    rows = rows.sort(ROW).rename({"__line": "line"})
+    listed = rows.join(said, on="order_id", how="left", maintain_order="left").select(
+        "line", pl.lit("order_id").alias("column"),
+        pl.lit(RULE_IDS["field_uniqueness"]).alias("rule"),
+        pl.when(value.str.len_chars() > MAX_STORED_VALUE_CHARS).then(pl.concat_str(
+            value.str.slice(0, MAX_STORED_VALUE_CHARS), pl.lit("... ("),
+            value.str.len_bytes().cast(pl.String), pl.lit(" bytes in all)"),
+        )).otherwise(value).alias("value"),  # as ``_clip``
+        "message", pl.lit(None, dtype=pl.String).alias("hint"),
+    )
+    bad.add_late(rows.select(ROW, "line", *ORDER_COLUMNS), listed)
 
 
 def _replay(
@@ -842,7 +996,8 @@ def validate_raw(
     cleaned = good.select(typed_columns()) if good.height else None
     if cleaned is not None:
         report.dates = sorted(d.isoformat() for d in cleaned["order_date"].unique())
-    return ValidationResult(report=report, cleaned=cleaned, rejected_rows=rejected)
+    return ValidationResult(report=report, cleaned=cleaned,
+                            rejects=Rejects.held(findings, rejected))
 
 
 def _accept(raw: RawOrders, frame: pl.DataFrame, report: ValidationReport) -> ValidationResult:
@@ -955,6 +1110,7 @@ def _sorted_findings(findings: list[Finding], *, explain: bool = True) -> list[F
 
 
 DUPLICATE_LINES_SHOWN = 10
+_UNIQUE = "must be unique within the file"  # a duplicate's message, before its lines
 """Lines a duplicate's message names; past them it gives the count. Every line's message
 naming every other line made a file of 40,000 empty order_ids take 24 GB (quadratic)."""
 
@@ -972,12 +1128,12 @@ def _explain_duplicates(findings: list[Finding]) -> None:
         shown = ", ".join(str(n) for n in lines[:DUPLICATE_LINES_SHOWN])
         if len(lines) > DUPLICATE_LINES_SHOWN:
             shown += f" and {len(lines) - DUPLICATE_LINES_SHOWN:,} more ({len(lines):,} in all)"
-        said[value] = f"must be unique within the file; this order_id is on lines {shown}"
+        said[value] = f"{_UNIQUE}; this order_id is on lines {shown}"
     for i, f in enumerate(findings):
         if f.rule == "unique":
             findings[i] = Finding(
                 line=f.line, column=f.column, rule=f.rule, value=f.value,
-                message=said.get(f.value, "must be unique within the file"),
+                message=said.get(f.value, _UNIQUE),
             )
 
 

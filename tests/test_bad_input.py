@@ -263,7 +263,8 @@ def test_a_file_rejected_whole_lists_its_first_findings_and_counts_them_all(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_bytes: int | None) -> None:
     # Every finding, each bad row's line and text were kept for a file rejected anyway: a file
     # whose every row was bad took ~1.4 KB a row (3M rows: 4.4 GB). Rejected whole, it keeps
-    # the first findings and counts; the same counts, rows and dates as when all are kept.
+    # the first findings and counts; the same counts, rows and dates as when all are kept
+    # (spooled to disk for a quarantine, its report holding the same first findings).
     import engine.validate as v
 
     monkeypatch.setattr(v, "MAX_LISTED_FINDINGS", 25)
@@ -278,11 +279,13 @@ def test_a_file_rejected_whole_lists_its_first_findings_and_counts_them_all(
     whole = v.validate_file(path, keep_rows=False, **kwargs)
     cut = v.validate_file(path, keep_rows=False, keep_bad_rows=False, **kwargs)
     a, b = whole.report, cut.report
-    assert a.omitted_findings == 0 and len(a.findings) > 25  # all kept when asked
-    assert len(b.findings) == 25 and b.omitted_findings == len(a.findings) - 25
-    assert b.findings == sorted(b.findings, key=lambda f: f.line or 0)
-    assert {f.line for f in b.findings} <= {f.line for f in a.findings}
+    assert whole.rejects is not None
+    every = list(whole.rejects.findings())  # all kept when asked
+    assert len(every) > 25 and every == sorted(every, key=lambda f: f.line or 0)
+    assert a.findings == b.findings == every[:25]
+    assert b.omitted_findings == a.omitted_findings == len(every) - 25
     assert b.counts() == a.counts() and b.summary() == a.summary()
+    assert sum(d["count"] for d in a.counts()) == len(every)
     assert (b.invalid_rows, b.valid_rows, b.rows, b.dates) == (
         a.invalid_rows, a.valid_rows, a.rows, a.dates)
     assert cut.rejected_rows is None and cut.replay is None and cut.cleaned is None

@@ -87,7 +87,7 @@ def test_the_ratio_message_gives_counts_not_rounded_percentages(
     rc, err = _run(capsys, "process", "-q", str(src), "--out", str(tmp_path / "out"),
                    "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.01")
     assert rc == 1
-    assert ("101 of 10,000 rows are invalid (0.0101 of them), above --max-invalid-ratio 0.01:"
+    assert ("101 of 10,000 rows are invalid (a share of 0.0101), above --max-invalid-ratio 0.01:"
             " the whole file is rejected") in err
 
 

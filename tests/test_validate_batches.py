@@ -8,6 +8,7 @@ reference is the whole-file path (``read_orders`` + ``validate_raw``) that batch
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import polars as pl
@@ -651,3 +652,103 @@ def test_header_names_match_in_any_case_and_messages_quote_them_as_written(
     other.write_text("Id,Name,Price\n1,a,2\n")
     with pytest.raises(InputFileError, match=r"unrecognised header \(Id,Name,Price\)"):
         open_header(str(other), "other.csv")
+
+
+def _many_bad(n: int = 240) -> str:
+    """Rows of every kind of finding, duplicates before, between, inside and after the
+    pieces' bad rows (an id on 12 lines, empty ids, a bad row that is also a duplicate)."""
+    rows = [_row(i, day=1 + i % 5) for i in range(n)]
+    for i in range(3, n, 17):
+        rows[i] = _row(i, qty="-1" if i % 2 else "x")
+    for i in range(0, n, 20):  # "MANY" on 12 lines, some of them bad otherwise too
+        rows[i] = _row(i, order_id="MANY", qty="0" if i % 40 == 0 else "2")
+    rows[7] = rows[200] = _row(7, order_id="")
+    rows[1] = _row(1, order_id="FIRST")
+    rows[n - 1] = _row(n - 1, order_id="FIRST")  # first and last line: no piece between
+    rows[9] = "ORD9,CUST1,2025-07-06,Books,P1,2,19.99,false,extra\n"  # too many fields
+    return HEADER + "".join(rows)
+
+
+@pytest.mark.parametrize("batch_bytes", [60, 700, 5000, None])
+def test_a_quarantine_s_findings_and_rows_are_spooled_and_read_back_in_line_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_bytes: int | None
+) -> None:
+    # Every finding and bad row of a quarantine was held in memory (1M bad rows: ~1.9 GB).
+    # They wait on disk piece by piece, the duplicates (found last) merged in by line; the
+    # report held in memory keeps the first findings. Read back, they are what the
+    # whole-file path finds, in its order, whatever the pieces.
+    from engine import validate
+
+    path = _write(tmp_path, _many_bad())
+    ref = validate_raw(read_orders(path), path)
+    assert ref.rejects is not None and ref.rejected_rows is not None
+    want = ref.report.findings
+    assert len(want) > 30 and {f.rule for f in want} >= {"unique", "field_count"}
+    monkeypatch.setattr(validate, "MAX_LISTED_FINDINGS", 7)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    kwargs = {} if batch_bytes is None else {"batch_bytes": batch_bytes}
+    got = validate_file(path, spill_dir=spill, **kwargs)
+    assert got.rejects is not None
+    assert list(got.rejects.findings()) == want
+    assert got.rejected_rows is not None and got.rejected_rows.equals(ref.rejected_rows)
+    batches = list(got.rejects.batches())
+    assert len(batches) > (5 if batch_bytes == 60 else 0)
+    assert got.report.findings == want[:7] and got.report.omitted_findings == len(want) - 7
+    assert got.report.counts() == ref.report.counts()
+    # The written report lists them all; nothing is said to be omitted.
+    got.report.write_json(tmp_path / "report.json", outcome="quarantined", every=got.rejects)
+    written = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert written == {**ref.report.to_dict(), "outcome": "quarantined"}
+    assert [p.name.split("-")[0] for p in spill.iterdir()] == ["rejects"]
+    got.rejects.close()
+    assert list(spill.iterdir()) == []
+
+
+def test_a_quarantine_s_outputs_list_every_bad_row_and_a_rejection_s_report_is_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import validate
+
+    monkeypatch.setattr(validate, "MAX_LISTED_FINDINGS", 5)
+    path = _write(tmp_path, _many_bad())
+    ref = validate_raw(read_orders(path), path)
+    assert ref.rejected_rows is not None
+    out = tmp_path / "out"
+    res = process_paths([path], out, on_invalid="quarantine-rows", max_invalid_ratio=1.0,
+                        batch_bytes=300)
+    assert [f.outcome for f in res.files] == ["quarantined"]
+    rejected = out / "rejected"
+    rows = pl.read_csv(rejected / "orders.csv.rows.csv", infer_schema=False)
+    assert rows["line"].to_list() == [str(n) for n in ref.rejected_rows["line"]]
+    assert rows["reason"].to_list() == ref.rejected_rows["reason"].to_list()
+    report = json.loads((rejected / "orders.csv.errors.json").read_text(encoding="utf-8"))
+    assert report["omitted_findings"] == 0
+    assert len(report["findings"]) == len(ref.report.findings) > 5
+    assert not (out / "lake" / "_staging").exists()
+    # Over --max-invalid-ratio the file is rejected whole: its report is capped, as
+    # validate's is (its rows were spooled, and are gone).
+    res = process_paths([path], out, on_invalid="quarantine-rows", max_invalid_ratio=0.01,
+                        batch_bytes=300)
+    assert [f.outcome for f in res.files] == ["rejected"]
+    report = json.loads((rejected / "orders.csv.errors.json").read_text(encoding="utf-8"))
+    assert len(report["findings"]) == 5
+    assert report["omitted_findings"] == len(ref.report.findings) - 5
+    assert not (rejected / "orders.csv.rows.csv").exists()
+    assert not (out / "lake" / "_staging").exists()
+
+
+def test_a_long_duplicate_id_is_cut_as_any_long_value_is(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The duplicates' findings are made in columns (an export with a blank order_id column
+    # has one a row); a long id is cut where the whole-file path cuts it, counted in bytes.
+    long_id = "é" * 1200
+    rows = [_row(i) for i in range(6)]
+    rows[1] = rows[4] = _row(1, order_id=long_id)
+    path = _write(tmp_path, HEADER + "".join(rows))
+    ref = validate_raw(read_orders(path), path)
+    _no_whole_file_path(monkeypatch)
+    got = validate_file(path, batch_bytes=50)
+    assert got.report.to_dict() == ref.report.to_dict()
+    value = got.report.findings[0].value
+    assert value is not None and value.endswith("... (2400 bytes in all)")
