@@ -458,6 +458,9 @@ class _Lines:
                       first_line=self._lfs + 1)
 
 
+JUDGE_ROWS = 100_000
+"""Rows of a piece judged by pandera at a time (its failure cases grow with the rules broken)."""
+
 MAX_LISTED_FINDINGS = 10_000
 """Findings a bad file's report holds; the others are counted (``omitted_findings``).
 A file whose every row was bad kept ~1.4 KB per row (its findings, text and lines): 1M rows
@@ -467,93 +470,90 @@ back from its ``Rejects``."""
 
 _FINDING_SCHEMA = {"line": pl.Int64, "column": pl.String, "rule": pl.String,
                    "value": pl.String, "message": pl.String, "hint": pl.String}
+"""Findings in columns (each with its row's ``__row`` too): a ``Finding`` a row."""
 
 
-def _as_findings(listed: pl.DataFrame) -> list[Finding]:
-    """Return the findings of a frame of ``_FINDING_SCHEMA``."""
-    return [Finding(*r) for r in listed.select(*_FINDING_SCHEMA).iter_rows()]
+def _as_findings(listed: pl.DataFrame) -> Iterator[Finding]:
+    """Yield the findings of a frame of ``_FINDING_SCHEMA`` columns."""
+    for r in listed.select(*_FINDING_SCHEMA).iter_rows():
+        yield Finding(*r)
 
 
 class Rejects:
     """A bad file's findings and failing rows, handed out batch by batch in line order.
 
-    A batch is (its findings in report order, its rows: ``line``, the order columns as
-    text, ``reason``). The whole-file path holds them in memory, as one batch. The streaming
-    path spools each piece's to files in a folder of its own (``spool``), and the duplicates
-    found at the end are merged in by line: a quarantine's report and rows file are written
-    in the memory of a piece, whatever the number of bad rows (1M bad rows held ~1.9 GB).
-    The folder goes with ``close`` (or with this object).
+    A batch is (its findings in columns, in report order; its rows: ``line``, the order
+    columns as text, ``reason``). The whole-file path holds them in memory, as one batch.
+    The streaming path spools each piece's to files in a folder of its own (under
+    ``spool``), and the duplicates found at the end are merged in by line: a quarantine's
+    report and rows file are written in the memory of a piece, whatever the number of bad
+    rows (1M bad rows held ~1.9 GB). The folder goes with ``close`` (or with this object).
     """
 
     def __init__(self, spool: Path | None = None) -> None:
         self._parent = spool
         self._folder: Path | None = None
         self._pieces: list[tuple[int, Path]] = []  # (a piece's first bad line, its files' stem)
-        self._late = pl.DataFrame(schema=_FINDING_SCHEMA)  # the duplicates, found last
-        self._late_rows: pl.DataFrame | None = None
-        self._held: tuple[list[Finding], pl.DataFrame] | None = None
+        self._late: tuple[pl.DataFrame, pl.DataFrame] | None = None  # the duplicates
+        self._held: tuple[pl.DataFrame, pl.DataFrame] | None = None
         self._cleanup: Callable[[], object] | None = None
 
     @classmethod
-    def held(cls, findings: list[Finding], rows: pl.DataFrame) -> Rejects:
-        """Return the rejects of the whole-file path: ``findings`` sorted, ``rows`` as
-        ``_rejected_rows`` gives them."""
+    def held(cls, listed: pl.DataFrame, rows: pl.DataFrame) -> Rejects:
+        """Return the rejects of the whole-file path: ``listed`` in report order, ``rows``
+        as ``_rejected_rows`` gives them."""
         rejects = cls()
-        rejects._held = (findings, rows)
+        rejects._held = (listed, rows)
         return rejects
 
-    def add(self, frame: pl.DataFrame, findings: list[Finding],
-            rows: dict[int, int | None]) -> None:
-        """Keep a piece's ``findings`` and failing ``rows`` (``__row`` -> line), with their
-        text (``frame``)."""
-        keys = pl.DataFrame({ROW: list(rows), "line": list(rows.values())},
-                            schema={ROW: pl.Int64, "line": pl.Int64})
-        text = keys.join(frame.select(ROW, *ORDER_COLUMNS), on=ROW, how="inner")
+    def add(self, text: pl.DataFrame, listed: pl.DataFrame, *, late: bool = False) -> None:
+        """Keep a piece's failing rows (``text``: ``__row``, ``line``, the order columns)
+        and findings (``listed``, in report order); ``late``: the duplicates, found after
+        every piece, of rows of any piece."""
+        if late:
+            line = pl.col("line").fill_null(0)
+            self._late = (listed.with_columns(line), text.sort(ROW).with_columns(line))
+            return
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="rejects-", dir=self._parent))
             self._cleanup = weakref.finalize(self, shutil.rmtree, self._folder, True)
         stem = self._folder / str(len(self._pieces))
         text.write_ipc(stem.with_suffix(".rows"))
-        listed = pl.DataFrame([_finding_dict(f) for f in findings], schema=_FINDING_SCHEMA)
         listed.write_ipc(stem.with_suffix(".findings"))
-        self._pieces.append((min(f.line or 0 for f in findings), stem))
+        self._pieces.append((listed.select(pl.col("line").fill_null(0).min()).item(), stem))
 
-    def add_late(self, rows: pl.DataFrame, listed: pl.DataFrame) -> None:
-        """Keep the duplicates (found after every piece, of rows of any piece): their
-        ``rows`` (``__row``, ``line``, the order columns) and findings, in line order."""
-        self._late = listed.with_columns(pl.col("line").fill_null(0))
-        self._late_rows = rows.with_columns(pl.col("line").fill_null(0))
-
-    def batches(self) -> Iterator[tuple[list[Finding], pl.DataFrame]]:
+    def batches(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
         """Yield (findings, rows) batch by batch, in line order."""
         if self._held is not None:
             yield self._held
             return
-        # A piece's batch takes the late ones before the next piece's first bad line.
+        # A piece's batch takes the late ones before the next piece's first bad line (the
+        # late findings and rows are both in line order, one finding a row).
         stems: list[Path | None] = [stem for _, stem in self._pieces] or [None]
         bounds = [first for first, _ in self._pieces[1:]] + [None]
-        starts = self._late["line"]
         cut = 0
         for stem, upto in zip(stems, bounds, strict=True):
-            end = starts.len() if upto is None else int(starts.search_sorted(upto, "left"))
-            findings = _as_findings(self._late.slice(cut, end - cut))
-            parts = [] if self._late_rows is None else [self._late_rows.slice(cut, end - cut)]
-            cut = end
+            parts: list[pl.DataFrame] = []
+            found: list[pl.DataFrame] = []
+            if self._late is not None:
+                late, late_rows = self._late
+                end = late.height if upto is None else int(
+                    late["line"].search_sorted(upto, "left"))
+                found.append(late.slice(cut, end - cut))
+                parts.append(late_rows.slice(cut, end - cut))
+                cut = end
             if stem is not None:
-                spooled = pl.read_ipc(stem.with_suffix(".findings"))
-                findings = _as_findings(spooled) + findings
+                found.insert(0, pl.read_ipc(stem.with_suffix(".findings")))
                 parts.insert(0, pl.read_ipc(stem.with_suffix(".rows")))
-            if not findings:
-                continue
-            findings.sort(key=_finding_order)
-            rows = pl.concat(parts).unique(ROW, keep="first", maintain_order=True)
-            yield findings, _rejected_rows(
-                rows.drop("line"), findings, dict(zip(rows[ROW], rows["line"], strict=True)))
+            listed = _in_report_order(pl.concat(found))
+            if listed.height:
+                rows = pl.concat(parts).unique(ROW, keep="first", maintain_order=True)
+                yield listed, _rejected_rows(rows, listed)
 
     def findings(self) -> Iterator[Finding]:
         """Yield every finding, in report order."""
-        for findings, _ in self.batches():
-            yield from findings
+        for listed, _ in self.batches():
+            yield from _as_findings(listed)
 
     def rows(self) -> Iterator[pl.DataFrame]:
         """Yield the failing rows batch by batch, in line order."""
@@ -584,17 +584,20 @@ class _Invalid:
     def __bool__(self) -> bool:
         return bool(self.ids)
 
-    def add(self, frame: pl.DataFrame, findings: list[Finding],
-            rows: dict[int, int | None]) -> None:
-        """Record a piece's findings and bad rows."""
-        if not rows:  # a piece sent here by a blank line of commas alone has none
+    def add(self, text: pl.DataFrame, listed: pl.DataFrame, *, late: bool = False) -> None:
+        """Record failing rows (``text``: ``__row``, ``line``, the order columns) and their
+        findings (``listed``, in report order); ``late``: the duplicates, found last."""
+        if text.is_empty():  # a piece sent here by a blank line of commas alone has none
             return
         if self.spool is not None:
-            self.spool.add(frame, findings, rows)
-        self.findings.extend(findings)
-        if len(self.findings) > 2 * MAX_LISTED_FINDINGS:
-            self.trim()
-        self.ids.append(pl.Series(ROW, list(rows), dtype=pl.Int64))
+            self.spool.add(text, listed, late=late)
+        first = listed.head(MAX_LISTED_FINDINGS)  # no later one of these can be listed
+        self.findings.extend(_as_findings(first))
+        rest = listed.slice(first.height).group_by(
+            pl.col("column").fill_null(ROW_WIDE), "rule").len()
+        self.omitted.update({(c, r): n for c, r, n in rest.iter_rows()})
+        self.trim()
+        self.ids.append(text[ROW])
 
     def trim(self) -> None:
         """Keep the ``MAX_LISTED_FINDINGS`` first findings by line (a piece's come by column,
@@ -609,18 +612,6 @@ class _Invalid:
     def bad_rows(self) -> pl.Series:
         """Return the bad rows' ids, each once."""
         return pl.concat(self.ids).unique() if self.ids else pl.Series(ROW, [], dtype=pl.Int64)
-
-    def add_late(self, rows: pl.DataFrame, listed: pl.DataFrame) -> None:
-        """Record the duplicates, found after every piece: their ``rows`` (``__row``,
-        ``line``, the order columns) and findings (``listed``, in columns), by line."""
-        if self.spool is not None:
-            self.spool.add_late(rows, listed)
-        first = listed.head(MAX_LISTED_FINDINGS)  # no later one can be listed
-        self.findings.extend(_as_findings(first))
-        if listed.height > first.height:
-            self.omitted[("order_id", "unique")] += listed.height - first.height
-        self.trim()
-        self.ids.append(rows[ROW])
 
     def knows(self, rows: pl.Series) -> pl.Series:
         """Return, for each of ``rows``, whether it is bad already."""
@@ -743,7 +734,7 @@ def _validate_batches(
             result.cleaned = pl.concat(kept) if kept else pl.DataFrame(schema=LAKE_SCHEMA)
         return result
     bad.trim()
-    report.findings = _sorted_findings(bad.findings, explain=False)
+    report.findings = sorted(bad.findings, key=_finding_order)
     report.omitted_counts = dict(bad.omitted)
     bad_rows = bad.bad_rows().sort()
     report.invalid_rows = bad_rows.len()
@@ -773,7 +764,9 @@ def _judge_piece(
     """Judge a piece the exact way (pandera, on stripped text); record its findings in ``bad``.
 
     Returns the typed rows that passed, the stripped ids of every non-blank row (for the
-    file-wide ``unique`` rule), and the number of blank lines.
+    file-wide ``unique`` rule), and the number of blank lines. The piece is judged
+    ``JUDGE_ROWS`` rows at a time: pandera's failure cases and the findings grow with the
+    rules each row breaks (a piece of 700,000 rows breaking 7 rules each took 1.8 GB whole).
     """
     import pandera.polars as pa
 
@@ -784,25 +777,37 @@ def _judge_piece(
     n_blank = frame.select(blank.sum()).item()
     if n_blank:
         frame = frame.filter(~blank)
-    failures: pl.DataFrame | None = None
-    try:
-        _row_schema(order_model(allowed)).validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as e:
-        failures = e.failure_cases
-    big, long_lines = oversized_fields(frame), oversized_lines(frame)
-    ids = frame.select(UNIQUE_COLUMNS)
-    if failures is None and big.height == 0 and long_lines.height == 0 and not piece.ragged:
-        return frame.select(typed_columns()), ids, n_blank
-    lay = lines.layout(piece)
-    findings, rows = _findings(
-        frame, failures, big, long_lines, header=lines.header,
-        line_of=lambda row: _at(lay.start_lines, row - offset),
-        field_counts=lay.field_counts, extras=lay.extras, first_row=offset,
-    )
-    bad.add(frame, findings, rows)
-    keys = pl.Series(ROW, list(rows), dtype=pl.Int64).implode()
-    good = frame.filter(~pl.col(ROW).is_in(keys)).select(typed_columns())
-    return good, ids, n_blank
+    schema = _row_schema(order_model(allowed))
+    lay: Layout | None = None
+    good: list[pl.DataFrame] = []
+    for part in frame.iter_slices(JUDGE_ROWS):
+        failures: pl.DataFrame | None = None
+        try:
+            schema.validate(part, lazy=True)
+        except pa.errors.SchemaErrors as e:
+            failures = e.failure_cases
+        big, long_lines = oversized_fields(part), oversized_lines(part)
+        if failures is None and big.height == 0 and long_lines.height == 0 and not piece.ragged:
+            good.append(part.select(typed_columns()))
+            continue
+        lay = lay or lines.layout(piece)
+        listed = _findings(
+            part, failures, big, long_lines, header=lines.header, start_lines=lay.start_lines,
+            field_counts=lay.field_counts, extras=lay.extras, first_row=offset,
+        )
+        del failures
+        text = _failing(part, listed)
+        bad.add(text, listed)
+        good.append(part.join(text, on=ROW, how="anti").select(typed_columns()))
+    typed = pl.concat(good) if good else frame.select(typed_columns())
+    return typed, frame.select(UNIQUE_COLUMNS), n_blank
+
+
+def _failing(frame: pl.DataFrame, listed: pl.DataFrame) -> pl.DataFrame:
+    """Return the rows of ``frame`` that ``listed`` names: ``__row``, ``line``, the order
+    columns as text."""
+    rows = listed.select(ROW, "line").unique(ROW, keep="first", maintain_order=True)
+    return rows.join(frame.select(ROW, *ORDER_COLUMNS), on=ROW, how="inner")
 
 
 def _at(starts: list[int], i: int) -> int | None:
@@ -849,35 +854,15 @@ def _find_duplicates(
     for day, n in new.iter_rows():
         dates[dt.date.fromisoformat(day)] -= n
     # A row with too few or too many fields is named too: its first field is its order_id
-    # all the same, and the other copy's message names its line. In columns: an export
-    # whose order_id column is blank has as many duplicates as rows (Finding objects took
-    # ~1 KB each).
-    lines_of = pl.col("__line").drop_nulls()
-    per_id = rows.group_by("order_id").agg(
-        lines_of.sort().head(DUPLICATE_LINES_SHOWN).alias("shown"), lines_of.len().alias("n"))
-    more = {value: f" and {n - DUPLICATE_LINES_SHOWN:,} more ({n:,} in all)"
-            for value, n in per_id.filter(pl.col("n") > DUPLICATE_LINES_SHOWN)
-            .select("order_id", "n").iter_rows()}
-    said = per_id.select(
-        "order_id",
-        pl.when(pl.col("n") > 0).then(pl.concat_str(
-            pl.lit(f"{_UNIQUE}; this order_id is on lines "),
-            pl.col("shown").list.eval(pl.element().cast(pl.String)).list.join(", "),
-            pl.col("order_id").replace_strict(more, default="", return_dtype=pl.String),
-        )).otherwise(pl.lit(_UNIQUE)).alias("message"),
-    )
-    value = pl.col("order_id")
+    # all the same, and the other copy's message names its line.
     rows = rows.sort(ROW).rename({"__line": "line"})
-    listed = rows.join(said, on="order_id", how="left", maintain_order="left").select(
-        "line", pl.lit("order_id").alias("column"),
+    listed = rows.select(
+        ROW, "line", pl.lit("order_id").alias("column"),
         pl.lit(RULE_IDS["field_uniqueness"]).alias("rule"),
-        pl.when(value.str.len_chars() > MAX_STORED_VALUE_CHARS).then(pl.concat_str(
-            value.str.slice(0, MAX_STORED_VALUE_CHARS), pl.lit("... ("),
-            value.str.len_bytes().cast(pl.String), pl.lit(" bytes in all)"),
-        )).otherwise(value).alias("value"),  # as ``_clip``
-        "message", pl.lit(None, dtype=pl.String).alias("hint"),
+        _clipped(pl.col("order_id")).alias("value"), pl.lit(_UNIQUE).alias("message"),
+        pl.lit(None, dtype=pl.String).alias("hint"),
     )
-    bad.add_late(rows.select(ROW, "line", *ORDER_COLUMNS), listed)
+    bad.add(rows.select(ROW, "line", *ORDER_COLUMNS), _explain_duplicates(listed), late=True)
 
 
 def _replay(
@@ -977,27 +962,25 @@ def validate_raw(
         return _accept(raw, frame, report)
 
     lay = layout(raw.path, source.read_bytes(), len(raw.header))
-    findings, bad_rows = _findings(
-        frame, failures, big, long_lines, header=raw.header,
-        line_of=lambda row: _at(lay.start_lines, row),
+    listed = _findings(
+        frame, failures, big, long_lines, header=raw.header, start_lines=lay.start_lines,
         field_counts=lay.field_counts, extras=lay.extras,
     )
-    if not findings:  # rows of the wrong width were all blank lines (``,,,``)
+    if listed.is_empty():  # rows of the wrong width were all blank lines (``,,,``)
         return _accept(raw, frame, report)
-    findings = _sorted_findings(findings)
-    report.findings = findings
-    report.invalid_rows = len(bad_rows)
+    listed = _explain_duplicates(listed)
+    text = _failing(frame, listed)
+    report.findings = list(_as_findings(listed))
+    report.invalid_rows = text.height
     report.valid_rows = report.rows - report.invalid_rows
     report.status = "invalid"
     report.sha256 = file_digest(source)[1]
-    bad = pl.Series(ROW, sorted(bad_rows), dtype=pl.Int64)
-    good = frame.filter(~pl.col(ROW).is_in(bad.implode()))
-    rejected = _rejected_rows(frame, findings, bad_rows)
+    good = frame.join(text, on=ROW, how="anti")
     cleaned = good.select(typed_columns()) if good.height else None
     if cleaned is not None:
         report.dates = sorted(d.isoformat() for d in cleaned["order_date"].unique())
     return ValidationResult(report=report, cleaned=cleaned,
-                            rejects=Rejects.held(findings, rejected))
+                            rejects=Rejects.held(listed, _rejected_rows(text, listed)))
 
 
 def _accept(raw: RawOrders, frame: pl.DataFrame, report: ValidationReport) -> ValidationResult:
@@ -1016,18 +999,19 @@ def _findings(
     long_lines: pl.DataFrame,
     *,
     header: tuple[str, ...],
-    line_of: Callable[[int], int | None],
+    start_lines: list[int],
     field_counts: list[int],
     extras: dict[int, str] | None = None,
     first_row: int = 0,
-) -> tuple[list[Finding], dict[int, int | None]]:
+) -> pl.DataFrame:
     """Turn pandera's failure cases (row positions) into findings at file lines.
 
-    ``line_of`` gives a record's (``__row``) first line; ``field_counts`` the number of fields
-    of each record from ``first_row`` on, and ``extras`` (by the same index) the text past the
-    header's fields of a record with too many, which the message quotes: the row as read, and
-    so its set-aside copy, holds only the header's fields. Returns the findings, unsorted, and
-    for every failing record its first line.
+    ``start_lines`` and ``field_counts`` give each record's first line and its number of
+    fields from ``first_row`` on, and ``extras`` (by the same index) the text past the
+    header's fields of a record with too many, which the message quotes: the row as read,
+    and so its set-aside copy, holds only the header's fields. Returns the findings in
+    columns (``__row`` and ``_FINDING_SCHEMA``), in report order. In columns: a piece of
+    700,000 rows each failing 7 rules took 2.8 GB as ``Finding`` objects.
     """
     from engine.schema import RULE_IDS, RULE_MESSAGES
 
@@ -1037,59 +1021,79 @@ def _findings(
             # A check that raised is a bug in the model, not bad data.
             raise RuntimeError(f"a validation check failed to run: {broken.to_dicts()[0]}")
     n_fields = len(header)
-    findings: list[Finding] = []
-    bad: dict[int, int | None] = {}
-    # A short row whose missing fields are all extra columns loses nothing the contract needs.
-    ragged = {}
-    if field_counts.count(n_fields) + field_counts.count(0) < len(field_counts):
-        ragged = {
-            first_row + i: n
-            for i, n in enumerate(field_counts)
-            if n not in (n_fields, 0)
-            and (n > n_fields or any(c in ORDER_COLUMNS for c in header[n:]))
-        }
-    if ragged:
-        # A record of empty fields only (``,,,``) is a blank line, skipped with the others
-        # (it is not in ``frame``), whatever its field count: it was a bad row only when
-        # another row of its piece was bad, and counted twice (valid rows went negative).
-        kept = frame.filter(pl.col(ROW).is_in(list(ragged)))[ROW].to_list()
-        ragged = {row: ragged[row] for row in kept}
-    for i, n in ragged.items():
-        bad[i] = line_of(i)
-        message = f"the row has {n} field{'s' if n != 1 else ''}, expected {n_fields}"
-        if n > n_fields and extras is not None and (rest := extras.get(i - first_row)) is not None:
-            message += f"; the text past field {n_fields}: {_clip(rest)!r}"
-        findings.append(Finding(
-            line=line_of(i), column=None, rule="field_count", value=str(n), message=message,
-        ))
+    # A short row whose missing fields are all extra columns loses nothing the contract
+    # needs: a row is ragged with more fields, or with fewer that miss an order column.
+    last_needed = max((i for i, c in enumerate(header) if c in ORDER_COLUMNS), default=-1)
+    counts = pl.DataFrame({ROW: pl.int_range(first_row, first_row + len(field_counts),
+                                             eager=True, dtype=pl.Int64),
+                           "n": pl.Series(field_counts, dtype=pl.Int64)})
+    # A record of empty fields only (``,,,``) is a blank line, skipped with the others (it
+    # is not in ``frame``), whatever its field count.
+    ragged = counts.filter(
+        (pl.col("n") > n_fields) | ((pl.col("n") > 0) & (pl.col("n") <= last_needed))
+    ).join(frame.select(ROW), on=ROW, how="semi")
+    n = pl.col("n")
+    message = pl.concat_str(pl.lit("the row has "), n.cast(pl.String), pl.lit(" field"),
+                            pl.when(n != 1).then(pl.lit("s")).otherwise(pl.lit("")),
+                            pl.lit(f", expected {n_fields}"))
+    if extras and ragged.height:
+        past = {first_row + i: f"; the text past field {n_fields}: {_clip(rest)!r}"
+                for i, rest in extras.items()}
+        message = pl.concat_str(message, pl.col(ROW).replace_strict(
+            past, default="", return_dtype=pl.String))
+    parts = [ragged.select(ROW, pl.lit(None, pl.String).alias("column"),
+                           pl.lit("field_count").alias("rule"),
+                           n.cast(pl.String).alias("value"), message.alias("message"))]
     if failures is not None:
-        rows = frame[ROW].gather(failures["index"].cast(pl.Int64))
-        cases = zip(rows, failures["column"], failures["check"], failures["failure_case"],
-                    strict=True)
-        for row, column, check, value in cases:
-            rule = RULE_IDS.get(check, check)
-            if row in ragged and rule != "unique":
-                continue  # the field count explains the row; its order_id is still its own
-            bad[row] = line_of(row)
-            findings.append(Finding(
-                line=line_of(row), column=column, rule=rule, value=_clip(value),
-                message=RULE_MESSAGES.get(check, check),
-            ))
-    for row, column, nbytes in big.iter_rows():
-        bad[row] = line_of(row)
-        findings.append(Finding(
-            line=line_of(row), column=column, rule="field_size", value=f"{nbytes} bytes",
-            message=f"is larger than the {MAX_FIELD_BYTES}-byte limit for a field",
-        ))
-    for row, nbytes in long_lines.iter_rows():
-        if row in ragged:
-            continue
-        bad[row] = line_of(row)
-        findings.append(Finding(
-            line=line_of(row), column=None, rule="line_size", value=f"{nbytes} bytes",
-            message=f"the line is {nbytes} bytes, above the {MAX_LINE_BYTES}-byte limit",
-        ))
-    return findings, bad
+        check = pl.col("check")
+        cases = pl.DataFrame({ROW: frame[ROW].gather(failures["index"].cast(pl.Int64)),
+                              "column": failures["column"].cast(pl.String),
+                              "check": failures["check"].cast(pl.String),
+                              "value": failures["failure_case"].cast(pl.String)})
+        rule = check.replace_strict(RULE_IDS, default=check, return_dtype=pl.String)
+        parts.append(cases.select(
+            ROW, "column", rule.alias("rule"), _clipped(pl.col("value")).alias("value"),
+            check.replace_strict(RULE_MESSAGES, default=check,
+                                 return_dtype=pl.String).alias("message"),
+        ).filter(  # the field count explains the row; its order_id is still its own
+            ~pl.col(ROW).is_in(ragged[ROW].implode()) | (pl.col("rule") == "unique")))
+    if big.height:
+        parts.append(big.select(
+            ROW, pl.col("column").cast(pl.String), pl.lit("field_size").alias("rule"),
+            pl.concat_str(pl.col("bytes").cast(pl.String), pl.lit(" bytes")).alias("value"),
+            pl.lit(f"is larger than the {MAX_FIELD_BYTES}-byte limit for a field")
+            .alias("message")))
+    if long_lines.height:
+        nbytes = pl.col("bytes").cast(pl.String)
+        parts.append(long_lines.filter(~pl.col(ROW).is_in(ragged[ROW].implode())).select(
+            ROW, pl.lit(None, pl.String).alias("column"), pl.lit("line_size").alias("rule"),
+            pl.concat_str(nbytes, pl.lit(" bytes")).alias("value"),
+            pl.concat_str(pl.lit("the line is "), nbytes,
+                          pl.lit(f" bytes, above the {MAX_LINE_BYTES}-byte limit"))
+            .alias("message")))
+    lines = pl.DataFrame({ROW: pl.int_range(first_row, first_row + len(start_lines),
+                                            eager=True, dtype=pl.Int64),
+                          "line": pl.Series(start_lines, dtype=pl.Int64)})
+    listed = pl.concat(parts).join(lines, on=ROW, how="left", maintain_order="left")
+    return _in_report_order(listed.with_columns(pl.lit(None, pl.String).alias("hint")))
+
+
+def _clipped(value: pl.Expr) -> pl.Expr:
+    """``_clip`` in columns: a value longer than ``MAX_STORED_VALUE_CHARS`` is cut."""
+    return pl.when(value.str.len_chars() > MAX_STORED_VALUE_CHARS).then(pl.concat_str(
+        value.str.slice(0, MAX_STORED_VALUE_CHARS), pl.lit("... ("),
+        value.str.len_bytes().cast(pl.String), pl.lit(" bytes in all)"),
+    )).otherwise(value)
+
+
+def _in_report_order(listed: pl.DataFrame) -> pl.DataFrame:
+    """Return findings in columns sorted as ``_finding_order`` sorts ``Finding`` objects."""
+    return listed.sort(
+        pl.col("line").fill_null(0),
+        pl.col("column").replace_strict(_COLUMN_ORDER, default=99, return_dtype=pl.Int64)
+        .fill_null(99),
+        "rule", maintain_order=True,
+    ).select(ROW, *_FINDING_SCHEMA)
 
 
 _COLUMN_ORDER = {c: i for i, c in enumerate(ORDER_COLUMNS)}
@@ -1100,62 +1104,46 @@ def _finding_order(f: Finding) -> tuple[int, int, str]:
     return (f.line or 0, _COLUMN_ORDER.get(f.column or "", 99), f.rule)
 
 
-def _sorted_findings(findings: list[Finding], *, explain: bool = True) -> list[Finding]:
-    """Return the findings in report order; ``explain``: duplicates name their lines (the
-    streaming path names them in ``_find_duplicates``, from all of them)."""
-    findings = list(findings)
-    if explain:
-        _explain_duplicates(findings)
-    return sorted(findings, key=_finding_order)
-
-
 DUPLICATE_LINES_SHOWN = 10
-_UNIQUE = "must be unique within the file"  # a duplicate's message, before its lines
 """Lines a duplicate's message names; past them it gives the count. Every line's message
 naming every other line made a file of 40,000 empty order_ids take 24 GB (quadratic)."""
+_UNIQUE = "must be unique within the file"  # a duplicate's message, before its lines
 
 
-def _explain_duplicates(findings: list[Finding]) -> None:
-    """Name, on each duplicate order_id, the lines that carry the same id (the first
-    ``DUPLICATE_LINES_SHOWN``, then how many more)."""
-    lines_by_id: dict[str | None, list[int]] = {}
-    for f in findings:
-        if f.rule == "unique" and f.line is not None:
-            lines_by_id.setdefault(f.value, []).append(f.line)
-    said: dict[str | None, str] = {}  # one message per id, shared by its findings
-    for value, lines in lines_by_id.items():
-        lines.sort()
-        shown = ", ".join(str(n) for n in lines[:DUPLICATE_LINES_SHOWN])
-        if len(lines) > DUPLICATE_LINES_SHOWN:
-            shown += f" and {len(lines) - DUPLICATE_LINES_SHOWN:,} more ({len(lines):,} in all)"
-        said[value] = f"{_UNIQUE}; this order_id is on lines {shown}"
-    for i, f in enumerate(findings):
-        if f.rule == "unique":
-            findings[i] = Finding(
-                line=f.line, column=f.column, rule=f.rule, value=f.value,
-                message=said.get(f.value, _UNIQUE),
-            )
-
-
-def _rejected_rows(
-    frame: pl.DataFrame, findings: list[Finding], bad: dict[int, int | None]
-) -> pl.DataFrame:
-    """Return the failing rows as text, each with its line and the reasons it failed."""
-    reasons: dict[int | None, list[str]] = {}
-    for f in findings:
-        reasons.setdefault(f.line, []).append(
-            f.message if f.column is None else f"{f.column} {f.message}"
-        )
-    keys = pl.DataFrame(
-        {
-            ROW: list(bad),
-            "line": list(bad.values()),
-            "reason": ["; ".join(reasons.get(line, [])) for line in bad.values()],
-        },
-        schema={ROW: pl.Int64, "line": pl.Int64, "reason": pl.String},
+def _explain_duplicates(listed: pl.DataFrame) -> pl.DataFrame:
+    """Name, on each duplicate order_id's finding, the lines that carry the same id (the
+    first ``DUPLICATE_LINES_SHOWN``, then how many more). In columns: an export whose
+    order_id column is blank has as many duplicates as rows."""
+    lines = pl.col("line").drop_nulls()
+    per_id = listed.filter(pl.col("rule") == "unique").group_by("value").agg(
+        lines.sort().head(DUPLICATE_LINES_SHOWN).alias("shown"), lines.len().alias("n"))
+    more = {value: f" and {n - DUPLICATE_LINES_SHOWN:,} more ({n:,} in all)"
+            for value, n in per_id.filter(pl.col("n") > DUPLICATE_LINES_SHOWN)
+            .select("value", "n").iter_rows()}
+    said = per_id.filter(pl.col("n") > 0).select(
+        "value",
+        pl.concat_str(
+            pl.lit(f"{_UNIQUE}; this order_id is on lines "),
+            pl.col("shown").list.eval(pl.element().cast(pl.String)).list.join(", "),
+            pl.col("value").replace_strict(more, default="", return_dtype=pl.String),
+        ).alias("said"),
     )
+    return listed.join(said, on="value", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("rule") == "unique")
+        .then(pl.col("said").fill_null(pl.lit(_UNIQUE)))
+        .otherwise(pl.col("message")).alias("message")
+    ).drop("said")
+
+
+def _rejected_rows(text: pl.DataFrame, listed: pl.DataFrame) -> pl.DataFrame:
+    """Return the failing rows (``text``: ``__row``, ``line``, the order columns) with the
+    reasons they failed, from their findings in columns (``listed``, in report order)."""
+    part = pl.when(pl.col("column").is_null()).then(pl.col("message")).otherwise(
+        pl.concat_str(pl.col("column"), pl.lit(" "), pl.col("message")))
+    reasons = listed.group_by(ROW, maintain_order=True).agg(part.str.join("; ").alias("reason"))
     return (
-        frame.join(keys, on=ROW, how="inner")
+        text.join(reasons, on=ROW, how="left")
+        .with_columns(pl.col("reason").fill_null(""))
         .sort(ROW)
         .select("line", *ORDER_COLUMNS, "reason")
     )
