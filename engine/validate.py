@@ -471,6 +471,8 @@ back from its ``Rejects``."""
 _FINDING_SCHEMA = {"line": pl.Int64, "column": pl.String, "rule": pl.String,
                    "value": pl.String, "message": pl.String, "hint": pl.String}
 """Findings in columns (each with its row's ``__row`` too): a ``Finding`` a row."""
+_TEXT_SCHEMA = {ROW: pl.Int64, "line": pl.Int64, **dict.fromkeys(ORDER_COLUMNS, pl.String)}
+"""A failing row as it is set aside: its ``__row``, its line and its fields as text."""
 
 
 def _as_findings(listed: pl.DataFrame) -> Iterator[Finding]:
@@ -484,17 +486,17 @@ class Rejects:
 
     A batch is (its findings in columns, in report order; its rows: ``line``, the order
     columns as text, ``reason``). The whole-file path holds them in memory, as one batch.
-    The streaming path spools each piece's to files in a folder of its own (under
-    ``spool``), and the duplicates found at the end are merged in by line: a quarantine's
-    report and rows file are written in the memory of a piece, whatever the number of bad
-    rows (1M bad rows held ~1.9 GB). The folder goes with ``close`` (or with this object).
+    The streaming path spools them to files in a folder of its own (under ``spool``), in
+    two runs in line order: the pieces' findings, and the duplicates' (found after every
+    piece, of rows of any piece), merged when read back. A quarantine's report and rows
+    file are so written in the memory of a piece, whatever the number of bad rows (1M bad
+    rows held ~1.9 GB). The folder goes with ``close`` (or with this object).
     """
 
     def __init__(self, spool: Path | None = None) -> None:
         self._parent = spool
         self._folder: Path | None = None
-        self._pieces: list[tuple[int, Path]] = []  # (a piece's first bad line, its files' stem)
-        self._late: tuple[pl.DataFrame, pl.DataFrame] | None = None  # the duplicates
+        self._runs: dict[bool, list[tuple[int, Path]]] = {False: [], True: []}  # by ``late``
         self._held: tuple[pl.DataFrame, pl.DataFrame] | None = None
         self._cleanup: Callable[[], object] | None = None
 
@@ -507,47 +509,33 @@ class Rejects:
         return rejects
 
     def add(self, text: pl.DataFrame, listed: pl.DataFrame, *, late: bool = False) -> None:
-        """Keep a piece's failing rows (``text``: ``__row``, ``line``, the order columns)
-        and findings (``listed``, in report order); ``late``: the duplicates, found after
-        every piece, of rows of any piece."""
-        if late:
-            line = pl.col("line").fill_null(0)
-            self._late = (listed.with_columns(line), text.sort(ROW).with_columns(line))
-            return
+        """Keep failing rows (``text``: ``__row``, ``line``, the order columns, in line
+        order) and their findings (``listed``, in report order), after the earlier ones of
+        their run; ``late``: of the duplicates' run."""
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="rejects-", dir=self._parent))
             self._cleanup = weakref.finalize(self, shutil.rmtree, self._folder, True)
-        stem = self._folder / str(len(self._pieces))
+        run = self._runs[late]
+        stem = self._folder / f"{'late' if late else 'piece'}-{len(run)}"
         text.write_ipc(stem.with_suffix(".rows"))
         listed.write_ipc(stem.with_suffix(".findings"))
-        self._pieces.append((listed.select(pl.col("line").fill_null(0).min()).item(), stem))
+        run.append((listed.select(_LINE.min()).item(), stem))
 
     def batches(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
         """Yield (findings, rows) batch by batch, in line order."""
         if self._held is not None:
             yield self._held
             return
-        # A piece's batch takes the late ones before the next piece's first bad line (the
-        # late findings and rows are both in line order, one finding a row).
-        stems: list[Path | None] = [stem for _, stem in self._pieces] or [None]
-        bounds = [first for first, _ in self._pieces[1:]] + [None]
-        cut = 0
-        for stem, upto in zip(stems, bounds, strict=True):
-            parts: list[pl.DataFrame] = []
-            found: list[pl.DataFrame] = []
-            if self._late is not None:
-                late, late_rows = self._late
-                end = late.height if upto is None else int(
-                    late["line"].search_sorted(upto, "left"))
-                found.append(late.slice(cut, end - cut))
-                parts.append(late_rows.slice(cut, end - cut))
-                cut = end
-            if stem is not None:
-                found.insert(0, pl.read_ipc(stem.with_suffix(".findings")))
-                parts.insert(0, pl.read_ipc(stem.with_suffix(".rows")))
-            listed = _in_report_order(pl.concat(found))
+        # A batch ends where a spooled part of either run starts: it holds at most one
+        # part of each.
+        runs = [_Run(run) for run in self._runs.values()]
+        starts = sorted({first for run in self._runs.values() for first, _ in run})
+        for upto in [*starts[1:], None]:
+            taken = [run.take(upto) for run in runs]
+            listed = _in_report_order(pl.concat([f for f, _ in taken]))
             if listed.height:
-                rows = pl.concat(parts).unique(ROW, keep="first", maintain_order=True)
+                rows = pl.concat([r for _, r in taken]).unique(ROW, keep="first",
+                                                               maintain_order=True)
                 yield listed, _rejected_rows(rows, listed)
 
     def findings(self) -> Iterator[Finding]:
@@ -564,6 +552,43 @@ class Rejects:
         """Delete the spooled files (a second call does nothing)."""
         if self._cleanup is not None:
             self._cleanup()
+
+
+_LINE = pl.col("line").fill_null(0)  # a finding's place in line order
+
+
+class _Run:
+    """Spooled parts of findings and rows in line order, read back one part at a time."""
+
+    def __init__(self, parts: list[tuple[int, Path]]) -> None:
+        self._parts = iter([stem for _, stem in parts])
+        self._open: tuple[pl.DataFrame, pl.DataFrame] | None = None
+
+    def take(self, upto: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Return the findings and rows before line ``upto`` (all that are left: None)
+        not taken yet."""
+        found: list[pl.DataFrame] = [pl.DataFrame(schema={ROW: pl.Int64, **_FINDING_SCHEMA})]
+        rows: list[pl.DataFrame] = [pl.DataFrame(schema=_TEXT_SCHEMA)]
+        while True:
+            if self._open is None:
+                stem = next(self._parts, None)
+                if stem is None:
+                    break
+                self._open = (pl.read_ipc(stem.with_suffix(".findings")),
+                              pl.read_ipc(stem.with_suffix(".rows")))
+            listed, text = self._open
+            if upto is None:
+                n_f, n_r = listed.height, text.height
+            else:
+                n_f = listed.select(_LINE.search_sorted(upto, side="left")).item()
+                n_r = text.select(_LINE.search_sorted(upto, side="left")).item()
+            found.append(listed.head(n_f))
+            rows.append(text.head(n_r))
+            if n_f < listed.height:  # the rest is at or past ``upto``
+                self._open = (listed.slice(n_f), text.slice(n_r))
+                break
+            self._open = None
+        return pl.concat(found), pl.concat(rows)
 
 
 @dataclass
@@ -617,7 +642,8 @@ class _Invalid:
         """Return, for each of ``rows``, whether it is bad already."""
         if not self.ids:
             return pl.repeat(False, rows.len(), eager=True)
-        return rows.is_in(pl.concat(self.ids).implode())
+        self.ids = [pl.concat(self.ids)]  # asked once a piece of duplicates: kept whole
+        return rows.is_in(self.ids[0].implode())
 
 
 @lru_cache(maxsize=16)
@@ -721,7 +747,7 @@ def _validate_batches(
         on_end()
     dups = pl.concat([hashes[c].duplicates() for c in UNIQUE_COLUMNS])
     if dups.len():
-        _find_duplicates(path, names, batch_bytes, dups, lines, bad, dates)
+        _find_duplicates(path, names, batch_bytes, dups, lines, bad, dates, spill)
     if n_blank:
         report.warnings.append(f"{n_blank} blank line(s) skipped")
     report.rows = n_rows
@@ -822,17 +848,23 @@ def _find_duplicates(
     lines: _Lines,
     bad: _Invalid,
     dates: Counter[dt.date],
+    spill: Path,
 ) -> None:
     """Read the file again for the rows whose id hash repeats; record true duplicates.
 
     Equal hashes of different ids (a collision) are not findings. A duplicate that passed
-    every other rule leaves the valid rows: its date is counted out of ``dates``.
+    every other rule leaves the valid rows: its date is counted out of ``dates``. The rows
+    read wait under ``spill``, piece by piece, while each id's first lines and count are
+    gathered; then each piece's duplicates are recorded. Memory follows a piece and the
+    number of repeated ids, not the number of duplicate rows (an export whose order_id
+    column is blank has one a row: 3M rows took 1.6 GB held at once).
     """
     from engine.schema import RULE_IDS
 
     lines = _Lines(path, lines.name, lines.header)  # counts from the start again
     wanted = dups.implode()
-    found: list[pl.DataFrame] = []
+    found: list[Path] = []
+    per_id: pl.DataFrame | None = None
     offset = 0
     for piece in text_pieces(path, names, batch_bytes=batch_bytes):
         frame = strip_columns(piece.frame, names, offset)
@@ -843,26 +875,57 @@ def _find_duplicates(
             lay = lines.layout(piece)
             start = offset - piece.frame.height
             line = [_at(lay.start_lines, row - start) for row in hit[ROW]]
-            found.append(hit.with_columns(pl.Series("__line", line, dtype=pl.Int64)))
-    if not found:
+            hit = hit.select(ROW, pl.Series("line", line, dtype=pl.Int64), *ORDER_COLUMNS,
+                             _clipped(pl.col("order_id")).alias("value"))
+            found.append(spill / f"dups-{len(found)}.arrow")
+            hit.write_ipc(found[-1])
+            seen = _lines_per_id(hit)
+            per_id = seen if per_id is None else pl.concat([per_id, seen]).group_by("value").agg(
+                pl.col("shown").list.explode(keep_nulls=False, empty_as_null=False).sort()
+                .head(DUPLICATE_LINES_SHOWN), pl.col("n").sum())
+    if per_id is None:
         return
-    rows = pl.concat(found).filter(pl.col("order_id").count().over("order_id") > 1)
-    if rows.is_empty():
-        return
-    # A duplicate that passed every other rule leaves the valid rows (and its date's count).
-    new = rows.filter(~bad.knows(rows[ROW]))["order_date"].value_counts()
-    for day, n in new.iter_rows():
-        dates[dt.date.fromisoformat(day)] -= n
-    # A row with too few or too many fields is named too: its first field is its order_id
-    # all the same, and the other copy's message names its line.
-    rows = rows.sort(ROW).rename({"__line": "line"})
-    listed = rows.select(
-        ROW, "line", pl.lit("order_id").alias("column"),
-        pl.lit(RULE_IDS["field_uniqueness"]).alias("rule"),
-        _clipped(pl.col("order_id")).alias("value"), pl.lit(_UNIQUE).alias("message"),
-        pl.lit(None, dtype=pl.String).alias("hint"),
+    said = _said(per_id.filter(pl.col("n") > 1))
+    for part in found:
+        # A row with too few or too many fields is named too: its first field is its
+        # order_id all the same, and the other copy's message names its line.
+        rows = pl.read_ipc(part).join(said, on="value", how="inner", maintain_order="left")
+        part.unlink()
+        if rows.is_empty():
+            continue
+        # A duplicate that passed every other rule leaves the valid rows (and its date's count).
+        for day, n in rows.filter(~bad.knows(rows[ROW]))["order_date"].value_counts().iter_rows():
+            dates[dt.date.fromisoformat(day)] -= n
+        listed = rows.select(
+            ROW, "line", pl.lit("order_id").alias("column"),
+            pl.lit(RULE_IDS["field_uniqueness"]).alias("rule"), "value",
+            pl.col("said").alias("message"), pl.lit(None, dtype=pl.String).alias("hint"),
+        )
+        bad.add(rows.select(ROW, "line", *ORDER_COLUMNS), listed, late=True)
+
+
+def _lines_per_id(rows: pl.DataFrame) -> pl.DataFrame:
+    """Return, per id (``value``) of ``rows``, its first ``DUPLICATE_LINES_SHOWN`` lines
+    (``shown``) and its number of rows (``n``)."""
+    return rows.filter(pl.col("value").is_not_null()).group_by("value").agg(
+        pl.col("line").drop_nulls().sort().head(DUPLICATE_LINES_SHOWN).alias("shown"),
+        pl.len().cast(pl.Int64).alias("n"))
+
+
+def _said(per_id: pl.DataFrame) -> pl.DataFrame:
+    """Return, per id (``value``), its duplicates' message (``said``), which names its
+    first lines (``shown``) and how many more there are (of ``n``)."""
+    more = {value: f" and {n - DUPLICATE_LINES_SHOWN:,} more ({n:,} in all)"
+            for value, n in per_id.filter(pl.col("n") > DUPLICATE_LINES_SHOWN)
+            .select("value", "n").iter_rows()}
+    return per_id.select(
+        "value",
+        pl.when(pl.col("shown").list.len() > 0).then(pl.concat_str(
+            pl.lit(f"{_UNIQUE}; this order_id is on lines "),
+            pl.col("shown").list.eval(pl.element().cast(pl.String)).list.join(", "),
+            pl.col("value").replace_strict(more, default="", return_dtype=pl.String),
+        )).otherwise(pl.lit(_UNIQUE)).alias("said"),
     )
-    bad.add(rows.select(ROW, "line", *ORDER_COLUMNS), _explain_duplicates(listed), late=True)
 
 
 def _replay(
@@ -1112,22 +1175,8 @@ _UNIQUE = "must be unique within the file"  # a duplicate's message, before its 
 
 def _explain_duplicates(listed: pl.DataFrame) -> pl.DataFrame:
     """Name, on each duplicate order_id's finding, the lines that carry the same id (the
-    first ``DUPLICATE_LINES_SHOWN``, then how many more). In columns: an export whose
-    order_id column is blank has as many duplicates as rows."""
-    lines = pl.col("line").drop_nulls()
-    per_id = listed.filter(pl.col("rule") == "unique").group_by("value").agg(
-        lines.sort().head(DUPLICATE_LINES_SHOWN).alias("shown"), lines.len().alias("n"))
-    more = {value: f" and {n - DUPLICATE_LINES_SHOWN:,} more ({n:,} in all)"
-            for value, n in per_id.filter(pl.col("n") > DUPLICATE_LINES_SHOWN)
-            .select("value", "n").iter_rows()}
-    said = per_id.filter(pl.col("n") > 0).select(
-        "value",
-        pl.concat_str(
-            pl.lit(f"{_UNIQUE}; this order_id is on lines "),
-            pl.col("shown").list.eval(pl.element().cast(pl.String)).list.join(", "),
-            pl.col("value").replace_strict(more, default="", return_dtype=pl.String),
-        ).alias("said"),
-    )
+    first ``DUPLICATE_LINES_SHOWN``, then how many more)."""
+    said = _said(_lines_per_id(listed.filter(pl.col("rule") == "unique")))
     return listed.join(said, on="value", how="left", maintain_order="left").with_columns(
         pl.when(pl.col("rule") == "unique")
         .then(pl.col("said").fill_null(pl.lit(_UNIQUE)))

@@ -307,6 +307,11 @@ def test_spilled_hashes_are_removed_after_success_and_rejection(
         res = validate_file(path, batch_bytes=3, spill_dir=spill, bucket_bytes=64)
         assert res.report.status == status
         assert seen[-1] and all(p.is_relative_to(spill) for p in seen[-1])
+        # a bad file's findings and rows wait for its outputs, until closed
+        assert [p.name[:8] for p in spill.iterdir()] == ([] if res.rejects is None
+                                                         else ["rejects-"])
+        if res.rejects is not None:
+            res.rejects.close()
         assert list(spill.iterdir()) == []
 
     def boom(df: pl.DataFrame) -> None:
@@ -752,3 +757,22 @@ def test_a_long_duplicate_id_is_cut_as_any_long_value_is(tmp_path: Path,
     assert got.report.to_dict() == ref.report.to_dict()
     value = got.report.findings[0].value
     assert value is not None and value.endswith("... (2400 bytes in all)")
+
+
+def test_an_export_sent_twice_in_one_file_is_read_back_a_part_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every row a duplicate and nothing else wrong: the duplicates' findings and rows are
+    # spooled piece by piece too, and read back in parts (they were one frame in memory).
+    half = "".join(_row(i, day=1 + i % 3) for i in range(40))
+    path = _write(tmp_path, HEADER + half + half)
+    ref = validate_raw(read_orders(path), path)
+    _no_whole_file_path(monkeypatch)
+    got = validate_file(path, batch_bytes=200)
+    assert got.rejects is not None and ref.rejected_rows is not None
+    assert got.report.to_dict() == ref.report.to_dict()
+    assert got.report.invalid_rows == 80 and got.report.findings[0].message.endswith(
+        "this order_id is on lines 2, 42")
+    batches = list(got.rejects.batches())
+    assert len(batches) > 4 and sum(rows.height for _, rows in batches) == 80
+    assert pl.concat([rows for _, rows in batches]).equals(ref.rejected_rows)
