@@ -585,8 +585,11 @@ def _read_piece(
         encoding="utf8",
         truncate_ragged_lines=ragged,
         # A piece's first record may be the one with too many fields: without a header,
-        # Polars takes its width for the file's unless told to drop what the schema lacks.
+        # Polars takes its width for the file's unless told to drop what the schema lacks;
+        # and a piece of short records alone is read with the missing fields null, as the
+        # first piece reads them (it sent the whole file to the whole-file path).
         extra_columns="ignore" if ragged else None,
+        missing_columns="insert" if ragged else None,
         raise_if_empty=False,
     )
 
