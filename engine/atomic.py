@@ -192,11 +192,6 @@ def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> None:
     _replace(Path(path), parquet_writer(df))
 
 
-def write_csv_atomic(df: pl.DataFrame, path: str | Path) -> None:
-    """Replace ``path`` with ``df`` as CSV atomically."""
-    write_csv_batches_atomic((df,), path)
-
-
 def write_csv_batches_atomic(frames: Iterable[pl.DataFrame], path: str | Path) -> None:
     """Replace ``path`` atomically with the CSV of ``frames`` (one header; none when there
     is no frame), each written as it comes."""

@@ -125,3 +125,35 @@ def test_two_paths_to_one_file_are_refused_before_anything_is_written(tmp_path: 
                                  (tmp_path / "link", _writer("3"))])
     assert (tmp_path / "real").read_text(encoding="utf-8") == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_a_file_written_in_batches_is_whole_or_unchanged(tmp_path: Path) -> None:
+    # A quarantine's rows file and report are written batch by batch as they are read back
+    # from disk: a failure part way leaves the earlier file as it was, and no temporary file.
+    from collections.abc import Iterator
+
+    import polars as pl
+
+    target = tmp_path / "rows.csv"
+    target.write_text("old\n")
+
+    def frames(fail: bool) -> Iterator[pl.DataFrame]:
+        yield pl.DataFrame({"line": [2], "reason": ["x"]})
+        if fail:
+            raise OSError("disk gone")
+        yield pl.DataFrame({"line": [5], "reason": ["y"]})
+
+    with pytest.raises(OSError):
+        atomic.write_csv_batches_atomic(frames(True), target)
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
+    atomic.write_csv_batches_atomic(frames(False), target)
+    assert target.read_text() == "line,reason\n2,x\n5,y\n"  # one header
+    with pytest.raises(OSError):
+        atomic.write_text_chunks_atomic(target, (c if c != "!" else _boom() for c in "ab!"))
+    assert target.read_text() == "line,reason\n2,x\n5,y\n"
+    atomic.write_text_chunks_atomic(target, iter(["é", "\n"]))
+    assert target.read_bytes() == "é\n".encode()
+
+
+def _boom() -> str:
+    raise OSError("disk gone")
