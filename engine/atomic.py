@@ -158,11 +158,17 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_text_chunks_atomic(path: str | Path, chunks: Iterable[str]) -> None:
     """Replace ``path`` atomically with the UTF-8 text of ``chunks``, written as they come."""
+    _replace(Path(path), text_writer(chunks))
+
+
+def text_writer(chunks: Iterable[str]) -> Callable[[Path], None]:
+    """Return what writes the UTF-8 text of ``chunks`` to a path, as they come (for
+    ``replace_together``)."""
     def write(p: Path) -> None:
         with open(p, "w", encoding="utf-8", newline="") as f:
             f.writelines(chunks)
 
-    _replace(Path(path), write)
+    return write
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -195,6 +201,12 @@ def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> None:
 def write_csv_batches_atomic(frames: Iterable[pl.DataFrame], path: str | Path) -> None:
     """Replace ``path`` atomically with the CSV of ``frames`` (one header; none when there
     is no frame), each written as it comes."""
+    _replace(Path(path), csv_writer(frames))
+
+
+def csv_writer(frames: Iterable[pl.DataFrame]) -> Callable[[Path], None]:
+    """Return what writes the CSV of ``frames`` (one header) to a path, a frame at a time
+    (for ``replace_together``)."""
     def write(p: Path) -> None:
         with open(p, "wb") as f:
             header = True
@@ -202,4 +214,4 @@ def write_csv_batches_atomic(frames: Iterable[pl.DataFrame], path: str | Path) -
                 frame.write_csv(f, include_header=header)
                 header = False
 
-    _replace(Path(path), write)
+    return write

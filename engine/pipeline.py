@@ -20,9 +20,10 @@ import polars as pl
 
 from engine.atomic import (
     copy_atomic,
+    csv_writer,
     parquet_writer,
     replace_together,
-    write_csv_batches_atomic,
+    text_writer,
 )
 from engine.background import InOrder
 from engine.columns import (
@@ -436,13 +437,17 @@ def _settle(
         _reject(path, report, rejected_dir)
         return FileOutcome(name, "rejected", report)
     assert res.rejects is not None
+    # The rows file and its report are replaced together: a full disk or a kill between
+    # them left the new rows beside an earlier run's report.
+    replace_together([
+        (rejected_dir / beside(path.name, ROWS_SUFFIX),
+         csv_writer(map(safe_frame, res.rejects.rows()))),
+        (rejected_dir / beside(path.name, ERRORS_SUFFIX),
+         text_writer(report.json_chunks(outcome="quarantined", every=res.rejects))),
+    ])
     # An earlier rejection of this name left the file's bytes: they would sit beside a report
     # of another file (the reports of one name replace each other, as the copies do).
     (rejected_dir / kept_name(path.name)).unlink(missing_ok=True)
-    write_csv_batches_atomic(map(safe_frame, res.rejects.rows()),
-                             rejected_dir / beside(path.name, ROWS_SUFFIX))
-    report.write_json(rejected_dir / beside(path.name, ERRORS_SUFFIX), outcome="quarantined",
-                      every=res.rejects)
     res.rejects.close()
     staged.discard()  # before the valid rows are staged again under the same name
     with commits.exclusive():  # the lake changes here, on this thread

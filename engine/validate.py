@@ -235,16 +235,19 @@ class ValidationReport:
         yield "[]" if sep.startswith("[") else "\n  ]"
         yield tail + "\n"
 
-    def write_json(self, path: str | Path, *, outcome: str | None = None,
-                   every: Rejects | None = None) -> None:
+    def write_json(self, path: str | Path, *, outcome: str | None = None) -> None:
         """Write the report; ``outcome`` (``process``: "rejected" or "quarantined") is added
-        as a key of its own, so that readers tell a file set aside from one partly accepted.
-        ``every``: list every finding, read batch by batch from the file's ``Rejects`` (a
-        quarantine's report, written in the memory of a batch), not only those held here."""
+        as a key of its own, so that readers tell a file set aside from one partly accepted."""
         from engine.atomic import write_text_chunks_atomic
 
-        extra = {} if outcome is None else {"outcome": outcome}
-        write_text_chunks_atomic(path, self._json_chunks(extra, every))
+        write_text_chunks_atomic(path, self.json_chunks(outcome=outcome))
+
+    def json_chunks(self, *, outcome: str | None = None,
+                    every: Rejects | None = None) -> Iterator[str]:
+        """Return the JSON text of ``write_json``, a piece at a time; ``every``: list every
+        finding, read batch by batch from the file's ``Rejects`` (a quarantine's report,
+        written in the memory of a batch), not only those held here."""
+        return self._json_chunks({} if outcome is None else {"outcome": outcome}, every)
 
 
 @dataclass

@@ -341,3 +341,40 @@ def test_a_categories_file_that_fails_when_read_is_a_usage_error(
     code, err = _run(capsys, "validate", str(GOOD), "--categories-from", str(FAILS_ON_READ))
     assert code == 2 and "the categories file cannot be read" in err
     assert "internal error" not in err
+
+
+def test_a_quarantine_s_rows_file_and_report_are_replaced_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A probe filled the disk between the two writes: the new rows file sat beside the last
+    # run's report (a rejection's), and the rejected copy was gone. Now both are replaced,
+    # and the copy removed, only once both are written.
+    import engine.validate as validate
+
+    src = tmp_path / "orders.csv"
+    src.write_bytes(HEADER + b"".join(ROW % i for i in range(20)) + b"BAD,,2025-07-06,X,P,0,1,no\n")
+    out = tmp_path / "out"
+    rc, _ = _run(capsys, "process", str(src), "--out", str(out))
+    assert rc == 1
+    rejected = out / "rejected"
+    before = {p.name: p.read_bytes() for p in rejected.iterdir()}
+    assert set(before) == {"orders.csv", "orders.csv.errors.json"}
+    chunks = validate.ValidationReport._json_chunks
+
+    def fail_late(self: validate.ValidationReport, *args: Any) -> Any:
+        yield from list(chunks(self, *args))[:2]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(validate.ValidationReport, "_json_chunks", fail_late)
+    rc, err = _run(capsys, "process", str(src), "--out", str(out),
+                   "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5")
+    assert rc == 74 and "No space left on device" in err
+    assert {p.name: p.read_bytes() for p in rejected.iterdir()} == before
+    monkeypatch.undo()
+    rc, _ = _run(capsys, "process", str(src), "--out", str(out),
+                 "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5")
+    assert rc == 1
+    assert sorted(p.name for p in rejected.iterdir()) == ["orders.csv.errors.json",
+                                                          "orders.csv.rows.csv"]
+    report = json.loads((rejected / "orders.csv.errors.json").read_text(encoding="utf-8"))
+    assert report["outcome"] == "quarantined" and report["invalid_rows"] == 1

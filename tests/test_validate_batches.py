@@ -702,7 +702,10 @@ def test_a_quarantine_s_findings_and_rows_are_spooled_and_read_back_in_line_orde
     assert got.report.findings == want[:7] and got.report.omitted_findings == len(want) - 7
     assert got.report.counts() == ref.report.counts()
     # The written report lists them all; nothing is said to be omitted.
-    got.report.write_json(tmp_path / "report.json", outcome="quarantined", every=got.rejects)
+    from engine.atomic import write_text_chunks_atomic
+
+    write_text_chunks_atomic(tmp_path / "report.json",
+                             got.report.json_chunks(outcome="quarantined", every=got.rejects))
     written = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert written == {**ref.report.to_dict(), "outcome": "quarantined"}
     assert [p.name.split("-")[0] for p in spill.iterdir()] == ["rejects"]
