@@ -883,16 +883,18 @@ def _find_duplicates(
             found.append(spill / f"dups-{len(found)}.arrow")
             hit.write_ipc(found[-1])
             seen = _lines_per_id(hit)
-            per_id = seen if per_id is None else pl.concat([per_id, seen]).group_by("value").agg(
+            per_id = seen if per_id is None else pl.concat([per_id, seen]).group_by(_ID).agg(
                 pl.col("shown").list.explode(keep_nulls=False, empty_as_null=False).sort()
                 .head(DUPLICATE_LINES_SHOWN), pl.col("n").sum())
     if per_id is None:
         return
-    said = _said(per_id.filter(pl.col("n") > 1))
+    repeated = per_id.filter(pl.col("n") > 1)
     for part in found:
         # A row with too few or too many fields is named too: its first field is its
         # order_id all the same, and the other copy's message names its line.
-        rows = pl.read_ipc(part).join(said, on="value", how="inner", maintain_order="left")
+        rows = _said(pl.read_ipc(part).filter(pl.col("value").is_not_null())
+                     .with_columns(_ID_KEYS)
+                     .join(repeated, on=_ID, how="inner", maintain_order="left"))
         part.unlink()
         if rows.is_empty():
             continue
@@ -907,26 +909,30 @@ def _find_duplicates(
         bad.add(rows.select(ROW, "line", *ORDER_COLUMNS), listed, late=True)
 
 
+_ID = ["id0", "id1"]
+_ID_KEYS = [pl.col("value").hash(seed=0).alias("id0"), pl.col("value").hash(seed=1).alias("id1")]
+"""An id (``value``) known by a 128-bit hash: the repeated ids' summaries take a fixed
+16 bytes an id, where the text took its length (1.5M ids of 300 characters: 2.0 GB)."""
+
+
 def _lines_per_id(rows: pl.DataFrame) -> pl.DataFrame:
-    """Return, per id (``value``) of ``rows``, its first ``DUPLICATE_LINES_SHOWN`` lines
-    (``shown``) and its number of rows (``n``)."""
-    return rows.filter(pl.col("value").is_not_null()).group_by("value").agg(
+    """Return, per id (``_ID``, of ``value``) of ``rows``, its first ``DUPLICATE_LINES_SHOWN``
+    lines (``shown``) and its number of rows (``n``)."""
+    return rows.filter(pl.col("value").is_not_null()).with_columns(_ID_KEYS).group_by(_ID).agg(
         pl.col("line").drop_nulls().sort().head(DUPLICATE_LINES_SHOWN).alias("shown"),
         pl.len().cast(pl.Int64).alias("n"))
 
 
-def _said(per_id: pl.DataFrame) -> pl.DataFrame:
-    """Return, per id (``value``), its duplicates' message (``said``), which names its
+def _said(rows: pl.DataFrame) -> pl.DataFrame:
+    """Return ``rows`` with their duplicates' message (``said``), which names their id's
     first lines (``shown``) and how many more there are (of ``n``)."""
-    more = {value: f" and {n - DUPLICATE_LINES_SHOWN:,} more ({n:,} in all)"
-            for value, n in per_id.filter(pl.col("n") > DUPLICATE_LINES_SHOWN)
-            .select("value", "n").iter_rows()}
-    return per_id.select(
-        "value",
+    more = {n: f" and {n - DUPLICATE_LINES_SHOWN:,} more ({n:,} in all)"
+            for n in rows.filter(pl.col("n") > DUPLICATE_LINES_SHOWN)["n"].unique()}
+    return rows.with_columns(
         pl.when(pl.col("shown").list.len() > 0).then(pl.concat_str(
             pl.lit(f"{_UNIQUE}; this order_id is on lines "),
             pl.col("shown").list.eval(pl.element().cast(pl.String)).list.join(", "),
-            pl.col("value").replace_strict(more, default="", return_dtype=pl.String),
+            pl.col("n").replace_strict(more, default="", return_dtype=pl.String),
         )).otherwise(pl.lit(_UNIQUE)).alias("said"),
     )
 
@@ -1179,12 +1185,13 @@ _UNIQUE = "must be unique within the file"  # a duplicate's message, before its 
 def _explain_duplicates(listed: pl.DataFrame) -> pl.DataFrame:
     """Name, on each duplicate order_id's finding, the lines that carry the same id (the
     first ``DUPLICATE_LINES_SHOWN``, then how many more)."""
-    said = _said(_lines_per_id(listed.filter(pl.col("rule") == "unique")))
-    return listed.join(said, on="value", how="left", maintain_order="left").with_columns(
+    per_id = _lines_per_id(listed.filter(pl.col("rule") == "unique"))
+    keyed = listed.with_columns(_ID_KEYS).join(per_id, on=_ID, how="left", maintain_order="left")
+    return _said(keyed).with_columns(
         pl.when(pl.col("rule") == "unique")
         .then(pl.col("said").fill_null(pl.lit(_UNIQUE)))
         .otherwise(pl.col("message")).alias("message")
-    ).drop("said")
+    ).select(listed.columns)
 
 
 def _rejected_rows(text: pl.DataFrame, listed: pl.DataFrame) -> pl.DataFrame:
