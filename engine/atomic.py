@@ -198,12 +198,6 @@ def write_parquet_atomic(df: pl.DataFrame, path: str | Path) -> None:
     _replace(Path(path), parquet_writer(df))
 
 
-def write_csv_batches_atomic(frames: Iterable[pl.DataFrame], path: str | Path) -> None:
-    """Replace ``path`` atomically with the CSV of ``frames`` (one header; none when there
-    is no frame), each written as it comes."""
-    _replace(Path(path), csv_writer(frames))
-
-
 def csv_writer(frames: Iterable[pl.DataFrame]) -> Callable[[Path], None]:
     """Return what writes the CSV of ``frames`` (one header) to a path, a frame at a time
     (for ``replace_together``)."""

@@ -373,10 +373,12 @@ def _one_file(
     try:
         return _settle(path, res, lake, commits, rejected_dir, on_invalid, max_ratio,
                        staged)
+    except BaseException:  # (``_settle`` discards it before the lake changes)
+        staged.discard()
+        raise
     finally:
         if res.rejects is not None:
             res.rejects.close()
-        staged.discard()
 
 
 def _settle(

@@ -211,16 +211,27 @@ class ValidationReport:
         d["summary"] = self.summary()
         return d
 
-    def to_json(self, **extra: Any) -> str:
-        """Return the report as JSON text, ``extra`` keys added: indented, one finding a line.
+    def to_json(self, *, outcome: str | None = None) -> str:
+        """Return the report as JSON text (``write_json``'s)."""
+        return "".join(self.json_chunks(outcome=outcome))
+
+    def write_json(self, path: str | Path, *, outcome: str | None = None) -> None:
+        """Write the report; ``outcome`` (``process``: "rejected" or "quarantined") is added
+        as a key of its own, so that readers tell a file set aside from one partly accepted."""
+        from engine.atomic import write_text_chunks_atomic
+
+        write_text_chunks_atomic(path, self.json_chunks(outcome=outcome))
+
+    def json_chunks(self, *, outcome: str | None = None,
+                    every: Rejects | None = None) -> Iterator[str]:
+        """Yield the report as JSON text, a piece at a time: indented, one finding a line.
+        ``every``: list every finding, read batch by batch from the file's ``Rejects`` (a
+        quarantine's report, written in the memory of a batch), not only those held here.
 
         ``json``'s indenting encoder is pure Python: a quarantine of 200,000 rows with 1.4M
         findings spent 24 s and 2.3 GB writing its report. The findings go through the
         C encoder, one line each."""
-        return "".join(self._json_chunks(extra))
-
-    def _json_chunks(self, extra: dict[str, Any], every: Rejects | None = None) -> Iterator[str]:
-        data = {**self.to_dict(), **extra}
+        data = self.to_dict() if outcome is None else {**self.to_dict(), "outcome": outcome}
         findings: Iterable[Finding] = self.findings
         if every is not None:  # all of them are listed: none is omitted
             findings, data["omitted_findings"] = every.findings(), 0
@@ -234,20 +245,6 @@ class ValidationReport:
             sep = ",\n    "
         yield "[]" if sep.startswith("[") else "\n  ]"
         yield tail + "\n"
-
-    def write_json(self, path: str | Path, *, outcome: str | None = None) -> None:
-        """Write the report; ``outcome`` (``process``: "rejected" or "quarantined") is added
-        as a key of its own, so that readers tell a file set aside from one partly accepted."""
-        from engine.atomic import write_text_chunks_atomic
-
-        write_text_chunks_atomic(path, self.json_chunks(outcome=outcome))
-
-    def json_chunks(self, *, outcome: str | None = None,
-                    every: Rejects | None = None) -> Iterator[str]:
-        """Return the JSON text of ``write_json``, a piece at a time; ``every``: list every
-        finding, read batch by batch from the file's ``Rejects`` (a quarantine's report,
-        written in the memory of a batch), not only those held here."""
-        return self._json_chunks({} if outcome is None else {"outcome": outcome}, every)
 
 
 @dataclass
@@ -504,11 +501,10 @@ class Rejects:
         self._cleanup: Callable[[], object] | None = None
 
     @classmethod
-    def held(cls, listed: pl.DataFrame, rows: pl.DataFrame) -> Rejects:
-        """Return the rejects of the whole-file path: ``listed`` in report order, ``rows``
-        as ``_rejected_rows`` gives them."""
+    def held(cls, text: pl.DataFrame, listed: pl.DataFrame) -> Rejects:
+        """Return the rejects of the whole-file path, as ``add`` takes them."""
         rejects = cls()
-        rejects._held = (listed, rows)
+        rejects._held = (listed, text)
         return rejects
 
     def add(self, text: pl.DataFrame, listed: pl.DataFrame, *, late: bool = False) -> None:
@@ -525,7 +521,8 @@ class Rejects:
         run.append((listed.select(_LINE.min()).item(), stem))
 
     def batches(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-        """Yield (findings, rows) batch by batch, in line order."""
+        """Yield (findings, failing rows as ``add`` takes them) batch by batch, in line
+        order."""
         if self._held is not None:
             yield self._held
             return
@@ -537,9 +534,8 @@ class Rejects:
             taken = [run.take(upto) for run in runs]
             listed = _in_report_order(pl.concat([f for f, _ in taken]))
             if listed.height:
-                rows = pl.concat([r for _, r in taken]).unique(ROW, keep="first",
-                                                               maintain_order=True)
-                yield listed, _rejected_rows(rows, listed)
+                yield listed, pl.concat([r for _, r in taken]).unique(
+                    ROW, keep="first", maintain_order=True)
 
     def findings(self) -> Iterator[Finding]:
         """Yield every finding, in report order."""
@@ -547,9 +543,10 @@ class Rejects:
             yield from _as_findings(listed)
 
     def rows(self) -> Iterator[pl.DataFrame]:
-        """Yield the failing rows batch by batch, in line order."""
-        for _, rows in self.batches():
-            yield rows
+        """Yield the failing rows batch by batch, in line order, each with its line and the
+        reasons it failed."""
+        for listed, text in self.batches():
+            yield _rejected_rows(text, listed)
 
     def close(self) -> None:
         """Delete the spooled files (a second call does nothing)."""
@@ -598,14 +595,15 @@ class _Run:
 class _Invalid:
     """What is wrong with a file so far: findings, and which rows are bad (``__row``).
 
-    The first ``MAX_LISTED_FINDINGS`` findings are kept, the others counted, and the bad
-    rows are kept as integer ids. With a ``spool`` (a file whose valid rows may be kept:
-    ``--on-invalid quarantine-rows``), every finding and bad row also goes there, for the
-    report and the rows file; without, the file is rejected whole.
+    The first ``MAX_LISTED_FINDINGS`` findings are kept (``listed``, in report order), the
+    others counted, and the bad rows are kept as integer ids. With a ``spool`` (a file whose
+    valid rows may be kept: ``--on-invalid quarantine-rows``), every finding and bad row
+    also goes there, for the report and the rows file; without, the file is rejected whole.
     """
 
     spool: Rejects | None = None
-    findings: list[Finding] = field(default_factory=list)
+    listed: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={ROW: pl.Int64, **_FINDING_SCHEMA}))
     ids: list[pl.Series] = field(default_factory=list)  # the bad rows, never an empty Series
     omitted: Counter[tuple[str, str]] = field(default_factory=Counter)
 
@@ -619,23 +617,14 @@ class _Invalid:
             return
         if self.spool is not None:
             self.spool.add(text, listed, late=late)
-        first = listed.head(MAX_LISTED_FINDINGS)  # no later one of these can be listed
-        self.findings.extend(_as_findings(first))
-        rest = listed.slice(first.height).group_by(
-            pl.col("column").fill_null(ROW_WIDE), "rule").len()
-        self.omitted.update({(c, r): n for c, r, n in rest.iter_rows()})
-        self.trim()
+        # Past its first MAX_LISTED_FINDINGS, no finding of ``listed`` can be listed.
+        merged = _in_report_order(
+            pl.concat([self.listed, listed.head(MAX_LISTED_FINDINGS)]))
+        self.listed = merged.head(MAX_LISTED_FINDINGS)
+        for left_out in (merged.slice(MAX_LISTED_FINDINGS), listed.slice(MAX_LISTED_FINDINGS)):
+            counted = left_out.group_by(pl.col("column").fill_null(ROW_WIDE), "rule").len()
+            self.omitted.update({(c, r): n for c, r, n in counted.iter_rows()})
         self.ids.append(text[ROW])
-
-    def trim(self) -> None:
-        """Keep the ``MAX_LISTED_FINDINGS`` first findings by line (a piece's come by column,
-        duplicates at the end); count the others."""
-        if len(self.findings) <= MAX_LISTED_FINDINGS:
-            return
-        self.findings.sort(key=_finding_order)
-        self.omitted.update((f.column or ROW_WIDE, f.rule)
-                            for f in self.findings[MAX_LISTED_FINDINGS:])
-        del self.findings[MAX_LISTED_FINDINGS:]
 
     def bad_rows(self) -> pl.Series:
         """Return the bad rows' ids, each once."""
@@ -762,8 +751,7 @@ def _validate_batches(
         if on_rows is None and keep_rows:
             result.cleaned = pl.concat(kept) if kept else pl.DataFrame(schema=LAKE_SCHEMA)
         return result
-    bad.trim()
-    report.findings = sorted(bad.findings, key=_finding_order)
+    report.findings = list(_as_findings(bad.listed))
     report.omitted_counts = dict(bad.omitted)
     bad_rows = bad.bad_rows().sort()
     report.invalid_rows = bad_rows.len()
@@ -1051,8 +1039,7 @@ def validate_raw(
     cleaned = good.select(typed_columns()) if good.height else None
     if cleaned is not None:
         report.dates = sorted(d.isoformat() for d in cleaned["order_date"].unique())
-    return ValidationResult(report=report, cleaned=cleaned,
-                            rejects=Rejects.held(listed, _rejected_rows(text, listed)))
+    return ValidationResult(report=report, cleaned=cleaned, rejects=Rejects.held(text, listed))
 
 
 def _accept(raw: RawOrders, frame: pl.DataFrame, report: ValidationReport) -> ValidationResult:
@@ -1159,7 +1146,8 @@ def _clipped(value: pl.Expr) -> pl.Expr:
 
 
 def _in_report_order(listed: pl.DataFrame) -> pl.DataFrame:
-    """Return findings in columns sorted as ``_finding_order`` sorts ``Finding`` objects."""
+    """Return findings in columns in the order reports give them: by line, then column
+    order, then rule."""
     return listed.sort(
         pl.col("line").fill_null(0),
         pl.col("column").replace_strict(_COLUMN_ORDER, default=99, return_dtype=pl.Int64)
@@ -1169,11 +1157,6 @@ def _in_report_order(listed: pl.DataFrame) -> pl.DataFrame:
 
 
 _COLUMN_ORDER = {c: i for i, c in enumerate(ORDER_COLUMNS)}
-
-
-def _finding_order(f: Finding) -> tuple[int, int, str]:
-    """The order findings are reported in: by line, then column order, then rule."""
-    return (f.line or 0, _COLUMN_ORDER.get(f.column or "", 99), f.rule)
 
 
 DUPLICATE_LINES_SHOWN = 10

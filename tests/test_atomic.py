@@ -144,9 +144,9 @@ def test_a_file_written_in_batches_is_whole_or_unchanged(tmp_path: Path) -> None
         yield pl.DataFrame({"line": [5], "reason": ["y"]})
 
     with pytest.raises(OSError):
-        atomic.write_csv_batches_atomic(frames(True), target)
+        atomic.replace_together([(target, atomic.csv_writer(frames(True)))])
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
-    atomic.write_csv_batches_atomic(frames(False), target)
+    atomic.replace_together([(target, atomic.csv_writer(frames(False)))])
     assert target.read_text() == "line,reason\n2,x\n5,y\n"  # one header
     with pytest.raises(OSError):
         atomic.write_text_chunks_atomic(target, (c if c != "!" else _boom() for c in "ab!"))

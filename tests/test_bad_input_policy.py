@@ -359,13 +359,13 @@ def test_a_quarantine_s_rows_file_and_report_are_replaced_together(
     rejected = out / "rejected"
     before = {p.name: p.read_bytes() for p in rejected.iterdir()}
     assert set(before) == {"orders.csv", "orders.csv.errors.json"}
-    chunks = validate.ValidationReport._json_chunks
+    chunks = validate.ValidationReport.json_chunks
 
-    def fail_late(self: validate.ValidationReport, *args: Any) -> Any:
-        yield from list(chunks(self, *args))[:2]
+    def fail_late(self: validate.ValidationReport, **kwargs: Any) -> Any:
+        yield from list(chunks(self, **kwargs))[:2]
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(validate.ValidationReport, "_json_chunks", fail_late)
+    monkeypatch.setattr(validate.ValidationReport, "json_chunks", fail_late)
     rc, err = _run(capsys, "process", str(src), "--out", str(out),
                    "--on-invalid", "quarantine-rows", "--max-invalid-ratio", "0.5")
     assert rc == 74 and "No space left on device" in err
