@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -60,14 +62,58 @@ def _target(path: Path) -> Path:
 
 
 def _temp_beside(path: Path, suffix: str = ".tmp") -> Path:
-    """Create an empty temporary file in ``path``'s folder, with ``open``'s permissions."""
+    """Create an empty temporary file in ``path``'s folder, with ``open``'s permissions.
+
+    Its name, ``.<name>.<pid>.<8 random characters><suffix>``, says which process writes it,
+    so that ``sweep_temporaries`` can tell a file a killed run left from one being written.
+    """
     # The name's start only: a temporary name must fit where the final one does.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.{os.getpid()}.", suffix=suffix,
+                               dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
     finally:
         os.close(fd)
     return Path(tmp)
+
+
+# ``_temp_beside``'s names: the new version (.tmp) or, in ``replace_together``, the old one
+# kept aside (.old); mkstemp's random part is 8 of [a-z0-9_].
+_TEMPORARY = re.compile(r"\..+\.(?P<pid>[0-9]{1,10})\.[a-z0-9_]{8}\.(?:tmp|old)")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process numbered ``pid`` runs on this machine (another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # not ours to signal, or no such number: leave it be
+        return True
+    return True
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files of writes into ``folder`` whose process no longer runs
+    (killed while it wrote: SIGKILL, the kernel out of memory, the machine stopped);
+    return their paths. The output itself was whole: the old version, or the new one.
+
+    Only names ``_temp_beside`` makes are looked at; one whose process still runs (or whose
+    number another process has taken since) is kept. Call it where no writer of another
+    machine or PID namespace can be at work in ``folder`` (under the lake's lock)."""
+    gone: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no such folder (yet), or not one: nothing to sweep
+        return gone
+    for e in entries:
+        m = _TEMPORARY.fullmatch(e.name)
+        if m is None or not e.is_file(follow_symlinks=False) or _running(int(m["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(e.path)
+            gone.append(Path(e.path))
+    return gone
 
 
 def _write_synced(tmp: Path, write: Callable[[Path], object]) -> None:

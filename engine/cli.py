@@ -35,6 +35,38 @@ log = logging.getLogger("order_kpis")
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO, EXIT_UNREACHABLE, EXIT_BUG = 0, 1, 2, 74, 75, 70
 
 
+class Stopped(KeyboardInterrupt):
+    """A SIGTERM (``kill``, ``timeout``, a supervisor or container stopping the command) or a
+    SIGHUP (its terminal closed), raised in the main thread as Ctrl-C raises
+    ``KeyboardInterrupt``, so that the command unwinds as it does for Ctrl-C: staged rows,
+    spools and temporary files removed, every output whole and as it was (the signal's
+    default action killed the process where it stood and left them)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    import signal
+
+    # One is enough: a second (a supervisor repeating itself) would cut the clean-up short.
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def _why(e: KeyboardInterrupt) -> tuple[str, int]:
+    """Return what stopped the command, said as the messages say it, and its exit code:
+    ``interrupted`` and 130 for Ctrl-C; ``stopped by SIGTERM`` and 143 (128 + the signal's
+    number, as a shell reports a process the signal killed) for a ``Stopped``."""
+    if isinstance(e, Stopped):
+        import signal
+
+        return f"stopped by {signal.Signals(e.signum).name}", 128 + e.signum
+    return "interrupted", 130
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own usage errors: exit 2, no traceback
         self.print_usage(sys.stderr)
@@ -226,7 +258,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     if not 0 <= args.max_invalid_ratio <= 1:
         raise UsageError("--max-invalid-ratio must be between 0 and 1")
     cats = _allowed_categories(args.categories_from)
-    started = time.perf_counter()
+    started, begun = time.perf_counter(), time.time()
     done = {"files": 0, "rows": 0}
     in_lake: list[str] = []  # files this run put in the lake, in order
 
@@ -265,18 +297,26 @@ def cmd_process(args: argparse.Namespace) -> int:
             args.paths, args.out, categories=cats, on_invalid=args.on_invalid,
             max_invalid_ratio=args.max_invalid_ratio, on_file=on_file, on_progress=ticker,
         )
-    except KeyboardInterrupt:
-        if not in_lake:
-            raise  # nothing entered the lake: the outputs are as they were
+    except KeyboardInterrupt as e:
         if ticker is not None:
             ticker.clear()
+        why, code = _why(e)
+        kept_dir = Path(args.out) / "rejected"
+        with contextlib.suppress(OSError):  # what this run wrote there stays: say so
+            if n := sum(f.stat().st_mtime >= begun for f in kept_dir.iterdir()):
+                why += (f"; the {n} files this run wrote to {kept_dir} (rejected or quarantined"
+                        " rows and their reports) stay there")
+        if not in_lake:
+            print(f"order-kpis: {why}. No file entered the lake, and the KPI tables were left"
+                  " as they were.", file=sys.stderr)
+            return code
         shown = ", ".join(in_lake[:5]) + (f" and {len(in_lake) - 5} more"
                                          if len(in_lake) > 5 else "")
         files = "1 file had" if len(in_lake) == 1 else f"{len(in_lake)} files had"
-        print(f"order-kpis: interrupted. {files} entered the lake ({shown}); the KPI tables"
+        print(f"order-kpis: {why}. {files} entered the lake ({shown}); the KPI tables"
               f" do not show them yet: the next `process` or `reprocess` of {args.out} adds"
               " them.", file=sys.stderr)
-        return 130
+        return code
     if ticker is not None:
         ticker.clear()
     if not args.quiet:
@@ -424,9 +464,10 @@ def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
 
     try:
         final = follow_execution(sfn, execution, on_progress=show)
-    except KeyboardInterrupt:
-        still_running("interrupted")
-        return 130
+    except KeyboardInterrupt as e:
+        why, code = _why(e)
+        still_running(why)
+        return code
     except Exception as e:
         from botocore.exceptions import ClientError
 
@@ -705,9 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OrderKpisError as e:
         print(f"order-kpis: {e}", file=sys.stderr)
         return EXIT_INVALID
-    except KeyboardInterrupt:
-        print("order-kpis: interrupted; outputs were left as they were before", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        why, code = _why(e)
+        print(f"order-kpis: {why}; outputs were left as they were before", file=sys.stderr)
+        return code
     except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -761,16 +803,25 @@ def entry() -> None:
     one that came after the command had finished, while the interpreter was ending, turned
     its code into 130 although every output had been written. Now the first is "interrupted"
     and 130, and once ``main`` has returned, SIGINT is ignored: the code is the command's.
+    SIGTERM and SIGHUP, which killed the command where it stood (a staged source, a spool,
+    temporary files left behind; exit 143 and no word), stop it as Ctrl-C does (``Stopped``),
+    with 128 + the signal's number.
     """
     import signal
 
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    with contextlib.suppress(ValueError):  # only the main thread may set them
+        for s in stops:
+            if signal.getsignal(s) is signal.SIG_DFL:  # `nohup` ignores SIGHUP: keep that
+                signal.signal(s, _stop)
     try:
         code = main()
-    except KeyboardInterrupt:  # before the command began its work: nothing was done
-        print("order-kpis: interrupted; nothing was changed", file=sys.stderr)
-        code = 130
-    with contextlib.suppress(ValueError):  # only the main thread may set it
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt as e:  # before the command began its work: nothing was done
+        why, code = _why(e)
+        print(f"order-kpis: {why}; nothing was changed", file=sys.stderr)
+    with contextlib.suppress(ValueError):
+        for s in (signal.SIGINT, *stops):
+            signal.signal(s, signal.SIG_IGN)
     sys.exit(code)
 
 

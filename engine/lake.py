@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
-from engine.atomic import write_parquet_atomic, write_text_atomic
+from engine.atomic import sweep_temporaries, write_parquet_atomic, write_text_atomic
 from engine.background import InOrder
 from engine.errors import LakeDamagedError
 from engine.rules import LAKE_SCHEMA
@@ -131,6 +131,7 @@ class LocalLake:
         with open(self.root / ".lock", "a+") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             try:
+                self._sweep()
                 yield
             finally:
                 # Only the lock holder stages: ``_staging`` goes when nothing is left in it
@@ -138,6 +139,23 @@ class LocalLake:
                 with contextlib.suppress(OSError):
                     (self.root / "_staging").rmdir()
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _sweep(self) -> None:
+        """Delete what a run killed while it held the lock left (SIGKILL, the kernel out of
+        memory, the machine stopped; a stopped or interrupted run cleans up after itself):
+        its staged sources, which no run but the lock holder stages, and the temporary files
+        of its bookkeeping writes. The lake itself was whole, as each file is replaced whole."""
+        staging = self.root / "_staging"
+        left = list(staging.iterdir()) if staging.is_dir() else []
+        for staged in left:
+            if staged.is_dir() and not staged.is_symlink():
+                shutil.rmtree(staged, ignore_errors=True)
+            else:
+                staged.unlink(missing_ok=True)
+        left += sweep_temporaries(self.root) + sweep_temporaries(self.root / "_sources")
+        if left:
+            log.info("%s: removed what a run killed while it wrote there left: %s", self.root,
+                     ", ".join(str(p.relative_to(self.root)) for p in left))
 
     def _read_json(self, path: Path, default: _T, parse: Callable[[Any], _T]) -> _T:
         """Return ``parse`` of the JSON file ``path`` (``default`` if there is none); raise

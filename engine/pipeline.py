@@ -23,6 +23,7 @@ from engine.atomic import (
     csv_writer,
     parquet_writer,
     replace_together,
+    sweep_temporaries,
     text_writer,
 )
 from engine.background import InOrder
@@ -213,6 +214,7 @@ def process_paths(
             told += 1
 
     with lake.locked():
+        _sweep(out)
         check_tables(out)  # before any file enters the lake: a refused table changes nothing
         commits = _Commits(lake)
         try:
@@ -483,6 +485,7 @@ def reprocess_dates(
         raise UsageError(f"{out}: no lake here (run `order-kpis process ... --out {out}` first)")
     result = ProcessResult()
     with lake.locked():
+        _sweep(out)
         check_tables(out)
         in_lake = [d for d in lake.dates() if date_from <= d <= date_to]
         old = pl.read_parquet(out / DAILY_PARQUET, columns=["order_date"])["order_date"].to_list(
@@ -491,6 +494,16 @@ def reprocess_dates(
         lake.mark_pending(set(in_lake) | set(stale))
         result.category, result.daily, result.recomputed = refresh_tables(lake, out)
     return in_lake, result
+
+
+def _sweep(out: Path) -> None:
+    """Delete the temporary files a run killed while it wrote the KPI tables, or a file's
+    copy, rows or report in rejected/, left there (called under the lake's lock, which every
+    run writing them holds; ``LocalLake.locked`` sweeps the lake)."""
+    left = sweep_temporaries(out) + sweep_temporaries(out / "rejected")
+    if left:
+        log.info("%s: removed the temporary files a killed run left: %s", out,
+                 ", ".join(str(p.relative_to(out)) for p in left))
 
 
 def check_tables(out: Path) -> None:

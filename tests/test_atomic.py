@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,50 @@ def test_a_file_written_in_batches_is_whole_or_unchanged(tmp_path: Path) -> None
 
 def _boom() -> str:
     raise OSError("disk gone")
+
+
+def _writing(target: Path) -> subprocess.Popen[str]:
+    """A process in the middle of ``write_text_chunks_atomic(target, ...)``: its temporary
+    file is there, and it waits (to be killed, or to end) before the rest of the text."""
+    code = ("import sys, time\n"
+            "from engine import atomic\n"
+            "def chunks():\n"
+            "    yield 'half'\n"
+            "    print('written', flush=True)\n"
+            "    time.sleep(60)\n"
+            "    yield ' and the rest'\n"
+            f"atomic.write_text_chunks_atomic({str(target)!r}, chunks())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(FIXTURES.parent)})
+    assert proc.stdout is not None and proc.stdout.readline() == "written\n"
+    return proc
+
+
+def test_the_temporary_files_of_a_killed_writer_are_swept_and_a_live_one_s_kept(
+        tmp_path: Path) -> None:
+    """A write killed halfway (SIGKILL, the kernel out of memory) left `.<name>.*.tmp` for
+    good: its name now carries the writer's process number, and a process that no longer
+    runs has no write to finish."""
+    target = tmp_path / "report.json"
+    target.write_text("old", encoding="utf-8")
+    killed, alive = _writing(target), _writing(target)
+    killed.kill()
+    killed.communicate()
+    mine = {p.name for p in tmp_path.iterdir()} - {"report.json"}
+    assert len(mine) == 2 and all(n.startswith(".report.json.") for n in mine)
+    # Names the sweep must not take: not its pattern, or a folder.
+    others = [".keep", ".report.json.abcdefgh.tmp", f".x.{killed.pid}.abcdefgh.tmp.bak"]
+    for name in others:
+        (tmp_path / name).write_text("not ours", encoding="utf-8")
+    (tmp_path / f".d.{killed.pid}.abcdefgh.tmp").mkdir()
+    try:
+        gone = atomic.sweep_temporaries(tmp_path)
+        assert [p.name for p in gone] == [n for n in mine if f".{killed.pid}." in n]
+        assert {p.name for p in tmp_path.iterdir()} == (
+            {"report.json", f".d.{killed.pid}.abcdefgh.tmp", *others}
+            | {n for n in mine if f".{alive.pid}." in n})
+    finally:
+        alive.kill()
+        alive.communicate()
+    assert target.read_text(encoding="utf-8") == "old"  # neither write was whole
+    assert atomic.sweep_temporaries(tmp_path / "none") == []  # no folder: nothing to do

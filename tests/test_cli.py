@@ -24,6 +24,8 @@ __all__ = ["moto_endpoint"]  # a fixture, used by name
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "fixtures"
 VALID = FIX / "valid_order.csv"
+# The rows of invalid_order.csv, each bad in its own way.
+VALID_BAD_LINES = (FIX / "invalid_order.csv").read_bytes().splitlines(keepends=True)[1:]
 DAY2 = FIX / "orders_2025-07-07.csv"
 INVALID = FIX / "invalid_order.csv"
 
@@ -849,7 +851,8 @@ def test_ctrl_c_during_process_names_the_files_already_in_the_lake(
     assert not (out / "daily_kpis.csv").exists()
     # Nothing had entered it yet: the outputs are as they were.
     assert main(["process", str(b), "--out", str(tmp_path / "o2"), "-q"]) == 130
-    assert "outputs were left as they were before" in capsys.readouterr().err
+    assert ("No file entered the lake, and the KPI tables were left as they were"
+            in capsys.readouterr().err)
 
 
 def test_the_output_folders_own_files_are_refused_as_inputs(
@@ -990,6 +993,146 @@ def test_ctrl_c_while_the_command_line_is_read_says_interrupted_without_a_traceb
                 "cli.entry()\n")
     assert r.returncode == 130, r.stderr
     assert r.stderr == "order-kpis: interrupted; nothing was changed\n"
+
+
+# Sends the signal to the command itself at a chosen point of its work: while its first
+# piece is staged (`staging`), or once the first part of a quarantine's report is written
+# (`report`: its rows file is written and both wait, as temporary files, to be renamed).
+_STOP_AT = {
+    "staging": (
+        "import engine.pipeline as p\n"
+        "real = p.validate_file\n"
+        "def validate_file(path, *, on_rows, **kw):\n"
+        "    def staged(rows):\n"
+        "        on_rows(rows)\n"
+        "        os.kill(os.getpid(), SIG)\n"
+        "    return real(path, on_rows=staged, **kw)\n"
+        "p.validate_file = validate_file\n"),
+    "report": (
+        "import engine.pipeline as p\n"
+        "real = p.text_writer\n"
+        "def text_writer(chunks):\n"
+        "    def chunks_then_stop():\n"
+        "        for i, c in enumerate(chunks):\n"
+        "            yield c\n"
+        "            if i == 0:\n"
+        "                os.kill(os.getpid(), SIG)\n"
+        "    return real(chunks_then_stop())\n"
+        "p.text_writer = text_writer\n"),
+}
+
+
+@pytest.mark.parametrize(("name", "at", "code"), [
+    ("SIGTERM", "staging", 143), ("SIGTERM", "report", 143), ("SIGHUP", "report", 129)])
+def test_sigterm_or_sighup_unwinds_the_command_as_ctrl_c_does(
+        tmp_path: Path, name: str, at: str, code: int) -> None:
+    """`kill`, `timeout`, a container or a supervisor stopping the command (SIGTERM), or its
+    terminal closed (SIGHUP): the signal's default action killed it where it stood (exit 143,
+    no word), leaving the staged rows under lake/_staging/, the quarantine's spool, and the
+    temporary files of outputs half-written in rejected/. Now it stops as Ctrl-C does: the
+    outputs as they were, nothing of the run left behind, a message and 128 + the signal."""
+    src = tmp_path / "mixed.csv"  # valid rows, and for the report three bad ones too
+    bad = VALID_BAD_LINES if at == "report" else []
+    src.write_bytes((FIX / "orders_2025-07-07.csv").read_bytes() + b"".join(bad))
+    out = tmp_path / "out"
+    r = _python(f"import os, signal\nSIG = signal.{name}\n" + _STOP_AT[at]
+                + "import sys, engine.cli as cli\n"
+                f"sys.argv = ['order-kpis', 'process', {str(src)!r}, '--out', {str(out)!r},"
+                " '--on-invalid', 'quarantine-rows', '--max-invalid-ratio', '1', '-q']\n"
+                "cli.entry()\n")
+    assert r.returncode == code, r.stderr
+    assert r.stderr == (f"order-kpis: stopped by {name}. No file entered the lake, and the KPI"
+                        " tables were left as they were.\n")
+    left = sorted(str(f.relative_to(out)) for f in out.rglob("*"))
+    # No staging, spool, temporary file or output (the report's folder was made, empty).
+    assert left == ["lake", "lake/.lock"] + (["rejected"] if bad else [])
+    # The next run does the whole work, as on a folder never touched.
+    again = _python("import sys, engine.cli as cli\n"
+                    f"sys.argv = ['order-kpis', 'process', {str(src)!r}, '--out', {str(out)!r},"
+                    " '--on-invalid', 'quarantine-rows', '--max-invalid-ratio', '1', '-q']\n"
+                    "cli.entry()\n")
+    assert again.returncode == (1 if bad else 0), again.stderr
+    assert pl.read_csv(out / "daily_kpis.csv")["total_orders"].sum() == 5
+    if bad:
+        assert sorted(f.name for f in (out / "rejected").iterdir()) == [
+            "mixed.csv.errors.json", "mixed.csv.rows.csv"]
+        assert pl.read_csv(out / "rejected" / "mixed.csv.rows.csv").height == len(bad)
+
+
+def test_a_stop_once_the_quarantine_is_written_names_what_stays_in_rejected(
+        tmp_path: Path) -> None:
+    """Stopped after a quarantine's rows file and report were written, before its valid rows
+    entered the lake: it said "outputs were left as they were before", but rejected/ had
+    changed."""
+    src = tmp_path / "mixed.csv"
+    src.write_bytes((FIX / "orders_2025-07-07.csv").read_bytes()
+                    + b"".join(VALID_BAD_LINES))
+    out = tmp_path / "out"
+    r = _python("import os, signal\n"
+                "import engine.pipeline as p\n"
+                "real = p.replace_together\n"
+                "def replace_together(writes):\n"
+                "    real(writes)\n"
+                "    os.kill(os.getpid(), signal.SIGTERM)\n"
+                "p.replace_together = replace_together\n"
+                "import sys, engine.cli as cli\n"
+                f"sys.argv = ['order-kpis', 'process', {str(src)!r}, '--out', {str(out)!r},"
+                " '--on-invalid', 'quarantine-rows', '--max-invalid-ratio', '1', '-q']\n"
+                "cli.entry()\n")
+    assert r.returncode == 143, r.stderr
+    assert r.stderr == (
+        f"order-kpis: stopped by SIGTERM; the 2 files this run wrote to {out / 'rejected'}"
+        " (rejected or quarantined rows and their reports) stay there. No file entered the"
+        " lake, and the KPI tables were left as they were.\n")
+    assert sorted(f.name for f in (out / "rejected").iterdir()) == [
+        "mixed.csv.errors.json", "mixed.csv.rows.csv"]
+    assert not list((out / "lake").glob("order_date=*"))
+
+
+@pytest.mark.parametrize("at", ["staging", "report"])
+def test_what_a_killed_run_left_is_removed_by_the_next_run(tmp_path: Path, at: str) -> None:
+    """SIGKILL (the kernel out of memory, `kill -9`) leaves what no handler can clean: a staged
+    source under lake/_staging/ (kept until a file of its name was staged again) or the
+    temporary files of a quarantine's rows file and report in rejected/ (kept for good). The
+    next run into the folder, of any file, removes them (it holds the lake's lock: no other
+    run is writing there)."""
+    src = tmp_path / "mixed.csv"
+    bad = VALID_BAD_LINES if at == "report" else []
+    src.write_bytes((FIX / "orders_2025-07-07.csv").read_bytes() + b"".join(bad))
+    out = tmp_path / "out"
+    r = _python("import os, signal\nSIG = signal.SIGKILL\n" + _STOP_AT[at]
+                + "import sys, engine.cli as cli\n"
+                f"sys.argv = ['order-kpis', 'process', {str(src)!r}, '--out', {str(out)!r},"
+                " '--on-invalid', 'quarantine-rows', '--max-invalid-ratio', '1', '-q']\n"
+                "cli.entry()\n")
+    assert r.returncode == -9, r.stderr
+
+    def left() -> list[str]:
+        return sorted(str(f.relative_to(out)) for f in out.rglob("*")
+                      if "_staging" in f.parts or f.suffix in (".tmp", ".old"))
+
+    before = left()
+    assert any(f.startswith("lake/_staging/mixed.csv-") for f in before), before
+    # The quarantine's rows file and report, written, not yet renamed.
+    assert sum(f.startswith("rejected/.mixed.csv.") for f in before) == (2 if bad else 0)
+    assert main(["process", str(VALID), "--out", str(out), "-q"]) == 0
+    assert left() == []
+    assert {f.name.split("-")[0] for f in (out / "lake").glob("*/*.parquet")} == {
+        "valid_order.csv"}
+
+
+def test_a_sighup_the_command_was_started_to_ignore_stays_ignored() -> None:
+    """`nohup order-kpis ...` starts the command with SIGHUP ignored, so that it outlives its
+    terminal: that is kept."""
+    r = _python("import os, signal\n"
+                "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+                "import engine.cli as cli\n"
+                "def work(argv=None):\n"
+                "    os.kill(os.getpid(), signal.SIGHUP)\n"
+                "    return 0\n"
+                "cli.main = work\n"
+                "cli.entry()\n")
+    assert (r.returncode, r.stderr) == (0, "")
 
 
 def test_ctrl_c_after_the_command_has_finished_keeps_its_exit_code() -> None:

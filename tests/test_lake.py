@@ -464,3 +464,24 @@ def test_a_file_of_more_dates_than_open_files_allowed_stages_the_same_lake(
     want_cat, want_day = oracle.kpis([f.read_bytes()])
     assert oracle.read_csv_table(outs[4] / "daily_kpis.csv") == want_day
     assert oracle.read_csv_table(outs[4] / "category_kpis.csv") == want_cat
+
+
+def test_taking_the_lock_removes_the_temporary_files_of_a_killed_writer(tmp_path: Path) -> None:
+    """The lake's bookkeeping files (its state, pending dates, sources' manifests) are
+    replaced through temporary files that a writer killed halfway left; the next holder of
+    the lock removes those of writers no longer running, and nothing else."""
+    import subprocess
+
+    dead = subprocess.Popen(["true"])  # a process number no process has now
+    dead.wait()
+    lake = LocalLake(tmp_path / "lake")
+    (lake.root / "_sources").mkdir(parents=True)
+    left = [lake.root / f"._state.json.{dead.pid}.ab12cd_x.tmp",
+            lake.root / "_sources" / f".a.csv-1.json.{dead.pid}.zz99zz99.tmp",
+            lake.root / f"._pending.json.{dead.pid}.ab12cd_x.old"]
+    kept = [lake.root / f"._state.json.{os.getpid()}.ab12cd_x.tmp",  # a live writer's
+            lake.root / "_sources" / "a.csv-1.json"]
+    for f in left + kept:
+        f.write_text("{}", encoding="utf-8")
+    with lake.locked():
+        assert [f for f in left + kept if f.exists()] == kept
