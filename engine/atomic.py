@@ -8,7 +8,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -79,7 +79,8 @@ def _temp_beside(path: Path, suffix: str = ".tmp") -> Path:
 
 # ``_temp_beside``'s names: the new version (.tmp) or, in ``replace_together``, the old one
 # kept aside (.old); mkstemp's random part is 8 of [a-z0-9_].
-_TEMPORARY = re.compile(r"\..+\.(?P<pid>[0-9]{1,10})\.[a-z0-9_]{8}\.(?:tmp|old)")
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.[a-z0-9_]{8}\.(?:tmp|old)",
+                        re.DOTALL)  # a file's name may hold a line end
 
 
 def _running(pid: int) -> bool:
@@ -93,14 +94,16 @@ def _running(pid: int) -> bool:
     return True
 
 
-def sweep_temporaries(folder: Path) -> list[Path]:
+def sweep_temporaries(folder: Path, of: Collection[str] | None = None) -> list[Path]:
     """Delete the temporary files of writes into ``folder`` whose process no longer runs
     (killed while it wrote: SIGKILL, the kernel out of memory, the machine stopped);
     return their paths. The output itself was whole: the old version, or the new one.
 
-    Only names ``_temp_beside`` makes are looked at; one whose process still runs (or whose
-    number another process has taken since) is kept. Call it where no writer of another
-    machine or PID namespace can be at work in ``folder`` (under the lake's lock)."""
+    Only names ``_temp_beside`` makes are looked at, and with ``of``, only those of writes
+    to these file names; one whose process still runs (or whose number another process has
+    taken since) is kept. A process number says nothing of another machine's or PID
+    namespace's processes: call it where no writer of theirs can be at work, for files that
+    only the holder of the lake's lock writes."""
     gone: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -108,7 +111,8 @@ def sweep_temporaries(folder: Path) -> list[Path]:
         return gone
     for e in entries:
         m = _TEMPORARY.fullmatch(e.name)
-        if m is None or not e.is_file(follow_symlinks=False) or _running(int(m["pid"])):
+        if (m is None or (of is not None and m["name"] not in of)
+                or not e.is_file(follow_symlinks=False) or _running(int(m["pid"]))):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(e.path)

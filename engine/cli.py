@@ -56,6 +56,13 @@ def _stop(signum: int, frame: object) -> None:
     raise Stopped(signum)
 
 
+def _say(text: str) -> None:
+    """Print ``text`` on standard error as a stopped command's last word; a terminal that
+    has hung up (SIGHUP: every write fails) takes nothing, and the exit code stands."""
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr)
+
+
 def _why(e: KeyboardInterrupt) -> tuple[str, int]:
     """Return what stopped the command, said as the messages say it, and its exit code:
     ``interrupted`` and 130 for Ctrl-C; ``stopped by SIGTERM`` and 143 (128 + the signal's
@@ -246,7 +253,7 @@ def _print_report(rep: ValidationReport, seconds: float) -> None:
 
 # -- process -------------------------------------------------------------------------------
 def cmd_process(args: argparse.Namespace) -> int:
-    from engine.pipeline import kept_name, process_paths
+    from engine.pipeline import expand_paths, kept_name, process_paths, rejected_names
     from engine.render import table_text
 
     if args.max_invalid_ratio is None:
@@ -299,23 +306,28 @@ def cmd_process(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt as e:
         if ticker is not None:
-            ticker.clear()
+            with contextlib.suppress(OSError):
+                ticker.clear()
         why, code = _why(e)
         kept_dir = Path(args.out) / "rejected"
         with contextlib.suppress(OSError):  # what this run wrote there stays: say so
-            if n := sum(f.stat().st_mtime >= begun for f in kept_dir.iterdir()):
+            # Its inputs' outputs, written since it began (not another run's, that held the
+            # lake's lock while this one waited for it, on other inputs).
+            ours = {n for p in expand_paths(args.paths) for n in rejected_names(p.name)}
+            if n := sum(f.name in ours and f.stat().st_mtime >= begun
+                        for f in kept_dir.iterdir()):
                 why += (f"; the {n} files this run wrote to {kept_dir} (rejected or quarantined"
                         " rows and their reports) stay there")
         if not in_lake:
-            print(f"order-kpis: {why}. No file entered the lake, and the KPI tables were left"
-                  " as they were.", file=sys.stderr)
+            _say(f"order-kpis: {why}. No file entered the lake, and the KPI tables were left"
+                 " as they were.")
             return code
         shown = ", ".join(in_lake[:5]) + (f" and {len(in_lake) - 5} more"
                                          if len(in_lake) > 5 else "")
         files = "1 file had" if len(in_lake) == 1 else f"{len(in_lake)} files had"
-        print(f"order-kpis: {why}. {files} entered the lake ({shown}); the KPI tables"
-              f" do not show them yet: the next `process` or `reprocess` of {args.out} adds"
-              " them.", file=sys.stderr)
+        _say(f"order-kpis: {why}. {files} entered the lake ({shown}); the KPI tables"
+             f" do not show them yet: the next `process` or `reprocess` of {args.out} adds"
+             " them.")
         return code
     if ticker is not None:
         ticker.clear()
@@ -748,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt as e:
         why, code = _why(e)
-        print(f"order-kpis: {why}; outputs were left as they were before", file=sys.stderr)
+        _say(f"order-kpis: {why}; outputs were left as they were before")
         return code
     except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
         with contextlib.suppress(OSError):
@@ -818,10 +830,16 @@ def entry() -> None:
         code = main()
     except KeyboardInterrupt as e:  # before the command began its work: nothing was done
         why, code = _why(e)
-        print(f"order-kpis: {why}; nothing was changed", file=sys.stderr)
+        _say(f"order-kpis: {why}; nothing was changed")
+    ends = (signal.SIGINT, *stops)
     with contextlib.suppress(ValueError):
-        for s in (signal.SIGINT, *stops):
-            signal.signal(s, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, ends)  # none lands between the next lines
+        try:
+            for s in ends:
+                signal.signal(s, signal.SIG_IGN)
+        except KeyboardInterrupt:  # one that came as the command ended: the code stands
+            for s in ends:
+                signal.signal(s, signal.SIG_IGN)
     sys.exit(code)
 
 

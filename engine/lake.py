@@ -152,7 +152,8 @@ class LocalLake:
                 shutil.rmtree(staged, ignore_errors=True)
             else:
                 staged.unlink(missing_ok=True)
-        left += sweep_temporaries(self.root) + sweep_temporaries(self.root / "_sources")
+        left += (sweep_temporaries(self.root, of=("_state.json", "_pending.json"))
+                 + sweep_temporaries(self.root / "_sources"))
         if left:
             log.info("%s: removed what a run killed while it wrote there left: %s", self.root,
                      ", ".join(str(p.relative_to(self.root)) for p in left))

@@ -155,6 +155,12 @@ def kept_name(name: str) -> str:
     return name
 
 
+def rejected_names(name: str) -> tuple[str, str, str]:
+    """Return the names of what rejected/ holds for the input ``name``: its kept bytes, its
+    quarantined rows, its report."""
+    return kept_name(name), beside(name, ROWS_SUFFIX), beside(name, ERRORS_SUFFIX)
+
+
 def _reject(path: Path, report: ValidationReport, rejected_dir: Path) -> None:
     """Keep the file's bytes unchanged beside a JSON report of everything wrong with it.
     A file that cannot be read (its report says so) gets the report alone. The rows an
@@ -499,8 +505,9 @@ def reprocess_dates(
 def _sweep(out: Path) -> None:
     """Delete the temporary files a run killed while it wrote the KPI tables, or a file's
     copy, rows or report in rejected/, left there (called under the lake's lock, which every
-    run writing them holds; ``LocalLake.locked`` sweeps the lake)."""
-    left = sweep_temporaries(out) + sweep_temporaries(out / "rejected")
+    run writing them holds; ``LocalLake.locked`` sweeps the lake). In ``out`` itself only the
+    tables' are: a dashboard or report a user writes there is written without the lock."""
+    left = sweep_temporaries(out, of=TABLE_FILES) + sweep_temporaries(out / "rejected")
     if left:
         log.info("%s: removed the temporary files a killed run left: %s", out,
                  ", ".join(str(p.relative_to(out)) for p in left))

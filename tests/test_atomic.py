@@ -206,3 +206,21 @@ def test_the_temporary_files_of_a_killed_writer_are_swept_and_a_live_one_s_kept(
         alive.communicate()
     assert target.read_text(encoding="utf-8") == "old"  # neither write was whole
     assert atomic.sweep_temporaries(tmp_path / "none") == []  # no folder: nothing to do
+
+
+def test_the_sweep_takes_only_the_writes_it_is_told_of_and_names_with_line_ends(
+        tmp_path: Path) -> None:
+    """``of``: in a folder where other commands write without the lake's lock (a dashboard
+    beside the KPI tables), only the named files' temporaries are swept: a process number
+    says nothing of a writer in another PID namespace (a container). A name may hold a line
+    end (an input's copy in rejected/): it was never swept."""
+    dead = subprocess.Popen(["true"])  # a process number no process has now
+    dead.wait()
+    table = tmp_path / f".daily_kpis.csv.{dead.pid}.abcd_123.tmp"
+    other = tmp_path / f".dashboard.html.{dead.pid}.abcd_123.tmp"
+    odd = tmp_path / f".a\nb.csv.{dead.pid}.abcd_123.old"
+    for f in (table, other, odd):
+        f.write_text("x", encoding="utf-8")
+    assert set(atomic.sweep_temporaries(tmp_path, of=("daily_kpis.csv", "a\nb.csv"))) == {
+        table, odd}
+    assert [f.exists() for f in (table, other, odd)] == [False, True, False]

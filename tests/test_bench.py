@@ -547,6 +547,31 @@ def test_main_gives_back_the_callers_signal_handlers(
             signal.signal(s, h)
 
 
+def test_a_hang_up_ignored_by_nohup_stays_ignored_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nohup order-kpis bench ...` is meant to outlive its terminal: the runner took SIGHUP
+    over for its own stop all the same."""
+    import signal
+
+    from engine.bench import runner
+
+    _fake_runs(monkeypatch, {"python_loop": "Books,1.00"})
+    seen = []
+    real = runner.run_bench
+    monkeypatch.setattr(runner, "run_bench", lambda *a, **k: (
+        seen.append(signal.getsignal(signal.SIGHUP)), real(*a, **k))[1])
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert runner.main(["--rows", "10", "--repeats", "1", "--only", "python_loop",
+                            "--workdir", str(tmp_path / "w"),
+                            "--results-dir", str(tmp_path / "r")]) == 0
+        assert seen == [signal.SIG_IGN]
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 @pytest.mark.parametrize("how", ["SIGHUP to the group", "SIGKILL to the runner"])
 def test_a_contender_does_not_outlive_its_runner(how: str, tmp_path: Path) -> None:
     # The contender runs in a process group of its own: a terminal's hang-up, sent to the

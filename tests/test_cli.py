@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -1073,6 +1074,8 @@ def test_a_stop_once_the_quarantine_is_written_names_what_stays_in_rejected(
                 "real = p.replace_together\n"
                 "def replace_together(writes):\n"
                 "    real(writes)\n"
+                # another run's, on another input (it held the lock while this one waited)
+                f"    open({str(out / 'rejected' / 'other.csv.errors.json')!r}, 'w').close()\n"
                 "    os.kill(os.getpid(), signal.SIGTERM)\n"
                 "p.replace_together = replace_together\n"
                 "import sys, engine.cli as cli\n"
@@ -1085,7 +1088,7 @@ def test_a_stop_once_the_quarantine_is_written_names_what_stays_in_rejected(
         " (rejected or quarantined rows and their reports) stay there. No file entered the"
         " lake, and the KPI tables were left as they were.\n")
     assert sorted(f.name for f in (out / "rejected").iterdir()) == [
-        "mixed.csv.errors.json", "mixed.csv.rows.csv"]
+        "mixed.csv.errors.json", "mixed.csv.rows.csv", "other.csv.errors.json"]
     assert not list((out / "lake").glob("order_date=*"))
 
 
@@ -1119,6 +1122,105 @@ def test_what_a_killed_run_left_is_removed_by_the_next_run(tmp_path: Path, at: s
     assert left() == []
     assert {f.name.split("-")[0] for f in (out / "lake").glob("*/*.parquet")} == {
         "valid_order.csv"}
+
+
+def test_a_closed_terminal_stops_the_command_with_129(tmp_path: Path) -> None:
+    """Closing the terminal the command runs in sends SIGHUP, and every later write to it
+    fails (EIO): the message could not be printed, that failure was taken for a bug, and the
+    command exited 1 (the code of invalid data) with a traceback nobody saw."""
+    import fcntl
+    import select
+    import termios
+
+    out = tmp_path / "out"
+    master, slave = os.openpty()
+
+    def own_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    code = (_STOP_AT_HOLD + "import sys, engine.cli as cli\n"
+            f"sys.argv = ['order-kpis', 'process', {str(VALID)!r}, '--out', {str(out)!r}]\n"
+            "cli.entry()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=slave, stdout=slave,
+                            stderr=slave, preexec_fn=own_terminal, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    os.close(slave)
+    seen = b""
+    try:
+        while b"staged" not in seen:
+            assert select.select([master], [], [], 30)[0], seen
+            seen += os.read(master, 4096)
+    finally:
+        os.close(master)  # the terminal goes: SIGHUP
+    assert proc.wait(timeout=30) == 129
+    assert sorted(str(f.relative_to(out)) for f in out.rglob("*")) == ["lake", "lake/.lock"]
+
+
+# Holds the command once its first piece is staged, till a signal stops it.
+_STOP_AT_HOLD = (
+    "import sys, time\n"
+    "import engine.pipeline as p\n"
+    "real = p.validate_file\n"
+    "def validate_file(path, *, on_rows, **kw):\n"
+    "    def staged(rows):\n"
+    "        on_rows(rows)\n"
+    "        print('staged', file=sys.stderr, flush=True)\n"
+    "        time.sleep(60)\n"
+    "    return real(path, on_rows=staged, **kw)\n"
+    "p.validate_file = validate_file\n")
+
+
+def test_a_signal_as_the_command_ends_leaves_its_exit_code() -> None:
+    """A SIGTERM between the handlers' switch to ignoring, once the command has returned:
+    it raised in the middle of the switch (a traceback, exit 1, for a command that had
+    done its work)."""
+    r = _python("import os, signal\n"
+                "import engine.cli as cli\n"
+                "real = signal.signal\n"
+                "def switch(s, h):\n"
+                "    old = real(s, h)\n"
+                "    if s == signal.SIGINT and h is signal.SIG_IGN:\n"
+                "        os.kill(os.getpid(), signal.SIGTERM)\n"
+                "    return old\n"
+                "signal.signal = switch\n"
+                "cli.main = lambda argv=None: 0\n"
+                "cli.entry()\n")
+    assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_local_aws_up_stops_its_servers_whole_whatever_signals_follow() -> None:
+    """`local-aws up` stops on SIGTERM or a hang-up as on Ctrl-C; a second signal while its
+    servers stop (a supervisor repeating itself) cut that stop short (the command line's own
+    handler was put back first): the servers were left running, exit 143."""
+    code = ("import sys, time\n"
+            "import engine.localaws.cli as la\n"
+            "class Env:\n"
+            "    endpoint, outputs, inboxes = 'http://127.0.0.1:1', {'InputBucketName': 'b'}, {}\n"
+            "    def environment(self):\n"
+            "        return {}\n"
+            "    def stop(self):\n"
+            "        print('stopping', file=sys.stderr, flush=True)\n"
+            "        time.sleep(1)\n"
+            "        print('stopped whole', file=sys.stderr, flush=True)\n"
+            "la._start = lambda port, logs=None: Env()\n"
+            "la.describe = lambda env: {}\n"
+            "sys.argv = ['order-kpis', 'local-aws', 'up']\n"
+            "import engine.cli as cli\n"
+            "cli.entry()\n")
+    lines = []
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops it"):
+                proc.send_signal(signal.SIGHUP)
+            elif line == "stopping\n":
+                proc.send_signal(signal.SIGTERM)
+    assert proc.returncode == 0, lines
+    assert lines[-2:] == ["stopped whole\n", "local AWS stopped\n"]
 
 
 def test_a_sighup_the_command_was_started_to_ignore_stays_ignored() -> None:

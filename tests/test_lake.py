@@ -485,3 +485,24 @@ def test_taking_the_lock_removes_the_temporary_files_of_a_killed_writer(tmp_path
         f.write_text("{}", encoding="utf-8")
     with lake.locked():
         assert [f for f in left + kept if f.exists()] == kept
+
+
+def test_a_run_sweeps_the_tables_temporaries_in_its_folder_not_other_commands(
+        tmp_path: Path) -> None:
+    """A run removes the temporary files a killed run left of the KPI tables and in
+    rejected/; in the folder itself it leaves those of other files, which commands that do
+    not take the lake's lock may be writing (a dashboard beside the tables)."""
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "out"
+    (out / "rejected").mkdir(parents=True)
+    swept = [out / f".category_kpis.parquet.{dead.pid}.k3y_0000.tmp",
+             out / "rejected" / f".x.csv.errors.json.{dead.pid}.k3y_0000.tmp"]
+    kept = [out / f".dashboard.html.{dead.pid}.k3y_0000.tmp"]
+    for f in swept + kept:
+        f.write_text("x", encoding="utf-8")
+    valid = Path(__file__).resolve().parent.parent / "fixtures" / "valid_order.csv"
+    assert main(["process", str(valid), "--out", str(out), "-q"]) == 0
+    assert [f.exists() for f in swept + kept] == [False, False, True]

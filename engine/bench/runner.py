@@ -597,7 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         # A stop (SIGTERM, or a terminal's hang-up) ends the run like Ctrl-C: the running
         # contender and the data go. The caller's handlers are given back at the end.
-        before = {s: signal.signal(s, _stop) for s in stops}
+        before = {s: signal.signal(s, _stop) for s in stops
+                  if signal.getsignal(s) is not signal.SIG_IGN}  # `nohup`: no hang-up
     try:
         bench = run_bench(
             args.rows,

@@ -129,6 +129,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Deploy the stack and serve until interrupted; exit 0 after a clean stop."""
     _check_outputs(args.outputs_json, args.task_logs)
     env = _start(args.port, args.task_logs)
+    stop = threading.Event()
+    before: dict[int, Any] = {}
     try:
         info = describe(env)
         text = json.dumps(info, indent=2)
@@ -140,17 +142,22 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"  aws s3 cp fixtures/valid_order.csv "
               f"s3://{env.outputs['InputBucketName']}/input/\nCtrl-C stops it.",
               file=sys.stderr, flush=True)
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # SIGTERM or a hang-up stops it as Ctrl-C does; one more while it stops (a supervisor
+        # repeating itself) would cut the servers' stop short: it changes nothing till then.
+        before = {s: signal.signal(s, lambda *_: stop.set())
+                  for s in (signal.SIGTERM, signal.SIGHUP)
+                  if signal.getsignal(s) is not signal.SIG_IGN}  # `nohup` keeps its hang-up
         try:
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
     finally:
-        env.stop()
+        try:
+            env.stop()
+        finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
     print("local AWS stopped", file=sys.stderr)
     return 0
 
