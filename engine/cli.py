@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import __version__
+from engine.console import entry, say, why
 from engine.errors import LakeDamagedError, OrderKpisError, TransientError, UsageError
 from engine.insight.cli_args import named
 
@@ -33,45 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("order_kpis")
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_IO, EXIT_UNREACHABLE, EXIT_BUG = 0, 1, 2, 74, 75, 70
-
-
-class Stopped(KeyboardInterrupt):
-    """A SIGTERM (``kill``, ``timeout``, a supervisor or container stopping the command) or a
-    SIGHUP (its terminal closed), raised in the main thread as Ctrl-C raises
-    ``KeyboardInterrupt``, so that the command unwinds as it does for Ctrl-C: staged rows,
-    spools and temporary files removed, every output whole and as it was (the signal's
-    default action killed the process where it stood and left them)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum: int, frame: object) -> None:
-    import signal
-
-    # One is enough: a second (a supervisor repeating itself) would cut the clean-up short.
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, signal.SIG_IGN)
-    raise Stopped(signum)
-
-
-def _say(text: str) -> None:
-    """Print ``text`` on standard error as a stopped command's last word; a terminal that
-    has hung up (SIGHUP: every write fails) takes nothing, and the exit code stands."""
-    with contextlib.suppress(OSError):
-        print(text, file=sys.stderr)
-
-
-def _why(e: KeyboardInterrupt) -> tuple[str, int]:
-    """Return what stopped the command, said as the messages say it, and its exit code:
-    ``interrupted`` and 130 for Ctrl-C; ``stopped by SIGTERM`` and 143 (128 + the signal's
-    number, as a shell reports a process the signal killed) for a ``Stopped``."""
-    if isinstance(e, Stopped):
-        import signal
-
-        return f"stopped by {signal.Signals(e.signum).name}", 128 + e.signum
-    return "interrupted", 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -308,7 +270,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         if ticker is not None:
             with contextlib.suppress(OSError):
                 ticker.clear()
-        why, code = _why(e)
+        said, code = why(e)
         kept_dir = Path(args.out) / "rejected"
         with contextlib.suppress(OSError):  # what this run wrote there stays: say so
             # Its inputs' outputs, written since it began (not another run's, that held the
@@ -316,16 +278,16 @@ def cmd_process(args: argparse.Namespace) -> int:
             ours = {n for p in expand_paths(args.paths) for n in rejected_names(p.name)}
             if n := sum(f.name in ours and f.stat().st_mtime >= begun
                         for f in kept_dir.iterdir()):
-                why += (f"; the {n} files this run wrote to {kept_dir} (rejected or quarantined"
+                said += (f"; the {n} files this run wrote to {kept_dir} (rejected or quarantined"
                         " rows and their reports) stay there")
         if not in_lake:
-            _say(f"order-kpis: {why}. No file entered the lake, and the KPI tables were left"
+            say(f"order-kpis: {said}. No file entered the lake, and the KPI tables were left"
                  " as they were.")
             return code
         shown = ", ".join(in_lake[:5]) + (f" and {len(in_lake) - 5} more"
                                          if len(in_lake) > 5 else "")
         files = "1 file had" if len(in_lake) == 1 else f"{len(in_lake)} files had"
-        _say(f"order-kpis: {why}. {files} entered the lake ({shown}); the KPI tables"
+        say(f"order-kpis: {said}. {files} entered the lake ({shown}); the KPI tables"
              f" do not show them yet: the next `process` or `reprocess` of {args.out} adds"
              " them.")
         return code
@@ -467,8 +429,8 @@ def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
             print(f"\r\x1b[K[{name}] {p.line(files=files)}", end="", file=sys.stderr,
                   flush=True)
 
-    def still_running(why: str) -> None:
-        print(f"\n{kind} {name}: stopped following ({why}); the execution goes on running on"
+    def still_running(reason: str) -> None:
+        print(f"\n{kind} {name}: stopped following ({reason}); the execution goes on running on"
               f" AWS: {execution}\nFollow {'its map run' if files else 'it'} in the console,"
               f" see it with `aws stepfunctions describe-execution --execution-arn {execution}`,"
               f" or stop it with `aws stepfunctions stop-execution --execution-arn {execution}`."
@@ -477,8 +439,8 @@ def _run_workflow(kind: str, arn: str, payload: dict[str, Any], *, follow: bool,
     try:
         final = follow_execution(sfn, execution, on_progress=show)
     except KeyboardInterrupt as e:
-        why, code = _why(e)
-        still_running(why)
+        said, code = why(e)
+        still_running(said)
         return code
     except Exception as e:
         from botocore.exceptions import ClientError
@@ -759,8 +721,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"order-kpis: {e}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt as e:
-        why, code = _why(e)
-        _say(f"order-kpis: {why}; outputs were left as they were before")
+        said, code = why(e)
+        say(f"order-kpis: {said}; outputs were left as they were before")
         return code
     except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
         with contextlib.suppress(OSError):
@@ -806,41 +768,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{type(e).__name__}: {e}\nRun again with --debug for the traceback.",
               file=sys.stderr)
         return EXIT_BUG
-
-
-def entry() -> None:
-    """The ``order-kpis`` console script: ``main``, then exit with its code.
-
-    A Ctrl-C while the command line is being read (the first ~0.2 s) printed a traceback;
-    one that came after the command had finished, while the interpreter was ending, turned
-    its code into 130 although every output had been written. Now the first is "interrupted"
-    and 130, and once ``main`` has returned, SIGINT is ignored: the code is the command's.
-    SIGTERM and SIGHUP, which killed the command where it stood (a staged source, a spool,
-    temporary files left behind; exit 143 and no word), stop it as Ctrl-C does (``Stopped``),
-    with 128 + the signal's number.
-    """
-    import signal
-
-    stops = (signal.SIGTERM, signal.SIGHUP)
-    with contextlib.suppress(ValueError):  # only the main thread may set them
-        for s in stops:
-            if signal.getsignal(s) is signal.SIG_DFL:  # `nohup` ignores SIGHUP: keep that
-                signal.signal(s, _stop)
-    try:
-        code = main()
-    except KeyboardInterrupt as e:  # before the command began its work: nothing was done
-        why, code = _why(e)
-        _say(f"order-kpis: {why}; nothing was changed")
-    ends = (signal.SIGINT, *stops)
-    with contextlib.suppress(ValueError):
-        signal.pthread_sigmask(signal.SIG_BLOCK, ends)  # none lands between the next lines
-        try:
-            for s in ends:
-                signal.signal(s, signal.SIG_IGN)
-        except KeyboardInterrupt:  # one that came as the command ended: the code stands
-            for s in ends:
-                signal.signal(s, signal.SIG_IGN)
-    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -147,3 +147,14 @@ def test_template_commands_match_where_the_dockerfile_puts_the_scripts() -> None
     assert "containers/validator.py containers/transformer.py ./containers/" in dockerfile
     assert "containers/reprocess.py ./containers/" in dockerfile
     assert "ENTRYPOINT" not in dockerfile  # the task definition's command is the whole command
+
+
+def test_the_wheel_s_order_kpis_script_sets_its_signal_handlers_before_the_rest(
+        image_root: Path) -> None:
+    """The console script is ``engine.console:entry``, whose handlers are set before the
+    command line's modules are imported (~0.03 s sooner than ``engine.cli`` could)."""
+    script = image_root / "venv" / "bin" / "order-kpis"
+    assert "from engine.console import entry" in script.read_text(encoding="utf-8")
+    r = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                       cwd=image_root / "app", env=CLEAN_ENV, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("order-kpis "), r.stdout + r.stderr
