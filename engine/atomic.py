@@ -61,12 +61,18 @@ def _target(path: Path) -> Path:
     return path
 
 
+_MADE_IN: set[Path] = set()  # the folders this process has made temporary files in
+
+
 def _temp_beside(path: Path, suffix: str = ".tmp") -> Path:
     """Create an empty temporary file in ``path``'s folder, with ``open``'s permissions.
 
     Its name, ``.<name>.<pid>.<8 random characters><suffix>``, says which process writes it,
     so that ``sweep_temporaries`` can tell a file a killed run left from one being written.
     """
+    # Before the file exists: an interrupt between its making and its caller's record of it
+    # (it lands between any two steps) leaves it to ``sweep_own``.
+    _MADE_IN.add(path.parent)
     # The name's start only: a temporary name must fit where the final one does.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.{os.getpid()}.", suffix=suffix,
                                dir=path.parent)
@@ -94,7 +100,18 @@ def _running(pid: int) -> bool:
     return True
 
 
-def sweep_temporaries(folder: Path, of: Collection[str] | None = None) -> list[Path]:
+def sweep_own() -> list[Path]:
+    """Delete this process's temporary files still there, and return them: called once its
+    command is over, when none of its writes can be under way. An interrupt that lands
+    between a temporary file's making and its writer's record of it (which its clean-up
+    reads) left the file: a probe aimed at the KPI tables' writes saw it 2 times in 20."""
+    mine = os.getpid()
+    return [p for folder in sorted(_MADE_IN)
+            for p in sweep_temporaries(folder, gone=lambda pid: pid == mine)]
+
+
+def sweep_temporaries(folder: Path, of: Collection[str] | None = None,
+                      gone: Callable[[int], bool] | None = None) -> list[Path]:
     """Delete the temporary files of writes into ``folder`` whose process no longer runs
     (killed while it wrote: SIGKILL, the kernel out of memory, the machine stopped);
     return their paths. The output itself was whole: the old version, or the new one.
@@ -103,21 +120,23 @@ def sweep_temporaries(folder: Path, of: Collection[str] | None = None) -> list[P
     to these file names; one whose process still runs (or whose number another process has
     taken since) is kept. A process number says nothing of another machine's or PID
     namespace's processes: call it where no writer of theirs can be at work, for files that
-    only the holder of the lake's lock writes."""
-    gone: list[Path] = []
+    only the holder of the lake's lock writes. ``gone``: whether the writer numbered so is
+    done with its files (default: it no longer runs)."""
+    done = (lambda pid: not _running(pid)) if gone is None else gone
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:  # no such folder (yet), or not one: nothing to sweep
-        return gone
+        return removed
     for e in entries:
         m = _TEMPORARY.fullmatch(e.name)
         if (m is None or (of is not None and m["name"] not in of)
-                or not e.is_file(follow_symlinks=False) or _running(int(m["pid"]))):
+                or not e.is_file(follow_symlinks=False) or not done(int(m["pid"]))):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(e.path)
-            gone.append(Path(e.path))
-    return gone
+            removed.append(Path(e.path))
+    return removed
 
 
 def _write_synced(tmp: Path, write: Callable[[Path], object]) -> None:

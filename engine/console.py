@@ -96,6 +96,9 @@ def entry() -> None:
         except KeyboardInterrupt:  # one that came as the command ended: the code stands
             for s in ends:
                 signal.signal(s, signal.SIG_IGN)
+    if (atomic := sys.modules.get("engine.atomic")) is not None:  # it wrote files
+        with contextlib.suppress(OSError):
+            atomic.sweep_own()  # an interrupted write's, whatever step it stopped at
     sys.exit(code)
 
 

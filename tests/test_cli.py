@@ -1247,6 +1247,30 @@ def test_a_ctrl_c_polars_has_raised_is_not_raised_again_in_its_clean_up(
     assert marker.exists()
 
 
+def test_an_interrupt_between_a_temporary_file_s_making_and_its_record_leaves_nothing(
+        tmp_path: Path) -> None:
+    """An interrupt lands between any two steps: one between the making of a KPI table's
+    temporary file and its writer's record of it (which the clean-up reads) left the file
+    (an aimed probe: 2 stops in 20). The command's end sweeps its own."""
+    out = tmp_path / "out"
+    r = _python("import engine.atomic as a\n"
+                "real = a._temp_beside\n"
+                "def temp_beside(path, suffix='.tmp'):\n"
+                "    made = real(path, suffix)\n"
+                "    if path.name == 'daily_kpis.parquet':\n"
+                "        raise KeyboardInterrupt  # made, not yet recorded\n"
+                "    return made\n"
+                "a._temp_beside = temp_beside\n"
+                "import sys, engine.cli as cli\n"
+                f"sys.argv = ['order-kpis', 'process', {str(VALID)!r}, '--out', {str(out)!r},"
+                " '-q']\n"
+                "cli.entry()\n")
+    assert r.returncode == 130, r.stderr
+    assert "1 file had entered the lake" in r.stderr
+    assert [f.name for f in out.rglob("*") if f.name.startswith(".") and f.name != ".lock"] == []
+    assert not (out / "daily_kpis.parquet").exists()
+
+
 def test_a_sighup_the_command_was_started_to_ignore_stays_ignored() -> None:
     """`nohup order-kpis ...` starts the command with SIGHUP ignored, so that it outlives its
     terminal: that is kept."""
