@@ -7,30 +7,10 @@ import errno
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
-
-
-def _umask() -> int:
-    """Return the process's umask, read without changing it where Linux says it."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: set and put back (at import, on one thread)
-    os.umask(mask)
-    return mask
-
-
-# Files are created as ``open`` would create them (0644 under the usual umask), not with
-# ``mkstemp``'s private 0600: other tools read them.
-_UMASK = _umask()
 
 
 def _write_through(path: Path) -> bool:
@@ -61,31 +41,40 @@ def _target(path: Path) -> Path:
     return path
 
 
-_MADE_IN: set[Path] = set()  # the folders this process has made temporary files in
+_MADE: set[Path] = set()  # this process's temporary files not yet renamed or removed
 
 
 def _temp_beside(path: Path, suffix: str = ".tmp") -> Path:
     """Create an empty temporary file in ``path``'s folder, with ``open``'s permissions.
 
-    Its name, ``.<name>.<pid>.<8 random characters><suffix>``, says which process writes it,
+    Its name, ``.<name>.<pid>.<8 random hex digits><suffix>``, says which process writes it,
     so that ``sweep_temporaries`` can tell a file a killed run left from one being written.
+    It is recorded (for ``sweep_own``) before it exists: an interrupt lands between any two
+    steps, and one between its making and its caller's record of it left it behind.
     """
-    # Before the file exists: an interrupt between its making and its caller's record of it
-    # (it lands between any two steps) leaves it to ``sweep_own``.
-    _MADE_IN.add(path.parent)
-    # The name's start only: a temporary name must fit where the final one does.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:48]}.{os.getpid()}.", suffix=suffix,
-                               dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-    finally:
-        os.close(fd)
-    return Path(tmp)
+    while True:
+        # The name's start only: a temporary name must fit where the final one does.
+        tmp = path.parent / f".{path.name[:48]}.{os.getpid()}.{os.urandom(4).hex()}{suffix}"
+        _MADE.add(tmp)
+        try:  # ``open``'s mode: 0666 less the umask (mkstemp's was a private 0600)
+            os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            _MADE.discard(tmp)
+            continue
+        except BaseException:
+            _MADE.discard(tmp)
+            raise
+        return tmp
+
+
+def _done_with(tmp: Path) -> None:
+    """Forget ``tmp``: renamed into place, or removed."""
+    _MADE.discard(tmp)
 
 
 # ``_temp_beside``'s names: the new version (.tmp) or, in ``replace_together``, the old one
-# kept aside (.old); mkstemp's random part is 8 of [a-z0-9_].
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.[a-z0-9_]{8}\.(?:tmp|old)",
+# kept aside (.old).
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.(?:tmp|old)",
                         re.DOTALL)  # a file's name may hold a line end
 
 
@@ -104,14 +93,19 @@ def sweep_own() -> list[Path]:
     """Delete this process's temporary files still there, and return them: called once its
     command is over, when none of its writes can be under way. An interrupt that lands
     between a temporary file's making and its writer's record of it (which its clean-up
-    reads) left the file: a probe aimed at the KPI tables' writes saw it 2 times in 20."""
-    mine = os.getpid()
-    return [p for folder in sorted(_MADE_IN)
-            for p in sweep_temporaries(folder, gone=lambda pid: pid == mine)]
+    reads) left the file: a probe aimed at the KPI tables' writes saw it 2 times in 20.
+    Only the paths it made are looked at: another process may have its number (another
+    PID namespace: two containers' commands are both process 1)."""
+    gone = []
+    for tmp in sorted(_MADE):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            tmp.unlink()
+            gone.append(tmp)
+        _MADE.discard(tmp)
+    return gone
 
 
-def sweep_temporaries(folder: Path, of: Collection[str] | None = None,
-                      gone: Callable[[int], bool] | None = None) -> list[Path]:
+def sweep_temporaries(folder: Path, of: Collection[str] | None = None) -> list[Path]:
     """Delete the temporary files of writes into ``folder`` whose process no longer runs
     (killed while it wrote: SIGKILL, the kernel out of memory, the machine stopped);
     return their paths. The output itself was whole: the old version, or the new one.
@@ -120,9 +114,7 @@ def sweep_temporaries(folder: Path, of: Collection[str] | None = None,
     to these file names; one whose process still runs (or whose number another process has
     taken since) is kept. A process number says nothing of another machine's or PID
     namespace's processes: call it where no writer of theirs can be at work, for files that
-    only the holder of the lake's lock writes. ``gone``: whether the writer numbered so is
-    done with its files (default: it no longer runs)."""
-    done = (lambda pid: not _running(pid)) if gone is None else gone
+    only the holder of the lake's lock writes."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -131,7 +123,7 @@ def sweep_temporaries(folder: Path, of: Collection[str] | None = None,
     for e in entries:
         m = _TEMPORARY.fullmatch(e.name)
         if (m is None or (of is not None and m["name"] not in of)
-                or not e.is_file(follow_symlinks=False) or not done(int(m["pid"]))):
+                or not e.is_file(follow_symlinks=False) or _running(int(m["pid"]))):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(e.path)
@@ -157,6 +149,8 @@ def _replace(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    finally:
+        _done_with(tmp_path)
 
 
 def replace_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) -> None:
@@ -213,9 +207,11 @@ def replace_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) ->
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+            _done_with(tmp)
         for old in kept.values():
             if old is not None:
                 old.unlink(missing_ok=True)
+                _done_with(old)
     for p, write in through:
         write(p)
 

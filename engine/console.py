@@ -29,10 +29,12 @@ _STOPS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _stop(signum: int, frame: object) -> None:
-    # One is enough: a second (a supervisor repeating itself) would cut the clean-up short.
+    # One is enough: a second (a supervisor repeating itself), or one after a Ctrl-C, would
+    # cut the clean-up short.
     for s in _STOPS:
         signal.signal(s, signal.SIG_IGN)
-    raise Stopped(signum)
+    if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        raise Stopped(signum)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -87,6 +89,14 @@ def entry() -> None:
     except KeyboardInterrupt as e:  # before the command began its work: nothing was done
         said, code = why(e)
         say(f"order-kpis: {said}; nothing was changed")
+    finally:  # whatever ended it (a traceback under --debug too)
+        _ended()
+    sys.exit(code)
+
+
+def _ended() -> None:
+    """From here on a signal changes nothing: the code is the command's. Then its temporary
+    files still there go (an interrupted write's, whatever step it stopped at)."""
     ends = (signal.SIGINT, *_STOPS)
     with contextlib.suppress(ValueError):
         signal.pthread_sigmask(signal.SIG_BLOCK, ends)  # none lands between the next lines
@@ -97,9 +107,7 @@ def entry() -> None:
             for s in ends:
                 signal.signal(s, signal.SIG_IGN)
     if (atomic := sys.modules.get("engine.atomic")) is not None:  # it wrote files
-        with contextlib.suppress(OSError):
-            atomic.sweep_own()  # an interrupted write's, whatever step it stopped at
-    sys.exit(code)
+        atomic.sweep_own()
 
 
 if __name__ == "__main__":  # pragma: no cover

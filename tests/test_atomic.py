@@ -191,15 +191,15 @@ def test_the_temporary_files_of_a_killed_writer_are_swept_and_a_live_one_s_kept(
     mine = {p.name for p in tmp_path.iterdir()} - {"report.json"}
     assert len(mine) == 2 and all(n.startswith(".report.json.") for n in mine)
     # Names the sweep must not take: not its pattern, or a folder.
-    others = [".keep", ".report.json.abcdefgh.tmp", f".x.{killed.pid}.abcdefgh.tmp.bak"]
+    others = [".keep", ".report.json.abcdefgh.tmp", f".x.{killed.pid}.abcdef01.tmp.bak"]
     for name in others:
         (tmp_path / name).write_text("not ours", encoding="utf-8")
-    (tmp_path / f".d.{killed.pid}.abcdefgh.tmp").mkdir()
+    (tmp_path / f".d.{killed.pid}.abcdef01.tmp").mkdir()
     try:
         gone = atomic.sweep_temporaries(tmp_path)
         assert [p.name for p in gone] == [n for n in mine if f".{killed.pid}." in n]
         assert {p.name for p in tmp_path.iterdir()} == (
-            {"report.json", f".d.{killed.pid}.abcdefgh.tmp", *others}
+            {"report.json", f".d.{killed.pid}.abcdef01.tmp", *others}
             | {n for n in mine if f".{alive.pid}." in n})
     finally:
         alive.kill()
@@ -216,11 +216,25 @@ def test_the_sweep_takes_only_the_writes_it_is_told_of_and_names_with_line_ends(
     end (an input's copy in rejected/): it was never swept."""
     dead = subprocess.Popen(["true"])  # a process number no process has now
     dead.wait()
-    table = tmp_path / f".daily_kpis.csv.{dead.pid}.abcd_123.tmp"
-    other = tmp_path / f".dashboard.html.{dead.pid}.abcd_123.tmp"
-    odd = tmp_path / f".a\nb.csv.{dead.pid}.abcd_123.old"
+    table = tmp_path / f".daily_kpis.csv.{dead.pid}.abcd0123.tmp"
+    other = tmp_path / f".dashboard.html.{dead.pid}.abcd0123.tmp"
+    odd = tmp_path / f".a\nb.csv.{dead.pid}.abcd0123.old"
     for f in (table, other, odd):
         f.write_text("x", encoding="utf-8")
     assert set(atomic.sweep_temporaries(tmp_path, of=("daily_kpis.csv", "a\nb.csv"))) == {
         table, odd}
     assert [f.exists() for f in (table, other, odd)] == [False, True, False]
+
+
+def test_the_command_s_end_sweeps_only_the_temporary_files_it_made(tmp_path: Path) -> None:
+    """``sweep_own`` removes this process's temporaries that an interrupt left, and only
+    those it made: a file named with its number may be another PID namespace's (two
+    containers' commands are both process 1) being written beside it, a dashboard's."""
+    mine = atomic._temp_beside(tmp_path / "daily_kpis.csv")  # made, then its writer stopped
+    theirs = tmp_path / f".dash.html.{os.getpid()}.0123abcd.tmp"
+    theirs.write_text("being written", encoding="utf-8")
+    done = tmp_path / "done.json"
+    atomic.write_text_atomic(done, "{}")  # replaced: nothing of it is left to sweep
+    assert atomic.sweep_own() == [mine]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "done.json"]
+    assert atomic.sweep_own() == []

@@ -1189,10 +1189,14 @@ def test_a_signal_as_the_command_ends_leaves_its_exit_code() -> None:
     assert (r.returncode, r.stderr) == (0, "")
 
 
-def test_local_aws_up_stops_its_servers_whole_whatever_signals_follow() -> None:
-    """`local-aws up` stops on SIGTERM or a hang-up as on Ctrl-C; a second signal while its
-    servers stop (a supervisor repeating itself) cut that stop short (the command line's own
-    handler was put back first): the servers were left running, exit 143."""
+@pytest.mark.parametrize("first, second", [
+    (signal.SIGHUP, signal.SIGTERM), (signal.SIGINT, signal.SIGINT)])
+def test_local_aws_up_stops_its_servers_whole_whatever_signals_follow(
+        first: signal.Signals, second: signal.Signals) -> None:
+    """`local-aws up` stops on Ctrl-C, SIGTERM or a hang-up; a second signal while its
+    servers stop (a supervisor repeating itself, Ctrl-C pressed twice) cut that stop short
+    (the command line's own handler was put back first): the servers were left running,
+    exit 143 or 130."""
     code = ("import sys, time\n"
             "import engine.localaws.cli as la\n"
             "class Env:\n"
@@ -1216,19 +1220,21 @@ def test_local_aws_up_stops_its_servers_whole_whatever_signals_follow() -> None:
         for line in proc.stderr:
             lines.append(line)
             if line.startswith("Ctrl-C stops it"):
-                proc.send_signal(signal.SIGHUP)
+                proc.send_signal(first)
             elif line == "stopping\n":
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(second)
     assert proc.returncode == 0, lines
     assert lines[-2:] == ["stopped whole\n", "local AWS stopped\n"]
 
 
+@pytest.mark.parametrize("then", ["SIGINT", "SIGTERM"])
 def test_a_ctrl_c_polars_has_raised_is_not_raised_again_in_its_clean_up(
-        tmp_path: Path) -> None:
+        tmp_path: Path, then: str) -> None:
     """Polars sees a Ctrl-C too: the query it runs raises KeyboardInterrupt, and Python's
     own handler then raised a second one in the first one's clean-up (pola-rs/polars#23988;
     a probe saw a quarantine's temporary files left in rejected/ 22 times in 25). Here the
-    signal comes, as it did then, while the first one is handled."""
+    signal comes, as it did then, while the first one is handled; a SIGTERM then (a
+    supervisor stopping what a Ctrl-C already stops) changes nothing either."""
     marker = tmp_path / "cleaned"
     r = _python("import os, signal\n"
                 "import engine.cli as cli\n"
@@ -1236,7 +1242,7 @@ def test_a_ctrl_c_polars_has_raised_is_not_raised_again_in_its_clean_up(
                 "    try:\n"
                 "        raise KeyboardInterrupt  # as Polars raises it\n"
                 "    except KeyboardInterrupt:\n"
-                "        os.kill(os.getpid(), signal.SIGINT)  # Python's handler runs now\n"
+                f"        os.kill(os.getpid(), signal.{then})  # its handler runs now\n"
                 "        for _ in range(10_000):  # the clean-up\n"
                 "            pass\n"
                 f"        open({str(marker)!r}, 'w').close()\n"

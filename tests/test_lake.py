@@ -476,10 +476,10 @@ def test_taking_the_lock_removes_the_temporary_files_of_a_killed_writer(tmp_path
     dead.wait()
     lake = LocalLake(tmp_path / "lake")
     (lake.root / "_sources").mkdir(parents=True)
-    left = [lake.root / f"._state.json.{dead.pid}.ab12cd_x.tmp",
-            lake.root / "_sources" / f".a.csv-1.json.{dead.pid}.zz99zz99.tmp",
-            lake.root / f"._pending.json.{dead.pid}.ab12cd_x.old"]
-    kept = [lake.root / f"._state.json.{os.getpid()}.ab12cd_x.tmp",  # a live writer's
+    left = [lake.root / f"._state.json.{dead.pid}.ab12cd0f.tmp",
+            lake.root / "_sources" / f".a.csv-1.json.{dead.pid}.ff99ff99.tmp",
+            lake.root / f"._pending.json.{dead.pid}.ab12cd0f.old"]
+    kept = [lake.root / f"._state.json.{os.getpid()}.ab12cd0f.tmp",  # a live writer's
             lake.root / "_sources" / "a.csv-1.json"]
     for f in left + kept:
         f.write_text("{}", encoding="utf-8")
@@ -498,9 +498,9 @@ def test_a_run_sweeps_the_tables_temporaries_in_its_folder_not_other_commands(
     dead.wait()
     out = tmp_path / "out"
     (out / "rejected").mkdir(parents=True)
-    swept = [out / f".category_kpis.parquet.{dead.pid}.k3y_0000.tmp",
-             out / "rejected" / f".x.csv.errors.json.{dead.pid}.k3y_0000.tmp"]
-    kept = [out / f".dashboard.html.{dead.pid}.k3y_0000.tmp"]
+    swept = [out / f".category_kpis.parquet.{dead.pid}.0b3e0000.tmp",
+             out / "rejected" / f".x.csv.errors.json.{dead.pid}.0b3e0000.tmp"]
+    kept = [out / f".dashboard.html.{dead.pid}.0b3e0000.tmp"]
     for f in swept + kept:
         f.write_text("x", encoding="utf-8")
     valid = Path(__file__).resolve().parent.parent / "fixtures" / "valid_order.csv"

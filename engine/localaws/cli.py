@@ -142,15 +142,13 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"  aws s3 cp fixtures/valid_order.csv "
               f"s3://{env.outputs['InputBucketName']}/input/\nCtrl-C stops it.",
               file=sys.stderr, flush=True)
-        # SIGTERM or a hang-up stops it as Ctrl-C does; one more while it stops (a supervisor
-        # repeating itself) would cut the servers' stop short: it changes nothing till then.
+        # Ctrl-C, SIGTERM or a hang-up stops it; one more while it stops (pressed twice, a
+        # supervisor repeating itself) would cut the servers' stop short: it changes nothing
+        # till then.
         before = {s: signal.signal(s, lambda *_: stop.set())
-                  for s in (signal.SIGTERM, signal.SIGHUP)
+                  for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
                   if signal.getsignal(s) is not signal.SIG_IGN}  # `nohup` keeps its hang-up
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     finally:
         try:
