@@ -57,13 +57,14 @@ def _temp_beside(path: Path, suffix: str = ".tmp") -> Path:
         tmp = path.parent / f".{path.name[:48]}.{os.getpid()}.{os.urandom(4).hex()}{suffix}"
         _MADE.add(tmp)
         try:  # ``open``'s mode: 0666 less the umask (mkstemp's was a private 0600)
-            os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # another's
             _MADE.discard(tmp)
             continue
-        except BaseException:
+        except OSError:  # not made (an interrupt keeps it recorded: it may have been)
             _MADE.discard(tmp)
             raise
+        os.close(fd)
         return tmp
 
 

@@ -1253,20 +1253,38 @@ def test_a_ctrl_c_polars_has_raised_is_not_raised_again_in_its_clean_up(
     assert marker.exists()
 
 
+_INTERRUPT_ONCE_MADE = {
+    # after _temp_beside has returned it, before its caller has recorded it
+    "returned": ("import engine.atomic as a\n"
+                 "real = a._temp_beside\n"
+                 "def temp_beside(path, suffix='.tmp'):\n"
+                 "    made = real(path, suffix)\n"
+                 "    if path.name == 'daily_kpis.parquet':\n"
+                 "        raise KeyboardInterrupt\n"
+                 "    return made\n"
+                 "a._temp_beside = temp_beside\n"),
+    # as the file is made, inside _temp_beside
+    "made": ("import os, types\n"
+             "import engine.atomic as a\n"
+             "def open_(path, flags, mode=0o777):\n"
+             "    fd = os.open(path, flags, mode)\n"
+             "    if '.daily_kpis.parquet.' in str(path):\n"
+             "        os.close(fd)\n"
+             "        raise KeyboardInterrupt\n"
+             "    return fd\n"
+             "a.os = types.SimpleNamespace(**{**vars(os), 'open': open_})\n"),
+}
+
+
+@pytest.mark.parametrize("when", _INTERRUPT_ONCE_MADE)
 def test_an_interrupt_between_a_temporary_file_s_making_and_its_record_leaves_nothing(
-        tmp_path: Path) -> None:
+        tmp_path: Path, when: str) -> None:
     """An interrupt lands between any two steps: one between the making of a KPI table's
     temporary file and its writer's record of it (which the clean-up reads) left the file
-    (an aimed probe: 2 stops in 20). The command's end sweeps its own."""
+    (an aimed probe: 2 stops in 20, then 4 in 20 with the file forgotten when the interrupt
+    came inside its making). The command's end sweeps its own."""
     out = tmp_path / "out"
-    r = _python("import engine.atomic as a\n"
-                "real = a._temp_beside\n"
-                "def temp_beside(path, suffix='.tmp'):\n"
-                "    made = real(path, suffix)\n"
-                "    if path.name == 'daily_kpis.parquet':\n"
-                "        raise KeyboardInterrupt  # made, not yet recorded\n"
-                "    return made\n"
-                "a._temp_beside = temp_beside\n"
+    r = _python(_INTERRUPT_ONCE_MADE[when] +
                 "import sys, engine.cli as cli\n"
                 f"sys.argv = ['order-kpis', 'process', {str(VALID)!r}, '--out', {str(out)!r},"
                 " '-q']\n"
