@@ -68,11 +68,6 @@ def _temp_beside(path: Path, suffix: str = ".tmp") -> Path:
         return tmp
 
 
-def _done_with(tmp: Path) -> None:
-    """Forget ``tmp``: renamed into place, or removed."""
-    _MADE.discard(tmp)
-
-
 # ``_temp_beside``'s names: the new version (.tmp) or, in ``replace_together``, the old one
 # kept aside (.old).
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.(?:tmp|old)",
@@ -151,7 +146,7 @@ def _replace(path: Path, write: Callable[[Path], object]) -> None:
         tmp_path.unlink(missing_ok=True)
         raise
     finally:
-        _done_with(tmp_path)
+        _MADE.discard(tmp_path)  # renamed into place, or removed
 
 
 def replace_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) -> None:
@@ -202,17 +197,16 @@ def replace_together(writes: Sequence[tuple[Path, Callable[[Path], object]]]) ->
                 if old is None:
                     target.unlink(missing_ok=True)
                 else:
-                    os.replace(old, target)
-                    kept[target] = None
+                    os.replace(old, target)  # ``old`` is gone: the ``finally`` forgets it
             raise
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
-            _done_with(tmp)
+            _MADE.discard(tmp)
         for old in kept.values():
             if old is not None:
                 old.unlink(missing_ok=True)
-                _done_with(old)
+                _MADE.discard(old)
     for p, write in through:
         write(p)
 

@@ -996,6 +996,23 @@ def test_ctrl_c_while_the_command_line_is_read_says_interrupted_without_a_traceb
     assert r.stderr == "order-kpis: interrupted; nothing was changed\n"
 
 
+def _entry(*argv: object) -> str:
+    """The end of a ``_python`` script: the console script run with ``argv``."""
+    return ("import sys, engine.cli as cli\n"
+            f"sys.argv = ['order-kpis', *{[str(a) for a in argv]!r}]\n"
+            "cli.entry()\n")
+
+
+_QUARANTINE = ("--on-invalid", "quarantine-rows", "--max-invalid-ratio", "1", "-q")
+
+
+def _mixed(tmp_path: Path, bad: list[bytes]) -> Path:
+    """Write ``mixed.csv``: a valid export's 5 rows, then ``bad``."""
+    src = tmp_path / "mixed.csv"
+    src.write_bytes((FIX / "orders_2025-07-07.csv").read_bytes() + b"".join(bad))
+    return src
+
+
 # Sends the signal to the command itself at a chosen point of its work: while its first
 # piece is staged (`staging`), or once the first part of a quarantine's report is written
 # (`report`: its rows file is written and both wait, as temporary files, to be renamed).
@@ -1032,15 +1049,11 @@ def test_sigterm_or_sighup_unwinds_the_command_as_ctrl_c_does(
     no word), leaving the staged rows under lake/_staging/, the quarantine's spool, and the
     temporary files of outputs half-written in rejected/. Now it stops as Ctrl-C does: the
     outputs as they were, nothing of the run left behind, a message and 128 + the signal."""
-    src = tmp_path / "mixed.csv"  # valid rows, and for the report three bad ones too
-    bad = VALID_BAD_LINES if at == "report" else []
-    src.write_bytes((FIX / "orders_2025-07-07.csv").read_bytes() + b"".join(bad))
+    bad = VALID_BAD_LINES if at == "report" else []  # for the report, three bad rows too
+    src = _mixed(tmp_path, bad)
     out = tmp_path / "out"
     r = _python(f"import os, signal\nSIG = signal.{name}\n" + _STOP_AT[at]
-                + "import sys, engine.cli as cli\n"
-                f"sys.argv = ['order-kpis', 'process', {str(src)!r}, '--out', {str(out)!r},"
-                " '--on-invalid', 'quarantine-rows', '--max-invalid-ratio', '1', '-q']\n"
-                "cli.entry()\n")
+                + _entry("process", src, "--out", out, *_QUARANTINE))
     assert r.returncode == code, r.stderr
     assert r.stderr == (f"order-kpis: stopped by {name}. No file entered the lake, and the KPI"
                         " tables were left as they were.\n")
@@ -1048,10 +1061,7 @@ def test_sigterm_or_sighup_unwinds_the_command_as_ctrl_c_does(
     # No staging, spool, temporary file or output (the report's folder was made, empty).
     assert left == ["lake", "lake/.lock"] + (["rejected"] if bad else [])
     # The next run does the whole work, as on a folder never touched.
-    again = _python("import sys, engine.cli as cli\n"
-                    f"sys.argv = ['order-kpis', 'process', {str(src)!r}, '--out', {str(out)!r},"
-                    " '--on-invalid', 'quarantine-rows', '--max-invalid-ratio', '1', '-q']\n"
-                    "cli.entry()\n")
+    again = _python(_entry("process", src, "--out", out, *_QUARANTINE))
     assert again.returncode == (1 if bad else 0), again.stderr
     assert pl.read_csv(out / "daily_kpis.csv")["total_orders"].sum() == 5
     if bad:
@@ -1065,9 +1075,7 @@ def test_a_stop_once_the_quarantine_is_written_names_what_stays_in_rejected(
     """Stopped after a quarantine's rows file and report were written, before its valid rows
     entered the lake: it said "outputs were left as they were before", but rejected/ had
     changed."""
-    src = tmp_path / "mixed.csv"
-    src.write_bytes((FIX / "orders_2025-07-07.csv").read_bytes()
-                    + b"".join(VALID_BAD_LINES))
+    src = _mixed(tmp_path, VALID_BAD_LINES)
     out = tmp_path / "out"
     r = _python("import os, signal\n"
                 "import engine.pipeline as p\n"
@@ -1078,10 +1086,7 @@ def test_a_stop_once_the_quarantine_is_written_names_what_stays_in_rejected(
                 f"    open({str(out / 'rejected' / 'other.csv.errors.json')!r}, 'w').close()\n"
                 "    os.kill(os.getpid(), signal.SIGTERM)\n"
                 "p.replace_together = replace_together\n"
-                "import sys, engine.cli as cli\n"
-                f"sys.argv = ['order-kpis', 'process', {str(src)!r}, '--out', {str(out)!r},"
-                " '--on-invalid', 'quarantine-rows', '--max-invalid-ratio', '1', '-q']\n"
-                "cli.entry()\n")
+                + _entry("process", src, "--out", out, *_QUARANTINE))
     assert r.returncode == 143, r.stderr
     assert r.stderr == (
         f"order-kpis: stopped by SIGTERM; the 2 files this run wrote to {out / 'rejected'}"
@@ -1099,15 +1104,11 @@ def test_what_a_killed_run_left_is_removed_by_the_next_run(tmp_path: Path, at: s
     temporary files of a quarantine's rows file and report in rejected/ (kept for good). The
     next run into the folder, of any file, removes them (it holds the lake's lock: no other
     run is writing there)."""
-    src = tmp_path / "mixed.csv"
     bad = VALID_BAD_LINES if at == "report" else []
-    src.write_bytes((FIX / "orders_2025-07-07.csv").read_bytes() + b"".join(bad))
+    src = _mixed(tmp_path, bad)
     out = tmp_path / "out"
     r = _python("import os, signal\nSIG = signal.SIGKILL\n" + _STOP_AT[at]
-                + "import sys, engine.cli as cli\n"
-                f"sys.argv = ['order-kpis', 'process', {str(src)!r}, '--out', {str(out)!r},"
-                " '--on-invalid', 'quarantine-rows', '--max-invalid-ratio', '1', '-q']\n"
-                "cli.entry()\n")
+                + _entry("process", src, "--out", out, *_QUARANTINE))
     assert r.returncode == -9, r.stderr
 
     def left() -> list[str]:
@@ -1139,9 +1140,7 @@ def test_a_closed_terminal_stops_the_command_with_129(tmp_path: Path) -> None:
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    code = (_STOP_AT_HOLD + "import sys, engine.cli as cli\n"
-            f"sys.argv = ['order-kpis', 'process', {str(VALID)!r}, '--out', {str(out)!r}]\n"
-            "cli.entry()\n")
+    code = _STOP_AT_HOLD + _entry("process", VALID, "--out", out)
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=slave, stdout=slave,
                             stderr=slave, preexec_fn=own_terminal, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -1284,11 +1283,7 @@ def test_an_interrupt_between_a_temporary_file_s_making_and_its_record_leaves_no
     (an aimed probe: 2 stops in 20, then 4 in 20 with the file forgotten when the interrupt
     came inside its making). The command's end sweeps its own."""
     out = tmp_path / "out"
-    r = _python(_INTERRUPT_ONCE_MADE[when] +
-                "import sys, engine.cli as cli\n"
-                f"sys.argv = ['order-kpis', 'process', {str(VALID)!r}, '--out', {str(out)!r},"
-                " '-q']\n"
-                "cli.entry()\n")
+    r = _python(_INTERRUPT_ONCE_MADE[when] + _entry("process", VALID, "--out", out, "-q"))
     assert r.returncode == 130, r.stderr
     assert "1 file had entered the lake" in r.stderr
     assert [f.name for f in out.rglob("*") if f.name.startswith(".") and f.name != ".lock"] == []
